@@ -1,0 +1,107 @@
+// Runtime queries and settings: backends, memory counters, threads, ISA.
+#include "binding/addon_data.h"
+#include "binding/args.h"
+#include "core/backend.h"
+#include "core/cpu_features.h"
+#include "core/dispatch.h"
+#include "core/thread_pool.h"
+
+namespace vl {
+namespace binding {
+namespace {
+
+Napi::Object stats_object(Napi::Env env, MemoryStats& s) {
+  Napi::Object o = Napi::Object::New(env);
+  auto set = [&](const char* k, const std::atomic<int64_t>& v) { o.Set(k, Napi::Number::New(env, static_cast<double>(v.load()))); };
+  set("tensors", s.live_tensors);
+  set("bytes", s.live_bytes);
+  set("allocatedBytes", s.allocated_bytes);
+  set("peakAllocatedBytes", s.peak_allocated_bytes);
+  set("reservedBytes", s.reserved_bytes);
+  set("allocations", s.allocations);
+  set("gcReleased", s.gc_released);
+  return o;
+}
+
+// memory() -> { cpu: {...}, 'cuda:0': {...}, ... }
+Napi::Value memory(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object out = Napi::Object::New(env);
+  for (int t = 0; t < kNumDeviceTypes; ++t) {
+    Backend* b = find_backend(static_cast<DeviceType>(t));
+    if (!b) continue;
+    const int n = b->device_count();
+    for (int i = 0; i < n; ++i) {
+      const Device d{static_cast<DeviceType>(t), i};
+      out.Set(d.str(), stats_object(env, b->stats(d)));
+    }
+  }
+  return out;
+}
+
+Napi::Value backend_info(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object out = Napi::Object::New(env);
+  for (int t = 0; t < kNumDeviceTypes; ++t) {
+    const DeviceType type = static_cast<DeviceType>(t);
+    Backend* b = find_backend(type);
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("built", Napi::Boolean::New(env, b != nullptr));
+    const int count = b ? b->device_count() : 0;
+    o.Set("available", Napi::Boolean::New(env, count > 0));
+    o.Set("deviceCount", Napi::Number::New(env, count));
+    o.Set("reason", Napi::String::New(env, !b ? "not built (build with `npm run build:cuda`)" : b->unavailable_reason()));
+    Napi::Array ops = Napi::Array::New(env);
+    uint32_t k = 0;
+    for (const auto& name : registered_ops(type)) ops.Set(k++, Napi::String::New(env, name));
+    o.Set("kernels", ops);
+    out.Set(device_type_name(type), o);
+  }
+  return out;
+}
+
+Napi::Value cpu_info(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("isa", Napi::String::New(env, isa_name(active_isa())));
+  Napi::Array supported = Napi::Array::New(env);
+  uint32_t k = 0;
+  for (CpuIsa isa : supported_isas()) supported.Set(k++, Napi::String::New(env, isa_name(isa)));
+  o.Set("supportedIsas", supported);
+  o.Set("avx512bf16", Napi::Boolean::New(env, cpu_features().avx512bf16));
+  o.Set("threads", Napi::Number::New(env, num_threads()));
+  return o;
+}
+
+Napi::Value set_threads(const Napi::CallbackInfo& info) {
+  Args a{info, "setNumThreads"};
+  const int64_t n = a.integer(0, "threads");
+  VL_CHECK(n >= 1 && n <= 1024, ErrorCode::Argument, "setNumThreads: expected an integer from 1 to 1024, got ", n);
+  // Let queued CPU work finish before the pool changes size.
+  const Device cpu{DeviceType::CPU, 0};
+  backend_for(cpu).stream(cpu).synchronize();
+  set_num_threads(static_cast<int>(n));
+  return info.Env().Undefined();
+}
+
+Napi::Value empty_cache(const Napi::CallbackInfo& info) {
+  Args a{info, "emptyCache"};
+  const Device d = a.device(0);
+  Backend& b = backend_for(d);
+  b.stream(d).synchronize();
+  b.release_cache(d);
+  return info.Env().Undefined();
+}
+
+}  // namespace
+
+void init_runtime(Napi::Object exports) {
+  VL_EXPORT(exports, "memory", memory);
+  VL_EXPORT(exports, "backendInfo", backend_info);
+  VL_EXPORT(exports, "cpuInfo", cpu_info);
+  VL_EXPORT(exports, "setNumThreads", set_threads);
+  VL_EXPORT(exports, "emptyCache", empty_cache);
+}
+
+}  // namespace binding
+}  // namespace vl

@@ -1,0 +1,41 @@
+// The interface every device backend implements (CPU always; CUDA when built).
+// Ops never copy between devices behind the caller's back: a tensor reaches
+// another device only through an explicit transfer.
+#pragma once
+#include <cstddef>
+#include <string>
+
+#include "core/device.h"
+#include "core/memory_stats.h"
+#include "core/storage.h"
+#include "core/stream.h"
+
+namespace vl {
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual DeviceType type() const = 0;
+  // Number of usable devices; 0 when the backend is built but cannot run here.
+  virtual int device_count() = 0;
+  // Empty when usable, else why not (e.g. "no CUDA driver").
+  virtual std::string unavailable_reason() = 0;
+  // Throws an OutOfMemory error naming the device and size when it cannot allocate.
+  virtual StoragePtr allocate(Device device, size_t nbytes) = 0;
+  virtual Stream& stream(Device device) = 0;
+  virtual MemoryStats& stats(Device device) = 0;
+  // Called on this backend's stream thread; both return when the copy is complete.
+  virtual void copy_to_host(void* dst, const void* src, size_t nbytes, Device device) = 0;
+  virtual void copy_from_host(void* dst, const void* src, size_t nbytes, Device device) = 0;
+  // Returns cached blocks to the system (no-op without a cache).
+  virtual void release_cache(Device) {}
+};
+
+void register_backend(Backend* backend);
+// nullptr when this build has no such backend.
+Backend* find_backend(DeviceType type);
+// The backend for `device`; throws a Device error when it is not built,
+// unavailable here, or the index is out of range.
+Backend& backend_for(Device device);
+
+}  // namespace vl

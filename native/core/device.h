@@ -1,0 +1,22 @@
+// Where a tensor's storage lives.
+#pragma once
+#include <string>
+
+namespace vl {
+
+enum class DeviceType : int { CPU = 0, CUDA = 1 };
+constexpr int kNumDeviceTypes = 2;
+
+struct Device {
+  DeviceType type = DeviceType::CPU;
+  int index = 0;
+  bool operator==(const Device& o) const { return type == o.type && index == o.index; }
+  bool operator!=(const Device& o) const { return !(*this == o); }
+  std::string str() const;
+};
+
+const char* device_type_name(DeviceType t);
+// Accepts "cpu", "cuda" (device 0) and "cuda:N"; throws a Device error otherwise.
+Device parse_device(const std::string& s);
+
+}  // namespace vl

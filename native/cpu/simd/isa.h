@@ -1,0 +1,30 @@
+// Kernels compiled once per instruction set. Only plain C types cross this
+// boundary: the per-ISA files must not share inline or template code with the
+// rest of the addon (the linker could pick their AVX-512 copy for everyone).
+#pragma once
+#include <cstdint>
+
+namespace vl {
+
+struct IsaKernels {
+  const char* name;
+  void (*f32_to_bf16)(const float* src, uint16_t* dst, int64_t n);
+  void (*bf16_to_f32)(const uint16_t* src, float* dst, int64_t n);
+  void (*f32_to_f16)(const float* src, uint16_t* dst, int64_t n);
+  void (*f16_to_f32)(const uint16_t* src, float* dst, int64_t n);
+  void (*add_f32)(const float* a, const float* b, float* out, int64_t n);
+  void (*sub_f32)(const float* a, const float* b, float* out, int64_t n);
+  void (*mul_f32)(const float* a, const float* b, float* out, int64_t n);
+  void (*div_f32)(const float* a, const float* b, float* out, int64_t n);
+  // Sum in a fixed order for a given ISA and n.
+  float (*sum_f32)(const float* x, int64_t n);
+};
+
+extern const IsaKernels kScalarKernels;
+extern const IsaKernels kAvx2Kernels;
+extern const IsaKernels kAvx512Kernels;
+
+// The table for the active ISA (see core/cpu_features.h).
+const IsaKernels& isa_kernels();
+
+}  // namespace vl

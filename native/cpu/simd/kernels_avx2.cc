@@ -1,0 +1,88 @@
+// AVX2 + FMA + F16C versions. Compiled with -mavx2 -mfma -mf16c; called only
+// when the CPU has them. No shared inline/template code here (see isa.h).
+#include <immintrin.h>
+
+#include "core/half.h"
+#include "cpu/simd/isa.h"
+
+namespace vl {
+namespace {
+
+// bf16 rounding with integer ops: exact round-to-nearest-even, NaN kept quiet.
+inline __m128i cvt8_f32_bf16(__m256 v) {
+  const __m256i u = _mm256_castps_si256(v);
+  const __m256i abs = _mm256_and_si256(u, _mm256_set1_epi32(0x7fffffff));
+  const __m256i is_nan = _mm256_cmpgt_epi32(abs, _mm256_set1_epi32(0x7f800000));
+  const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+  __m256i r = _mm256_add_epi32(u, _mm256_add_epi32(_mm256_set1_epi32(0x7fff), lsb));
+  r = _mm256_blendv_epi8(r, _mm256_or_si256(u, _mm256_set1_epi32(0x400000)), is_nan);
+  r = _mm256_srli_epi32(r, 16);
+  // pack 8 x u32 (values < 65536) to 8 x u16
+  const __m128i lo = _mm256_castsi256_si128(r), hi = _mm256_extracti128_si256(r, 1);
+  return _mm_packus_epi32(lo, hi);
+}
+
+void f32_to_bf16(const float* s, uint16_t* d, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(d + i), cvt8_f32_bf16(_mm256_loadu_ps(s + i)));
+  for (; i < n; ++i) d[i] = vl::f32_to_bf16(s[i]);
+}
+void bf16_to_f32(const uint16_t* s, float* d, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i)));
+    _mm256_storeu_ps(d + i, _mm256_castsi256_ps(_mm256_slli_epi32(w, 16)));
+  }
+  for (; i < n; ++i) d[i] = vl::bf16_to_f32(s[i]);
+}
+void f32_to_f16(const float* s, uint16_t* d, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(d + i),
+                     _mm256_cvtps_ph(_mm256_loadu_ps(s + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  for (; i < n; ++i) d[i] = vl::f32_to_f16(s[i]);
+}
+void f16_to_f32(const uint16_t* s, float* d, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(d + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i))));
+  for (; i < n; ++i) d[i] = vl::f16_to_f32(s[i]);
+}
+
+#define VL_BINARY_AVX2(name, vop, sop)                                   \
+  void name(const float* a, const float* b, float* o, int64_t n) {       \
+    int64_t i = 0;                                                       \
+    for (; i + 8 <= n; i += 8)                                           \
+      _mm256_storeu_ps(o + i, vop(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i))); \
+    for (; i < n; ++i) o[i] = a[i] sop b[i];                             \
+  }
+VL_BINARY_AVX2(add, _mm256_add_ps, +)
+VL_BINARY_AVX2(sub, _mm256_sub_ps, -)
+VL_BINARY_AVX2(mul, _mm256_mul_ps, *)
+VL_BINARY_AVX2(div, _mm256_div_ps, /)
+
+float sum(const float* x, int64_t n) {
+  __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    a0 = _mm256_add_ps(a0, _mm256_loadu_ps(x + i));
+    a1 = _mm256_add_ps(a1, _mm256_loadu_ps(x + i + 8));
+    a2 = _mm256_add_ps(a2, _mm256_loadu_ps(x + i + 16));
+    a3 = _mm256_add_ps(a3, _mm256_loadu_ps(x + i + 24));
+  }
+  for (; i + 8 <= n; i += 8) a0 = _mm256_add_ps(a0, _mm256_loadu_ps(x + i));
+  const __m256 v = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
+  __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+  h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
+  float s = _mm_cvtss_f32(h);
+  for (; i < n; ++i) s += x[i];
+  return s;
+}
+
+}  // namespace
+
+const IsaKernels kAvx2Kernels = {"avx2", f32_to_bf16, bf16_to_f32, f32_to_f16, f16_to_f32, add, sub, mul, div, sum};
+
+}  // namespace vl

@@ -1,0 +1,84 @@
+// AVX-512 (F, BW, VL, DQ) versions. Compiled with -mavx512f -mavx512bw
+// -mavx512vl -mavx512dq -mfma -mf16c; called only when the CPU has them.
+// bf16 rounding uses integer ops rather than vcvtneps2bf16, which flushes
+// subnormals to zero and would disagree with the scalar reference.
+#include <immintrin.h>
+
+#include "core/half.h"
+#include "cpu/simd/isa.h"
+
+namespace vl {
+namespace {
+
+inline __m256i cvt16_f32_bf16(__m512 v) {
+  const __m512i u = _mm512_castps_si512(v);
+  const __mmask16 is_nan =
+      _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+  __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), lsb));
+  r = _mm512_mask_or_epi32(r, is_nan, u, _mm512_set1_epi32(0x400000));
+  return _mm512_cvtepi32_epi16(_mm512_srli_epi32(r, 16));
+}
+
+void f32_to_bf16(const float* s, uint16_t* d, int64_t n) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + i), cvt16_f32_bf16(_mm512_loadu_ps(s + i)));
+  if (i < n) {
+    const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1u);
+    _mm256_mask_storeu_epi16(d + i, m, cvt16_f32_bf16(_mm512_maskz_loadu_ps(m, s + i)));
+  }
+}
+void bf16_to_f32(const uint16_t* s, float* d, int64_t n) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + i)));
+    _mm512_storeu_ps(d + i, _mm512_castsi512_ps(_mm512_slli_epi32(w, 16)));
+  }
+  for (; i < n; ++i) d[i] = vl::bf16_to_f32(s[i]);
+}
+void f32_to_f16(const float* s, uint16_t* d, int64_t n) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + i),
+                        _mm512_cvtps_ph(_mm512_loadu_ps(s + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  for (; i < n; ++i) d[i] = vl::f32_to_f16(s[i]);
+}
+void f16_to_f32(const uint16_t* s, float* d, int64_t n) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    _mm512_storeu_ps(d + i, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + i))));
+  for (; i < n; ++i) d[i] = vl::f16_to_f32(s[i]);
+}
+
+#define VL_BINARY_AVX512(name, vop, sop)                                  \
+  void name(const float* a, const float* b, float* o, int64_t n) {        \
+    int64_t i = 0;                                                        \
+    for (; i + 16 <= n; i += 16)                                          \
+      _mm512_storeu_ps(o + i, vop(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i))); \
+    for (; i < n; ++i) o[i] = a[i] sop b[i];                              \
+  }
+VL_BINARY_AVX512(add, _mm512_add_ps, +)
+VL_BINARY_AVX512(sub, _mm512_sub_ps, -)
+VL_BINARY_AVX512(mul, _mm512_mul_ps, *)
+VL_BINARY_AVX512(div, _mm512_div_ps, /)
+
+float sum(const float* x, int64_t n) {
+  __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    a0 = _mm512_add_ps(a0, _mm512_loadu_ps(x + i));
+    a1 = _mm512_add_ps(a1, _mm512_loadu_ps(x + i + 16));
+    a2 = _mm512_add_ps(a2, _mm512_loadu_ps(x + i + 32));
+    a3 = _mm512_add_ps(a3, _mm512_loadu_ps(x + i + 48));
+  }
+  for (; i + 16 <= n; i += 16) a0 = _mm512_add_ps(a0, _mm512_loadu_ps(x + i));
+  if (i < n) a1 = _mm512_add_ps(a1, _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << (n - i)) - 1u), x + i));
+  return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+}
+
+}  // namespace
+
+const IsaKernels kAvx512Kernels = {"avx512", f32_to_bf16, bf16_to_f32, f32_to_f16, f16_to_f32, add, sub, mul, div, sum};
+
+}  // namespace vl

@@ -1,0 +1,93 @@
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "core/backend.h"
+#include "core/error.h"
+#include "ops/ops.h"
+
+namespace vl {
+namespace ops {
+
+TensorPtr copy(const TensorPtr& t, DType dtype) {
+  TensorPtr out = empty_tensor(t->shape(), dtype, t->device());
+  if (out->numel() > 0) launch("copy", {t}, {out});
+  return out;
+}
+
+TensorPtr contiguous(const TensorPtr& t) { return t->is_contiguous() ? t : copy(t, t->dtype()); }
+
+namespace {
+const Device kCpu{DeviceType::CPU, 0};
+
+std::string first_error(const TensorPtr& t, const EventPtr& ev) {
+  std::string e = ev ? ev->error() : "";
+  return e.empty() ? t->storage()->error() : e;
+}
+}  // namespace
+
+TensorPtr to_device(const TensorPtr& t, Device device) {
+  if (t->device() == device) return t;
+  Backend& dst_backend = backend_for(device);
+  TensorPtr src = contiguous(t);
+  TensorPtr out = empty_tensor(src->shape(), src->dtype(), device);
+  const size_t nbytes = src->nbytes();
+  Backend& src_backend = backend_for(src->device());
+  // The copy runs on the stream of the non-CPU side; the other stream is
+  // ordered around it with events, so later work on either side sees the data.
+  EventPtr ready = src_backend.stream(src->device()).record();
+  if (src->device().type == DeviceType::CPU) {
+    dst_backend.stream(device).submit([src, out, ready, nbytes, device, &dst_backend] {
+      ready->wait();
+      const std::string err = first_error(src, nullptr);
+      if (!err.empty()) return out->storage()->set_error(err);
+      try {
+        dst_backend.copy_from_host(out->data(), src->data(), nbytes, device);
+      } catch (const std::exception& e) {
+        out->storage()->set_error(std::string("copy to ") + device.str() + " failed: " + e.what());
+      }
+    });
+  } else if (device.type == DeviceType::CPU) {
+    auto done = std::make_shared<Event>();
+    const Device sdev = src->device();
+    src_backend.stream(sdev).submit([src, out, nbytes, sdev, done, &src_backend] {
+      std::string err = first_error(src, nullptr);
+      if (err.empty()) {
+        try {
+          src_backend.copy_to_host(out->data(), src->data(), nbytes, sdev);
+        } catch (const std::exception& e) {
+          err = std::string("copy from ") + sdev.str() + " failed: " + e.what();
+        }
+      }
+      if (!err.empty()) out->storage()->set_error(err);
+      done->signal();
+    });
+    dst_backend.stream(device).wait_event(done);
+  } else {
+    // Device to device goes through the host (peer copies can come later).
+    return to_device(to_device(src, kCpu), device);
+  }
+  return out;
+}
+
+void read(const TensorPtr& t, DType dtype, void* dst, std::function<void(const std::string&)> done) {
+  if (t->device().type == DeviceType::CPU) {
+    // The CPU copy kernel gathers and converts straight into the caller's buffer.
+    TensorPtr target = std::make_shared<TensorImpl>(
+        std::make_shared<Storage>(kCpu, dst, t->numel() * dtype_size(dtype), nullptr), dtype, t->shape(),
+        contiguous_strides(t->shape()), 0);
+    if (t->numel() > 0) launch("copy", {t}, {target});
+    backend_for(kCpu).stream(kCpu).submit([t, target, done] {
+      const std::string err = t->storage()->error();
+      done(err.empty() ? target->storage()->error() : err);
+    });
+    return;
+  }
+  TensorPtr host = to_device(t, kCpu);
+  read(host, dtype, dst, std::move(done));
+}
+
+void synchronize(Device device) { backend_for(device).stream(device).synchronize(); }
+
+}  // namespace ops
+}  // namespace vl
