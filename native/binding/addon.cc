@@ -4,6 +4,7 @@
 #include "binding/addon_data.h"
 #include "binding/tensor_handle.h"
 #include "core/cpu_features.h"
+#include "core/thread_pool.h"
 
 namespace vl {
 namespace binding {
@@ -30,7 +31,9 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("TensorHandle", ctor);
   exports.Set("setErrorClasses", Napi::Function::New(env, set_error_classes, "setErrorClasses"));
   guarded(env, [&] {
-    active_isa();  // a bad VLLAMA_CPU_ISA fails the load with its message
+    // Settings read from the environment fail the load, with their message, when bad.
+    active_isa();
+    num_threads();
     return 0;
   });
   init_ops(exports);

@@ -16,7 +16,9 @@ struct Device {
 };
 
 const char* device_type_name(DeviceType t);
-// Accepts "cpu", "cuda" (device 0) and "cuda:N"; throws a Device error otherwise.
+// Accepts "cpu", "cuda" (device 0), "cuda:N" and "cpu:N"; throws a Device error otherwise.
+// (Several CPU devices exist only with VLLAMA_CPU_DEVICES: they let multi-device
+// code paths run on machines without GPUs.)
 Device parse_device(const std::string& s);
 
 }  // namespace vl

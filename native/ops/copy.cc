@@ -71,13 +71,14 @@ TensorPtr to_device(const TensorPtr& t, Device device) {
 }
 
 void read(const TensorPtr& t, DType dtype, void* dst, std::function<void(const std::string&)> done) {
-  if (t->device().type == DeviceType::CPU) {
+  const Device dev = t->device();
+  if (dev.type == DeviceType::CPU) {
     // The CPU copy kernel gathers and converts straight into the caller's buffer.
     TensorPtr target = std::make_shared<TensorImpl>(
-        std::make_shared<Storage>(kCpu, dst, t->numel() * dtype_size(dtype), nullptr), dtype, t->shape(),
+        std::make_shared<Storage>(dev, dst, t->numel() * dtype_size(dtype), nullptr), dtype, t->shape(),
         contiguous_strides(t->shape()), 0);
     if (t->numel() > 0) launch("copy", {t}, {target});
-    backend_for(kCpu).stream(kCpu).submit([t, target, done] {
+    backend_for(dev).stream(dev).submit([t, target, done] {
       const std::string err = t->storage()->error();
       done(err.empty() ? target->storage()->error() : err);
     });

@@ -1,0 +1,61 @@
+/**
+ * Typed errors. Each has a stable `code`; the native addon raises instances of
+ * these classes directly (see setErrorClasses in native.ts).
+ */
+export class VisionLlamaError extends Error {
+  readonly code: string;
+  constructor(message: string, code = 'VL_ERROR') {
+    super(message);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** A shape, dimension or data length does not fit. */
+export class ShapeError extends VisionLlamaError {
+  constructor(message: string) { super(message, 'VL_SHAPE'); }
+}
+/** An unknown dtype, or data that the requested dtype cannot hold. */
+export class DTypeError extends VisionLlamaError {
+  constructor(message: string) { super(message, 'VL_DTYPE'); }
+}
+/** An unknown or unavailable device, or tensors on different devices. */
+export class DeviceError extends VisionLlamaError {
+  constructor(message: string) { super(message, 'VL_DEVICE'); }
+}
+/** A tensor was used after dispose(). */
+export class DisposedError extends VisionLlamaError {
+  constructor(message: string) { super(message, 'VL_DISPOSED'); }
+}
+/** An argument of the wrong type or out of range. */
+export class ArgumentError extends VisionLlamaError {
+  constructor(message: string) { super(message, 'VL_ARGUMENT'); }
+}
+/** A device ran out of memory (after freeing its caches). */
+export class OutOfMemoryError extends VisionLlamaError {
+  constructor(message: string) { super(message, 'VL_OOM'); }
+}
+/** No kernel for this op on this device in this build. */
+export class NotImplementedError extends VisionLlamaError {
+  constructor(message: string) { super(message, 'VL_NOT_IMPLEMENTED'); }
+}
+/** Queued work failed while running (reported when its result is read). */
+export class ExecutionError extends VisionLlamaError {
+  constructor(message: string) { super(message, 'VL_RUNTIME'); }
+}
+/** The native addon could not be loaded. */
+export class AddonLoadError extends VisionLlamaError {
+  constructor(message: string) { super(message, 'VL_LOAD'); }
+}
+
+/** Classes by code, as handed to the native addon. */
+export const errorClassesByCode = {
+  VL_SHAPE: ShapeError,
+  VL_DTYPE: DTypeError,
+  VL_DEVICE: DeviceError,
+  VL_DISPOSED: DisposedError,
+  VL_ARGUMENT: ArgumentError,
+  VL_OOM: OutOfMemoryError,
+  VL_NOT_IMPLEMENTED: NotImplementedError,
+  VL_RUNTIME: ExecutionError,
+};

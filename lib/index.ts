@@ -1,0 +1,14 @@
+/**
+ * visionllama: VisionLLaMA for Node.js. This module is the tensor runtime;
+ * models, heads, training and serving build on it.
+ */
+export { Tensor } from './tensor';
+export type { Device } from './tensor';
+export type { DType, DataTypeMap, TypedData } from './dtype';
+export { DTYPES, dtypeSize } from './dtype';
+export { tensor, zeros, ones, full, arange, randn, rand, manualSeed } from './creation';
+export type { CreateOptions, RandomOptions, TensorData } from './creation';
+export { tidy, keep } from './scope';
+export { memory, backends, backendInfo, cpuInfo, setNumThreads, synchronize, emptyCache } from './runtime';
+export type { MemoryStats } from './runtime';
+export * from './errors';

@@ -1,0 +1,51 @@
+/** Backends, memory counters, threads and synchronization. */
+import { ArgumentError } from './errors';
+import { NativeBackendInfo, NativeMemoryStats, native } from './native';
+
+export type MemoryStats = NativeMemoryStats;
+
+/**
+ * Memory per device. `tensors`/`bytes`: tensors held by JavaScript and the
+ * storage they keep alive (drops at once on dispose). `allocatedBytes`: what
+ * the allocator has handed out, including storage still used by queued work
+ * (drops once that work has run; `await synchronize()` first to compare).
+ */
+export function memory(): Record<string, MemoryStats> {
+  return native().memory();
+}
+
+/** The backends usable on this machine, e.g. ['cpu'] or ['cpu', 'cuda']. */
+export function backends(): string[] {
+  const info = native().backendInfo();
+  return (['cpu', 'cuda'] as const).filter((b) => info[b].available);
+}
+
+/** What each backend is: built into this addon, usable here, why not, and its kernels. */
+export function backendInfo(): { cpu: NativeBackendInfo; cuda: NativeBackendInfo } {
+  return native().backendInfo();
+}
+
+/** The CPU's instruction set in use and the size of the thread pool. */
+export function cpuInfo(): { isa: string; supportedIsas: string[]; avx512bf16: boolean; threads: number } {
+  return native().cpuInfo();
+}
+
+/** Resizes the CPU thread pool (after queued CPU work has finished). */
+export function setNumThreads(threads: number): void {
+  if (!Number.isInteger(threads) || threads < 1) {
+    throw new ArgumentError(`setNumThreads: expected a positive integer, got ${threads}`);
+  }
+  native().setNumThreads(threads);
+}
+
+/** Resolves once all work queued so far on `device` (every device by default) has run. */
+export async function synchronize(device?: string): Promise<void> {
+  const n = native();
+  const devices = device === undefined ? Object.keys(n.memory()) : [device];
+  await Promise.all(devices.map((d) => n.synchronize(d)));
+}
+
+/** Returns a device's cached allocations to the system (CUDA's caching allocator). */
+export function emptyCache(device: string): void {
+  native().emptyCache(device);
+}

@@ -1,0 +1,127 @@
+#include "core/caching_allocator.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "core/error.h"
+
+namespace vl {
+
+struct CachingAllocator::State {
+  Device device;
+  RawAlloc raw_alloc;
+  RawFree raw_free;
+  MemoryStats& stats;
+  mutable std::mutex mutex;
+  std::multimap<size_t, void*> cache;  // block size -> block
+  size_t cached = 0;
+  size_t reserved = 0;  // every block held from the raw allocator
+  bool alive = true;    // false once the allocator is destroyed: returns go straight to raw_free
+
+  State(Device d, RawAlloc a, RawFree f, MemoryStats& s)
+      : device(d), raw_alloc(std::move(a)), raw_free(std::move(f)), stats(s) {}
+
+  void publish() { stats.reserved_bytes.store(static_cast<int64_t>(reserved)); }
+
+  // Caller holds the mutex.
+  void free_cache() {
+    for (auto& kv : cache) raw_free(kv.second);
+    reserved -= cached;
+    cached = 0;
+    cache.clear();
+    publish();
+  }
+
+  void give_back(void* p, size_t block) {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (alive) {
+      cache.emplace(block, p);
+      cached += block;
+    } else {
+      raw_free(p);
+      reserved -= block;
+    }
+    publish();
+  }
+};
+
+CachingAllocator::CachingAllocator(Device device, RawAlloc raw_alloc, RawFree raw_free, MemoryStats& stats)
+    : state_(std::make_shared<State>(device, std::move(raw_alloc), std::move(raw_free), stats)) {}
+
+CachingAllocator::~CachingAllocator() {
+  std::lock_guard<std::mutex> lock(state_->mutex);
+  state_->free_cache();
+  state_->alive = false;
+}
+
+size_t CachingAllocator::round_size(size_t nbytes) {
+  if (nbytes <= kSmallLimit) return std::max<size_t>(1, (nbytes + kSmallRound - 1) / kSmallRound) * kSmallRound;
+  return (nbytes + kLargeRound - 1) / kLargeRound * kLargeRound;
+}
+
+size_t CachingAllocator::max_reuse_size(size_t rounded) { return rounded + std::max(rounded / 8, kLargeRound); }
+
+StoragePtr CachingAllocator::allocate(size_t nbytes) {
+  State& s = *state_;
+  if (nbytes == 0) {
+    // No block: counted as an allocation so the counters match the CPU backend.
+    s.stats.on_alloc(0);
+    return std::make_shared<Storage>(s.device, nullptr, 0, [st = state_](void*, size_t) { st->stats.on_free(0); });
+  }
+  const size_t rounded = round_size(nbytes);
+  void* p = nullptr;
+  size_t block = 0;
+  {
+    std::lock_guard<std::mutex> lock(s.mutex);
+    auto it = s.cache.lower_bound(rounded);  // smallest cached block that fits
+    if (it != s.cache.end() && it->first <= max_reuse_size(rounded)) {
+      block = it->first;
+      p = it->second;
+      s.cache.erase(it);
+      s.cached -= block;
+    } else {
+      block = rounded;
+      p = s.raw_alloc(block);
+      const size_t cached_before = s.cached;
+      if (p == nullptr && !s.cache.empty()) {
+        // Cached blocks of other sizes may be what stands in the way.
+        s.free_cache();
+        p = s.raw_alloc(block);
+      }
+      if (p == nullptr)
+        fail(ErrorCode::OutOfMemory, "out of memory on ", s.device.str(), ": could not allocate ", nbytes,
+             " bytes (a ", block, "-byte block); ", s.stats.allocated_bytes.load(), " bytes allocated, ",
+             cached_before, " bytes cached", cached_before ? " (released before retrying)" : "", ", ", s.reserved,
+             " bytes reserved");
+      s.reserved += block;
+    }
+    s.publish();
+  }
+  s.stats.on_alloc(static_cast<int64_t>(nbytes));
+  return std::make_shared<Storage>(s.device, p, nbytes, [st = state_, block](void* ptr, size_t n) {
+    st->stats.on_free(static_cast<int64_t>(n));
+    st->give_back(ptr, block);
+  });
+}
+
+void CachingAllocator::release_cache() {
+  std::lock_guard<std::mutex> lock(state_->mutex);
+  state_->free_cache();
+}
+
+size_t CachingAllocator::cached_bytes() const {
+  std::lock_guard<std::mutex> lock(state_->mutex);
+  return state_->cached;
+}
+
+size_t CachingAllocator::cached_blocks() const {
+  std::lock_guard<std::mutex> lock(state_->mutex);
+  return state_->cache.size();
+}
+
+size_t CachingAllocator::reserved_bytes() const {
+  std::lock_guard<std::mutex> lock(state_->mutex);
+  return state_->reserved;
+}
+
+}  // namespace vl

@@ -1,0 +1,43 @@
+// copy: strided input -> contiguous output, converting the dtype (as cpu/copy.cc).
+#include "core/dispatch.h"
+#include "cuda/cuda_check.cuh"
+#include "cuda/element.cuh"
+#include "cuda/runtime.cuh"
+
+namespace vl {
+namespace cuda {
+namespace {
+
+template <typename S, typename D>
+__global__ void copy_kernel(TensorArg in, D* out, int64_t n) {
+  const S* src = static_cast<const S*>(in.data);
+  VL_GRID_STRIDE(i, n) out[i] = convert<D>(src[offset_of(in, i)]);
+}
+
+void copy(const KernelCall& c) {
+  const TensorArg& in = c.in[0];
+  const TensorArg& out = c.out[0];
+  const int dev = c.device.index;
+  const cudaStream_t stream = current_stream(dev);
+  if (in.dtype == out.dtype && in.contiguous) {
+    VL_CUDA_CHECK(cudaMemcpyAsync(out.data, in.data, static_cast<size_t>(out.numel) * dtype_size(out.dtype),
+                                  cudaMemcpyDeviceToDevice, stream),
+                  dev);
+    return;
+  }
+  dispatch_dtype(in.dtype, [&](auto stag) {
+    using S = decltype(stag);
+    dispatch_dtype(out.dtype, [&](auto dtag) {
+      using D = decltype(dtag);
+      copy_kernel<S, D><<<grid_for(out.numel), kBlock, 0, stream>>>(in, static_cast<D*>(out.data), out.numel);
+      check_launch("copy", dev);
+    });
+  });
+}
+
+}  // namespace
+
+VL_REGISTER_KERNEL(copy, CUDA, copy);
+
+}  // namespace cuda
+}  // namespace vl

@@ -1,0 +1,190 @@
+// Element access for the CUDA kernels, mirroring cpu/element.h: every dtype
+// is read as and written from a common computation type (float for floats,
+// int64 for ints), with the same conversion rules bit for bit. Functions are
+// __host__ __device__ so the host can compute fill values the same way.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#include "core/dispatch.h"
+#include "core/error.h"
+
+#define VL_HD __host__ __device__ __forceinline__
+
+namespace vl {
+namespace cuda {
+
+struct bf16_t {
+  uint16_t bits;
+};
+struct f16_t {
+  uint16_t bits;
+};
+
+VL_HD uint32_t f32_bits(float f) {
+#if defined(__CUDA_ARCH__)
+  return __float_as_uint(f);
+#else
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+#endif
+}
+VL_HD float bits_f32(uint32_t u) {
+#if defined(__CUDA_ARCH__)
+  return __uint_as_float(u);
+#else
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+#endif
+}
+
+// The conversions below are core/half.h with integer bit operations only
+// (no hardware cvt), so results match the CPU bit for bit, NaN payloads included.
+VL_HD uint16_t f32_to_bf16(float f) {
+  uint32_t u = f32_bits(f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x0040u);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+VL_HD float bf16_to_f32(uint16_t h) { return bits_f32(static_cast<uint32_t>(h) << 16); }
+
+VL_HD uint16_t f32_to_f16(float f) {
+  const uint32_t u = f32_bits(f);
+  const uint16_t sign = static_cast<uint16_t>((u >> 16) & 0x8000u);
+  const uint32_t a = u & 0x7fffffffu;
+  if (a > 0x7f800000u) return static_cast<uint16_t>(sign | 0x7e00u | ((a >> 13) & 0x3ffu));  // NaN
+  if (a >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // rounds to >= 65520: Inf
+  if (a < 0x38800000u) {
+    if (a < 0x33000000u) return sign;  // below half the smallest subnormal
+    const uint32_t exp = a >> 23;
+    const uint32_t mant = (a & 0x7fffffu) | 0x800000u;
+    const uint32_t shift = 126u - exp;
+    uint32_t r = mant >> shift;
+    const uint32_t rem = mant & ((1u << shift) - 1u);
+    const uint32_t half = 1u << (shift - 1u);
+    if (rem > half || (rem == half && (r & 1u))) ++r;
+    return static_cast<uint16_t>(sign | r);
+  }
+  uint32_t r = a - 0x38000000u;
+  r += 0xfffu + ((r >> 13) & 1u);
+  return static_cast<uint16_t>(sign | (r >> 13));
+}
+
+VL_HD float f16_to_f32(uint16_t h) {
+  const uint32_t sign = (static_cast<uint32_t>(h) & 0x8000u) << 16;
+  const uint32_t exp = (h >> 10) & 0x1fu;
+  uint32_t mant = h & 0x3ffu;
+  if (exp == 0x1fu) return bits_f32(sign | 0x7f800000u | (mant << 13));  // Inf / NaN
+  if (exp == 0) {
+    if (mant == 0) return bits_f32(sign);
+    uint32_t e = 113;  // subnormal: normalize
+    while ((mant & 0x400u) == 0) {
+      mant <<= 1;
+      --e;
+    }
+    return bits_f32(sign | (e << 23) | ((mant & 0x3ffu) << 13));
+  }
+  return bits_f32(sign | ((exp + 112u) << 23) | (mant << 13));
+}
+
+template <typename T> struct Elem;
+template <> struct Elem<float> {
+  using Compute = float;
+  static VL_HD float load(float v) { return v; }
+  static VL_HD float store(float v) { return v; }
+};
+template <> struct Elem<bf16_t> {
+  using Compute = float;
+  static VL_HD float load(bf16_t v) { return bf16_to_f32(v.bits); }
+  static VL_HD bf16_t store(float v) { return bf16_t{f32_to_bf16(v)}; }
+};
+template <> struct Elem<f16_t> {
+  using Compute = float;
+  static VL_HD float load(f16_t v) { return f16_to_f32(v.bits); }
+  static VL_HD f16_t store(float v) { return f16_t{f32_to_f16(v)}; }
+};
+// std::numeric_limits is not usable in device code without relaxed constexpr.
+template <typename I, int64_t Lo, int64_t Hi> struct IntElem {
+  using Compute = int64_t;
+  static constexpr int64_t lo = Lo, hi = Hi;
+  static VL_HD int64_t load(I v) { return static_cast<int64_t>(v); }
+  static VL_HD I store(int64_t v) { return static_cast<I>(v); }  // wraps like C; convert() saturates
+};
+template <> struct Elem<int32_t> : IntElem<int32_t, INT32_MIN, INT32_MAX> {};
+template <> struct Elem<int64_t> : IntElem<int64_t, INT64_MIN, INT64_MAX> {};
+template <> struct Elem<uint8_t> : IntElem<uint8_t, 0, 255> {};
+
+template <typename T>
+constexpr bool is_float_compute = std::is_same<typename Elem<T>::Compute, float>::value;
+
+// Float -> int truncates toward zero, saturates and maps NaN to 0; int -> int saturates.
+template <typename D, typename S>
+VL_HD D convert(S s) {
+  const auto v = Elem<S>::load(s);
+  if constexpr (!is_float_compute<D> && is_float_compute<S>) {
+    if (v != v) return Elem<D>::store(0);
+    const double lo = static_cast<double>(Elem<D>::lo);
+    const double hi = static_cast<double>(Elem<D>::hi);
+    const double t = trunc(static_cast<double>(v));
+    if (t <= lo) return Elem<D>::store(Elem<D>::lo);
+    if (t >= hi) return Elem<D>::store(Elem<D>::hi);
+    return Elem<D>::store(static_cast<int64_t>(t));
+  } else if constexpr (!is_float_compute<D>) {
+    const int64_t lo = Elem<D>::lo, hi = Elem<D>::hi;  // copies: no odr-use of host statics in device code
+    return Elem<D>::store(v < lo ? lo : (v > hi ? hi : v));
+  } else {
+    return Elem<D>::store(static_cast<float>(v));
+  }
+}
+
+// Elem<D>::store of a value in another computation type (int64 -> float, float -> int64 by C cast).
+template <typename D, typename C>
+VL_HD D store_as(C v) {
+  return Elem<D>::store(static_cast<typename Elem<D>::Compute>(v));
+}
+
+// Calls f(T{}) with the element type of `dt` (host side).
+template <typename F>
+void dispatch_dtype(DType dt, F&& f) {
+  switch (dt) {
+    case DType::F32: f(float{}); return;
+    case DType::BF16: f(bf16_t{}); return;
+    case DType::F16: f(f16_t{}); return;
+    case DType::I32: f(int32_t{}); return;
+    case DType::I64: f(int64_t{}); return;
+    case DType::U8: f(uint8_t{}); return;
+  }
+  fail(ErrorCode::DType, "unsupported dtype");
+}
+
+// Element offset of row-major flat index i in a strided tensor (numel > 0).
+VL_HD int64_t offset_of(const TensorArg& t, int64_t i) {
+  if (t.contiguous) return i;
+  int64_t off = 0;
+  for (int d = t.ndim - 1; d >= 0; --d) {
+    const int64_t n = t.shape[d];
+    off += (i % n) * t.strides[d];
+    i /= n;
+  }
+  return off;
+}
+
+constexpr int kBlock = 256;
+// Kernels loop grid-stride, so the grid can be capped.
+inline unsigned int grid_for(int64_t n) {
+  const int64_t blocks = (n + kBlock - 1) / kBlock;
+  return static_cast<unsigned int>(blocks < 1 ? 1 : (blocks > (int64_t(1) << 20) ? (int64_t(1) << 20) : blocks));
+}
+
+#define VL_GRID_STRIDE(i, n)                                                                       \
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < (n);          \
+       i += static_cast<int64_t>(blockDim.x) * gridDim.x)
+
+}  // namespace cuda
+}  // namespace vl

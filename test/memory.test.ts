@@ -1,0 +1,110 @@
+// dispose(), `using` and tidy() bring the memory counters back to their
+// baseline; the GC finalizer is a safety net that is counted.
+import * as vl from '../lib';
+import { requireLib, runNode } from './helpers';
+
+function cpu(): vl.MemoryStats {
+  return vl.memory().cpu;
+}
+
+describe('memory', () => {
+  test('dispose() releases at once; allocatedBytes follows once queued work has run', async () => {
+    await vl.synchronize();
+    const base = cpu();
+    const a = vl.randn([256, 256]);
+    const b = a.add(1);
+    expect(cpu().tensors).toBe(base.tensors + 2);
+    expect(cpu().bytes).toBe(base.bytes + 2 * 256 * 256 * 4);
+    a.dispose();
+    b.dispose();
+    a.dispose(); // idempotent
+    expect(cpu().tensors).toBe(base.tensors);
+    expect(cpu().bytes).toBe(base.bytes);
+    await vl.synchronize();
+    expect(cpu().allocatedBytes).toBe(base.allocatedBytes);
+  });
+
+  test('`using` disposes at the end of the block', async () => {
+    await vl.synchronize();
+    const base = cpu();
+    {
+      using a = vl.zeros([1000]);
+      using b = a.add(a);
+      expect(cpu().tensors).toBe(base.tensors + 2);
+      expect((await b.data())[0]).toBe(0);
+    }
+    expect(cpu().tensors).toBe(base.tensors);
+    expect(cpu().bytes).toBe(base.bytes);
+  });
+
+  test('tidy() disposes intermediates and keeps what it returns', async () => {
+    const base = cpu();
+    const [x, y] = vl.tidy(() => {
+      const a = vl.ones([64]);
+      const b = a.mul(3);
+      const c = b.add(a);
+      const kept = vl.keep(a.sub(1));
+      return [c, kept] as const;
+    });
+    expect(cpu().tensors).toBe(base.tensors + 2);
+    expect((await x.data())[0]).toBe(4);
+    expect((await y.data())[0]).toBe(0);
+    x.dispose();
+    y.dispose();
+    expect(cpu().tensors).toBe(base.tensors);
+    expect(cpu().bytes).toBe(base.bytes);
+  });
+
+  test('nested tidy() hands returned tensors to the outer scope', () => {
+    const base = cpu();
+    vl.tidy(() => {
+      const inner = vl.tidy(() => {
+        vl.zeros([8]);
+        return { t: vl.ones([8]) };
+      });
+      expect(cpu().tensors).toBe(base.tensors + 1);
+      expect(inner.t.isDisposed).toBe(false);
+    });
+    expect(cpu().tensors).toBe(base.tensors);
+  });
+
+  test('tidy() disposes on throw and rejects async functions', async () => {
+    const base = cpu();
+    expect(() => vl.tidy(() => {
+      vl.zeros([8]);
+      throw new Error('boom');
+    })).toThrow('boom');
+    expect(cpu().tensors).toBe(base.tensors);
+    expect(() => vl.tidy((async () => vl.zeros([2])) as unknown as () => void)).toThrow(vl.ArgumentError);
+    expect(cpu().tensors).toBe(base.tensors);
+  });
+
+  test('memory() returns to baseline after many ops', async () => {
+    await vl.synchronize();
+    const base = cpu();
+    for (let i = 0; i < 200; ++i) {
+      vl.tidy(() => vl.randn([32, 32], { seed: i }).transpose().contiguous().mul(2).sum(0)).dispose();
+    }
+    await vl.synchronize();
+    const after = cpu();
+    expect(after.tensors).toBe(base.tensors);
+    expect(after.bytes).toBe(base.bytes);
+    expect(after.allocatedBytes).toBe(base.allocatedBytes);
+    expect(after.allocations).toBeGreaterThan(base.allocations);
+  });
+
+  test('the GC finalizer releases forgotten tensors and counts them', () => {
+    const r = runNode(`${requireLib}
+      (async () => {
+        const base = vl.memory().cpu;
+        (function leak() { for (let i = 0; i < 50; ++i) vl.zeros([1024]); })();
+        for (let i = 0; i < 5; ++i) { global.gc(); await new Promise((r) => setImmediate(r)); }
+        await vl.synchronize();
+        const m = vl.memory().cpu;
+        console.log(JSON.stringify({ leaked: m.tensors - base.tensors, gc: m.gcReleased, bytes: m.allocatedBytes - base.allocatedBytes }));
+      })();`, { NODE_OPTIONS: '--expose-gc' });
+    expect(r.stderr).toBe('');
+    const out = JSON.parse(r.stdout);
+    expect(out).toEqual({ leaked: 0, gc: 50, bytes: 0 });
+  });
+});

@@ -1,0 +1,96 @@
+// Views share storage; copies do not. Strided reads come back in row-major order.
+import * as vl from '../lib';
+
+describe('views and copies', () => {
+  test('reshape of a contiguous tensor is a view', async () => {
+    using a = vl.arange(12);
+    using b = a.reshape(3, -1);
+    expect(b.shape).toEqual([3, 4]);
+    expect(b.sharesStorage(a)).toBe(true);
+    using c = a.view([2, 2, 3]);
+    expect(c.sharesStorage(a)).toBe(true);
+    expect(await c.array()).toEqual([[[0, 1, 2], [3, 4, 5]], [[6, 7, 8], [9, 10, 11]]]);
+  });
+
+  test('permute and transpose are views with permuted strides', async () => {
+    using a = vl.arange(24).reshape(2, 3, 4);
+    using p = a.permute(2, 0, 1);
+    expect(p.shape).toEqual([4, 2, 3]);
+    expect(p.strides).toEqual([1, 12, 4]);
+    expect(p.isContiguous).toBe(false);
+    expect(p.sharesStorage(a)).toBe(true);
+    const v = await p.data();
+    expect(v[1]).toBe(4); // p[0,0,1] = a[0,1,0]
+    expect(v[6]).toBe(1); // p[1,0,0] = a[0,0,1]
+    using t = a.transpose();
+    expect(t.shape).toEqual([2, 4, 3]);
+    expect(await t.array()).toEqual([
+      [[0, 4, 8], [1, 5, 9], [2, 6, 10], [3, 7, 11]],
+      [[12, 16, 20], [13, 17, 21], [14, 18, 22], [15, 19, 23]],
+    ]);
+  });
+
+  test('contiguous() copies a strided view and keeps a contiguous one', async () => {
+    using a = vl.arange(6).reshape(2, 3);
+    using t = a.transpose();
+    using c = t.contiguous();
+    expect(c.isContiguous).toBe(true);
+    expect(c.sharesStorage(a)).toBe(false);
+    expect(Array.from(await c.data())).toEqual([0, 3, 1, 4, 2, 5]);
+    using same = a.contiguous();
+    expect(same.sharesStorage(a)).toBe(true);
+  });
+
+  test('view() refuses a layout that needs a copy; reshape() copies', async () => {
+    using a = vl.arange(6).reshape(2, 3);
+    using t = a.transpose();
+    expect(() => t.view(6)).toThrow(vl.ShapeError);
+    using r = t.reshape(6);
+    expect(r.sharesStorage(a)).toBe(false);
+    expect(Array.from(await r.data())).toEqual([0, 3, 1, 4, 2, 5]);
+  });
+
+  test('reshape merges dims that stay contiguous inside a permuted view', async () => {
+    using a = vl.arange(24).reshape(2, 3, 4);
+    using p = a.permute(1, 0, 2); // [3,2,4], last dim still contiguous
+    using r = p.view(3, 2, 2, 2); // splitting the contiguous last dim is a view
+    expect(r.sharesStorage(a)).toBe(true);
+    const direct = await (p.contiguous()).data();
+    expect(Array.from(await r.data())).toEqual(Array.from(direct));
+  });
+
+  test('writes through one tensor are not visible in copies; disposing a view keeps the storage alive', async () => {
+    const a = vl.arange(4);
+    const v = a.reshape(2, 2);
+    a.dispose();
+    expect(Array.from(await v.data())).toEqual([0, 1, 2, 3]);
+    v.dispose();
+  });
+
+  test('to() with nothing to change gives a new handle on the same storage', async () => {
+    using a = vl.arange(4);
+    using b = a.to('f32');
+    expect(b).not.toBe(a);
+    expect(b.sharesStorage(a)).toBe(true);
+    using c = a.to('cpu');
+    expect(c.sharesStorage(a)).toBe(true);
+  });
+
+  test('elementwise ops broadcast and sum reduces', async () => {
+    using a = vl.arange(6).reshape(2, 3);
+    using b = vl.tensor([10, 20, 30]);
+    using c = a.add(b);
+    expect(await c.array()).toEqual([[10, 21, 32], [13, 24, 35]]);
+    using d = a.transpose().mul(2);
+    expect(await d.array()).toEqual([[0, 6], [2, 8], [4, 10]]);
+    using s0 = a.sum(0);
+    expect(Array.from(await s0.data())).toEqual([3, 5, 7]);
+    using s1 = a.sum(-1, { keepdim: true });
+    expect(s1.shape).toEqual([2, 1]);
+    expect(Array.from(await s1.data())).toEqual([3, 12]);
+    using i = vl.tensor([1, 2, 3], [3], { dtype: 'i32' });
+    using si = i.sum();
+    expect(si.dtype).toBe('i64');
+    expect((await si.data())[0]).toBe(6n);
+  });
+});
