@@ -2,6 +2,7 @@
 import { DType, checkDType } from './dtype';
 import { ArgumentError, DTypeError, ShapeError } from './errors';
 import { native } from './native';
+import { defaultDevice } from './runtime';
 import { Device, Tensor } from './tensor';
 
 export interface CreateOptions {
@@ -79,7 +80,7 @@ function toTypedArray(values: (number | bigint)[], dtype: DType): ArrayBufferVie
  */
 export function tensor(data: TensorData, shape?: readonly number[], options: CreateOptions = {}): Tensor {
   const dtype = options.dtype === undefined ? defaultDType(data) : checkDType(options.dtype, 'tensor');
-  const device = options.device ?? 'cpu';
+  const device = options.device ?? defaultDevice();
   let view: ArrayBufferView;
   let inferred: number[];
   if (ArrayBuffer.isView(data)) {
@@ -99,7 +100,7 @@ export function tensor(data: TensorData, shape?: readonly number[], options: Cre
 function fullWith(fn: string, shape: readonly number[], value: number, options: CreateOptions): Tensor {
   if (!Array.isArray(shape)) throw new ShapeError(`${fn}: shape must be an array of integers`);
   const dtype = options.dtype === undefined ? 'f32' : checkDType(options.dtype, fn);
-  return new Tensor(native().full([...shape], dtype, options.device ?? 'cpu', value));
+  return new Tensor(native().full([...shape], dtype, options.device ?? defaultDevice(), value));
 }
 
 export function zeros(shape: readonly number[], options: CreateOptions = {}): Tensor {
@@ -125,7 +126,7 @@ export function arange(start: number, stop?: number, step = 1, options: CreateOp
   if (step === 0) throw new ArgumentError('arange: step must not be 0');
   const length = Math.max(0, Math.ceil((stop - start) / step));
   const dtype = options.dtype === undefined ? 'f32' : checkDType(options.dtype, 'arange');
-  return new Tensor(native().arange(start, step, length, dtype, options.device ?? 'cpu'));
+  return new Tensor(native().arange(start, step, length, dtype, options.device ?? defaultDevice()));
 }
 
 // Unseeded draws use the global seed and a counter, so a program's random
@@ -156,7 +157,7 @@ function random(fn: string, shape: readonly number[], normal: boolean, a: number
   if (!Array.isArray(shape)) throw new ShapeError(`${fn}: shape must be an array of integers`);
   const dtype = options.dtype === undefined ? 'f32' : checkDType(options.dtype, fn);
   const [seed, stream] = options.seed === undefined ? [globalSeed, ++drawCounter] : [checkSeed(options.seed, fn), 0];
-  return new Tensor(native().random([...shape], dtype, options.device ?? 'cpu', normal, a, b, seed, stream));
+  return new Tensor(native().random([...shape], dtype, options.device ?? defaultDevice(), normal, a, b, seed, stream));
 }
 
 /** Normal samples (Philox4x32-10 + Box-Muller). */

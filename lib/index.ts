@@ -9,6 +9,6 @@ export { DTYPES, dtypeSize } from './dtype';
 export { tensor, zeros, ones, full, arange, randn, rand, manualSeed } from './creation';
 export type { CreateOptions, RandomOptions, TensorData } from './creation';
 export { tidy, keep } from './scope';
-export { memory, backends, backendInfo, cpuInfo, setNumThreads, synchronize, emptyCache } from './runtime';
+export { memory, backends, backendInfo, cpuInfo, setNumThreads, synchronize, emptyCache, defaultDevice, setDefaultDevice } from './runtime';
 export type { MemoryStats } from './runtime';
 export * from './errors';

@@ -49,3 +49,19 @@ export async function synchronize(device?: string): Promise<void> {
 export function emptyCache(device: string): void {
   native().emptyCache(device);
 }
+
+let currentDevice = 'cpu';
+
+/** The device that factory functions use when no `device` option is given. */
+export function defaultDevice(): string {
+  return currentDevice;
+}
+
+/**
+ * Makes `device` the default for factory functions ('cpu', 'cuda', 'cuda:1').
+ * Throws DeviceError when the device does not exist or is unavailable here.
+ */
+export function setDefaultDevice(device: string): void {
+  native().full([0], 'f32', device, 0).dispose(); // validates: unknown, unbuilt or missing devices throw
+  currentDevice = device;
+}

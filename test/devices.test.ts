@@ -47,6 +47,23 @@ describe.each(vl.backends())('on %s', (backend) => {
 });
 
 describe('several devices', () => {
+  test('setDefaultDevice() moves the factories and rejects devices that are not there', () => {
+    const r = runNode(`${requireLib}
+      vl.setDefaultDevice('cpu:1');
+      const out = [vl.zeros([2]).device, vl.randn([2]).device, vl.tensor([1]).device, vl.defaultDevice()];
+      try { vl.setDefaultDevice('cpu:7'); } catch (e) { out.push(e.name, e.message); }
+      try { vl.setDefaultDevice('cuda:0'); } catch (e) { out.push(e.name); }
+      out.push(vl.defaultDevice());
+      console.log(JSON.stringify(out));`, { VLLAMA_CPU_DEVICES: '2' });
+    expect(r.stderr).toBe('');
+    const out = JSON.parse(r.stdout);
+    expect(out.slice(0, 4)).toEqual(['cpu:1', 'cpu:1', 'cpu:1', 'cpu:1']);
+    expect(out[4]).toBe('DeviceError');
+    expect(out[5]).toMatch(/device cpu:7 does not exist: 2 cpu device\(s\) present/);
+    expect(out[6]).toBe('DeviceError');
+    expect(out[7]).toBe('cpu:1');
+  });
+
   test('transfers are explicit, mixing devices is a DeviceError, each device has its own counters', () => {
     const r = runNode(`${requireLib}
       (async () => {

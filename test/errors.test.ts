@@ -75,7 +75,10 @@ describe('typed errors', () => {
     using r = q.add(1); // queued after the failure; passes the error on
     await expect(r.data()).rejects.toThrow(/integer division by zero/);
     await expect(r.data()).rejects.toBeInstanceOf(vl.ExecutionError);
-    // The stream keeps working for unrelated tensors.
+    // The stream keeps working for unrelated tensors; the one overflowing integer division wraps.
+    using min = vl.tensor([-(2n ** 63n), 7n], [2], { dtype: 'i64' });
+    using wrapped = min.div(vl.tensor([-1n, -1n], [2], { dtype: 'i64' }));
+    expect(Array.from(await wrapped.data<'i64'>())).toEqual([-(2n ** 63n), -7n]);
     using ok = a.add(a);
     expect(Array.from(await ok.data())).toEqual([2, 4]);
   });

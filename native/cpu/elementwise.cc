@@ -20,6 +20,8 @@ inline C apply(C a, C b) {
     if constexpr (std::is_integral<C>::value) {
       // Integer division by zero is undefined in C++; report it instead.
       if (b == 0) fail(ErrorCode::Argument, "div: integer division by zero");
+      // INT64_MIN / -1 traps on x86; it wraps (to INT64_MIN) as on the GPU.
+      if (b == -1) return static_cast<C>(0 - static_cast<uint64_t>(a));
     }
     return a / b;
   }
