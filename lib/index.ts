@@ -2,6 +2,8 @@
  * visionllama: VisionLLaMA for Node.js. This module is the tensor runtime;
  * models, heads, training and serving build on it.
  */
+import './polyfill';
+
 export { Tensor } from './tensor';
 export type { Device } from './tensor';
 export type { DType, DataTypeMap, TypedData } from './dtype';

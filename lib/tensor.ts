@@ -1,3 +1,4 @@
+import './polyfill';
 import { DataTypeMap, DType, DTYPES, TypedData, checkDType, dtypeSize, isFloatDType, readDType } from './dtype';
 import { ArgumentError, DisposedError, DTypeError } from './errors';
 import { NativeTensorHandle, native } from './native';
