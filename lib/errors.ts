@@ -43,6 +43,10 @@ export class NotImplementedError extends VisionLlamaError {
 export class ExecutionError extends VisionLlamaError {
   constructor(message: string) { super(message, 'VL_RUNTIME'); }
 }
+/** A file is not what it claims to be (truncated, bad header, sizes that do not add up). */
+export class FormatError extends VisionLlamaError {
+  constructor(message: string) { super(message, 'VL_FORMAT'); }
+}
 /** The native addon could not be loaded. */
 export class AddonLoadError extends VisionLlamaError {
   constructor(message: string) { super(message, 'VL_LOAD'); }

@@ -14,3 +14,4 @@ export { tidy, keep } from './scope';
 export { memory, backends, backendInfo, cpuInfo, setNumThreads, synchronize, emptyCache, defaultDevice, setDefaultDevice } from './runtime';
 export type { MemoryStats } from './runtime';
 export * from './errors';
+export * as io from './io';

@@ -69,7 +69,8 @@ describe('several devices', () => {
       (async () => {
         const out = {};
         const a = vl.arange(6, undefined, undefined, { device: 'cpu' });
-        const b = a.to('cpu:1').mul(2);
+        const moved = a.to('cpu:1');
+        const b = moved.mul(2);
         out.device = b.device;
         out.values = Array.from(await b.data());
         try { a.add(b); } catch (e) { out.error = [e.constructor.name, e.message]; }
@@ -78,6 +79,9 @@ describe('several devices', () => {
         const m = vl.memory();
         out.devices = Object.keys(m);
         out.tensors = [m.cpu.tensors, m['cpu:1'].tensors];
+        for (const t of [a, moved, b, back]) t.dispose();
+        const after = vl.memory();
+        out.after = [after.cpu.tensors, after['cpu:1'].tensors, after['cpu:1'].bytes];
         console.log(JSON.stringify(out));
       })();`, { VLLAMA_CPU_DEVICES: '2' });
     expect(r.stderr).toBe('');
@@ -88,6 +92,7 @@ describe('several devices', () => {
     expect(out.error[1]).toMatch(/add: tensors are on different devices \(f32\[6\] on cpu and f32\[6\] on cpu:1\)/);
     expect(out.back).toEqual(['cpu', 'bf16', [0, 2, 4, 6, 8, 10]]);
     expect(out.devices).toEqual(['cpu', 'cpu:1']);
-    expect(out.tensors).toEqual([2, 2]); // cpu: a, back; cpu:1: the transfer and its product
+    expect(out.tensors).toEqual([2, 2]); // cpu: a, back; cpu:1: moved, b
+    expect(out.after).toEqual([0, 0, 0]);
   });
 });

@@ -29,3 +29,22 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   for (let i = 0; i < a.length; ++i) m = Math.max(m, Math.abs(a[i] - b[i]));
   return m;
 }
+
+/**
+ * Native memory counters are per process, and jest runs many test files in
+ * one process: tensors that earlier files left to the GC may be finalized at
+ * any time. Before taking a memory baseline, collect until no finalizer is
+ * left to run. Needs node --expose-gc (the test script passes it).
+ */
+export async function settleGc(released: () => number): Promise<void> {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (!gc) throw new Error('memory tests need node --expose-gc (run them with `npm test`)');
+  let last = -1;
+  for (let i = 0; i < 50; ++i) {
+    gc();
+    await new Promise((r) => setTimeout(r, 2));
+    const now = released();
+    if (now === last) return;
+    last = now;
+  }
+}

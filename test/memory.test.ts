@@ -1,13 +1,18 @@
 // dispose(), `using` and tidy() bring the memory counters back to their
 // baseline; the GC finalizer is a safety net that is counted.
 import * as vl from '../lib';
-import { requireLib, runNode } from './helpers';
+import { requireLib, runNode, settleGc } from './helpers';
 
 function cpu(): vl.MemoryStats {
   return vl.memory().cpu;
 }
 
 describe('memory', () => {
+  beforeEach(async () => {
+    await vl.synchronize();
+    await settleGc(() => vl.memory().cpu.gcReleased);
+  });
+
   test('dispose() releases at once; allocatedBytes follows once queued work has run', async () => {
     await vl.synchronize();
     const base = cpu();

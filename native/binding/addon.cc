@@ -1,7 +1,10 @@
 // Module entry: per-environment state, the TensorHandle class, exports.
 #include <napi.h>
 
+#include <vector>
+
 #include "binding/addon_data.h"
+#include "binding/module_registry.h"
 #include "binding/tensor_handle.h"
 #include "core/cpu_features.h"
 #include "core/thread_pool.h"
@@ -9,10 +12,12 @@
 namespace vl {
 namespace binding {
 
-void init_ops(Napi::Object exports);
-void init_runtime(Napi::Object exports);
-
 namespace {
+
+std::vector<ModuleInit>& modules() {
+  static auto* m = new std::vector<ModuleInit>();
+  return *m;
+}
 
 // lib/errors.ts hands over its classes so native errors arrive typed.
 Napi::Value set_error_classes(const Napi::CallbackInfo& info) {
@@ -36,8 +41,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
     num_threads();
     return 0;
   });
-  init_ops(exports);
-  init_runtime(exports);
+  init_modules(exports);
   exports.Set("cudaBuilt", Napi::Boolean::New(env,
 #ifdef VLLAMA_WITH_CUDA
                                               true
@@ -49,6 +53,12 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
 }
 
 }  // namespace
+
+void register_module(ModuleInit init) { modules().push_back(init); }
+void init_modules(Napi::Object exports) {
+  for (ModuleInit init : modules()) init(exports);
+}
+
 }  // namespace binding
 }  // namespace vl
 

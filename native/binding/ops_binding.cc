@@ -1,6 +1,7 @@
 // Tensor creation, views and ops. Each function checks its arguments, calls
 // the launcher (which queues the work) and returns a new handle at once.
 #include "binding/args.h"
+#include "binding/module_registry.h"
 #include "binding/addon_data.h"
 #include "binding/tensor_handle.h"
 #include "core/backend.h"
@@ -168,6 +169,8 @@ void init_ops(Napi::Object exports) {
   VL_EXPORT(exports, "readSync", read_sync);
   VL_EXPORT(exports, "synchronize", synchronize);
 }
+
+VL_BINDING_MODULE(init_ops);
 
 }  // namespace binding
 }  // namespace vl

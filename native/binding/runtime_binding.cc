@@ -1,6 +1,7 @@
 // Runtime queries and settings: backends, memory counters, threads, ISA.
 #include "binding/addon_data.h"
 #include "binding/args.h"
+#include "binding/module_registry.h"
 #include "core/backend.h"
 #include "core/cpu_features.h"
 #include "core/dispatch.h"
@@ -102,6 +103,8 @@ void init_runtime(Napi::Object exports) {
   VL_EXPORT(exports, "setNumThreads", set_threads);
   VL_EXPORT(exports, "emptyCache", empty_cache);
 }
+
+VL_BINDING_MODULE(init_runtime);
 
 }  // namespace binding
 }  // namespace vl

@@ -1,0 +1,2 @@
+export { loadSafetensors, saveSafetensors, readSafetensorsHeader } from './safetensors';
+export type { SafetensorsEntry, SafetensorsHeader } from './safetensors';
