@@ -14,6 +14,7 @@ export function runNode(script: string, env: Record<string, string> = {}): { sta
     env: { ...process.env, ...env },
     encoding: 'utf8',
     timeout: 120000,
+    maxBuffer: 64 * 1024 * 1024,
   });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }

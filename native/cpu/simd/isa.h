@@ -18,6 +18,16 @@ struct IsaKernels {
   void (*div_f32)(const float* a, const float* b, float* out, int64_t n);
   // Sum in a fixed order for a given ISA and n.
   float (*sum_f32)(const float* x, int64_t n);
+  // LayerNorm of one row: y = (x - mean) * rstd * w + b (w/b may be null);
+  // two passes over x for an accurate variance. Writes mean and rstd.
+  void (*layer_norm_row)(const float* x, const float* w, const float* b, float* y, int64_t n, float eps,
+                         float* mean, float* rstd);
+  // Softmax of one row (max-subtracted); writes log-sum-exp when lse is not null.
+  void (*softmax_row)(const float* x, float* y, int64_t n, float* lse);
+  // y = x * sigmoid(x)
+  void (*silu)(const float* x, float* y, int64_t n);
+  // y = exp(x), relative error within a few ulp
+  void (*exp)(const float* x, float* y, int64_t n);
 };
 
 extern const IsaKernels kScalarKernels;
