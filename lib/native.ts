@@ -22,6 +22,7 @@ export interface NativeMemoryStats {
   allocatedBytes: number;
   peakAllocatedBytes: number;
   reservedBytes: number;
+  cachedBytes: number;
   allocations: number;
   gcReleased: number;
 }

@@ -19,6 +19,7 @@ Napi::Object stats_object(Napi::Env env, MemoryStats& s) {
   set("allocatedBytes", s.allocated_bytes);
   set("peakAllocatedBytes", s.peak_allocated_bytes);
   set("reservedBytes", s.reserved_bytes);
+  set("cachedBytes", s.cached_bytes);
   set("allocations", s.allocations);
   set("gcReleased", s.gc_released);
   return o;

@@ -17,11 +17,15 @@ struct CachingAllocator::State {
   size_t cached = 0;
   size_t reserved = 0;  // every block held from the raw allocator
   bool alive = true;    // false once the allocator is destroyed: returns go straight to raw_free
+  size_t cache_limit;
 
-  State(Device d, RawAlloc a, RawFree f, MemoryStats& s)
-      : device(d), raw_alloc(std::move(a)), raw_free(std::move(f)), stats(s) {}
+  State(Device d, RawAlloc a, RawFree f, MemoryStats& s, size_t limit)
+      : device(d), raw_alloc(std::move(a)), raw_free(std::move(f)), stats(s), cache_limit(limit) {}
 
-  void publish() { stats.reserved_bytes.store(static_cast<int64_t>(reserved)); }
+  void publish() {
+    stats.reserved_bytes.store(static_cast<int64_t>(reserved));
+    stats.cached_bytes.store(static_cast<int64_t>(cached));
+  }
 
   // Caller holds the mutex.
   void free_cache() {
@@ -34,7 +38,7 @@ struct CachingAllocator::State {
 
   void give_back(void* p, size_t block) {
     std::lock_guard<std::mutex> lock(mutex);
-    if (alive) {
+    if (alive && cached + block <= cache_limit) {
       cache.emplace(block, p);
       cached += block;
     } else {
@@ -45,8 +49,9 @@ struct CachingAllocator::State {
   }
 };
 
-CachingAllocator::CachingAllocator(Device device, RawAlloc raw_alloc, RawFree raw_free, MemoryStats& stats)
-    : state_(std::make_shared<State>(device, std::move(raw_alloc), std::move(raw_free), stats)) {}
+CachingAllocator::CachingAllocator(Device device, RawAlloc raw_alloc, RawFree raw_free, MemoryStats& stats,
+                                   size_t cache_limit)
+    : state_(std::make_shared<State>(device, std::move(raw_alloc), std::move(raw_free), stats, cache_limit)) {}
 
 CachingAllocator::~CachingAllocator() {
   std::lock_guard<std::mutex> lock(state_->mutex);

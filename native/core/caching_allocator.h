@@ -28,7 +28,10 @@ class CachingAllocator {
   static constexpr size_t kSmallLimit = size_t(1) << 20;  // requests up to this are "small"
   static constexpr size_t kLargeRound = size_t(2) << 20;
 
-  CachingAllocator(Device device, RawAlloc raw_alloc, RawFree raw_free, MemoryStats& stats);
+  // Blocks returned while the cache already holds `cache_limit` bytes go
+  // straight back to the raw allocator (bounds what host memory is held).
+  CachingAllocator(Device device, RawAlloc raw_alloc, RawFree raw_free, MemoryStats& stats,
+                   size_t cache_limit = SIZE_MAX);
   // Frees the cache; blocks still held by storages are raw-freed when those go away.
   ~CachingAllocator();
   CachingAllocator(const CachingAllocator&) = delete;

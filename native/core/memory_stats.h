@@ -15,6 +15,7 @@ struct MemoryStats {
   std::atomic<int64_t> peak_allocated_bytes{0};
   std::atomic<int64_t> allocations{0};  // total number of allocations made
   std::atomic<int64_t> reserved_bytes{0};  // held from the system (allocated + cached)
+  std::atomic<int64_t> cached_bytes{0};    // freed blocks kept for reuse
   std::atomic<int64_t> gc_released{0};  // tensors released by the GC instead of dispose()
 
   void on_alloc(int64_t n) {

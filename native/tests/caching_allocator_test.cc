@@ -231,6 +231,22 @@ int main() {
     check_eq(stats2.allocated_bytes.load(), 0, "allocated_bytes = 0");
   }
 
+  // A cache limit: blocks beyond it go back to the raw allocator.
+  {
+    vl::MemoryStats stats3;
+    CachingAllocator c(
+        cuda0, [&](size_t n) { return dev.alloc(n); }, [&](void* p) { dev.free(p); }, stats3, 1536);
+    StoragePtr x = c.allocate(1024), y = c.allocate(1024);
+    const int frees_before = dev.frees;
+    x.reset();
+    check_eq(c.cached_bytes(), 1024, "limit: the first block is cached");
+    y.reset();
+    check_eq(c.cached_bytes(), 1024, "limit: the second would exceed 1536 bytes and is not cached");
+    check_eq(dev.frees, frees_before + 1, "limit: it was raw-freed");
+    check_eq(stats3.cached_bytes.load(), 1024, "limit: cached_bytes counter matches");
+    check_eq(stats3.reserved_bytes.load(), 1024, "limit: reserved = the cached block");
+  }
+
   std::printf("%d passed, %d failed\n", g_passed, g_failed);
   return g_failed == 0 ? 0 : 1;
 }
