@@ -169,3 +169,11 @@ export function randn(shape: readonly number[], options: RandomOptions & { mean?
 export function rand(shape: readonly number[], options: RandomOptions & { low?: number; high?: number } = {}): Tensor {
   return random('rand', shape, false, options.low ?? 0, options.high ?? 1, options);
 }
+
+/** Joins tensors along `dim` (default 0): same dtype and device, equal other dims. */
+export function concat(tensors: readonly Tensor[], dim = 0): Tensor {
+  if (!Array.isArray(tensors) || tensors.some((t) => !(t instanceof Tensor))) {
+    throw new ArgumentError('concat: expected an array of tensors');
+  }
+  return new Tensor(native().concat(tensors.map((t) => t.handle('concat')), dim));
+}

@@ -8,7 +8,7 @@ export { Tensor } from './tensor';
 export type { Device } from './tensor';
 export type { DType, DataTypeMap, TypedData } from './dtype';
 export { DTYPES, dtypeSize } from './dtype';
-export { tensor, zeros, ones, full, arange, randn, rand, manualSeed } from './creation';
+export { tensor, zeros, ones, full, arange, randn, rand, manualSeed, concat } from './creation';
 export type { CreateOptions, RandomOptions, TensorData } from './creation';
 export { tidy, keep } from './scope';
 export { memory, backends, backendInfo, cpuInfo, setNumThreads, synchronize, emptyCache, defaultDevice, setDefaultDevice } from './runtime';

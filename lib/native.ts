@@ -49,6 +49,7 @@ export interface NativeAddon {
   permute(t: NativeTensorHandle, dims: number[]): NativeTensorHandle;
   asStrided(t: NativeTensorHandle, shape: number[], strides: number[], offset: number): NativeTensorHandle;
   binary(op: string, a: NativeTensorHandle, b: NativeTensorHandle): NativeTensorHandle;
+  concat(parts: NativeTensorHandle[], dim: number): NativeTensorHandle;
   sum(t: NativeTensorHandle, dims: number[], keepdim: boolean): NativeTensorHandle;
   read(t: NativeTensorHandle, dtype: string): Promise<ArrayBuffer>;
   readSync(t: NativeTensorHandle, dtype: string): ArrayBuffer;

@@ -1,6 +1,6 @@
 import './polyfill';
 import { DataTypeMap, DType, DTYPES, TypedData, checkDType, dtypeSize, isFloatDType, readDType } from './dtype';
-import { ArgumentError, DisposedError, DTypeError } from './errors';
+import { ArgumentError, DisposedError, DTypeError, ShapeError } from './errors';
 import { NativeTensorHandle, native } from './native';
 import { track } from './scope';
 
@@ -114,6 +114,20 @@ export class Tensor {
     order[a] = b;
     order[b] = a;
     return new Tensor(native().permute(this.handle('transpose'), order));
+  }
+
+  /** A view of `length` entries of dimension `dim` starting at `start`. */
+  narrow(dim: number, start: number, length: number): Tensor {
+    const d = dim < 0 ? dim + this.ndim : dim;
+    if (!Number.isInteger(d) || d < 0 || d >= this.ndim) {
+      throw new ArgumentError(`narrow: dimension ${dim} is out of range for ${this.describe()}`);
+    }
+    if (!Number.isInteger(start) || !Number.isInteger(length) || start < 0 || length < 0 || start + length > this.shape[d]) {
+      throw new ShapeError(`narrow: [${start}, ${start + length}) is not inside dimension ${d} of ${this.describe()}`);
+    }
+    const shape = [...this.shape];
+    shape[d] = length;
+    return new Tensor(native().asStrided(this.handle('narrow'), shape, [...this.strides], this.offset + start * this.strides[d]));
   }
 
   /** A contiguous tensor: a new handle on the same storage when already contiguous, else a copy. */

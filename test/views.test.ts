@@ -93,4 +93,19 @@ describe('views and copies', () => {
     expect(si.dtype).toBe('i64');
     expect((await si.data())[0]).toBe(6n);
   });
+
+  test('narrow() is a view; concat() joins along any dimension, from strided inputs too', async () => {
+    using a = vl.arange(12).reshape(3, 4);
+    using n = a.narrow(1, 1, 2);
+    expect(n.sharesStorage(a)).toBe(true);
+    expect(await n.array()).toEqual([[1, 2], [5, 6], [9, 10]]);
+    using c0 = vl.concat([a, vl.full([1, 4], -1)], 0);
+    expect(await c0.array()).toEqual([[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11], [-1, -1, -1, -1]]);
+    using t = a.transpose();
+    using c1 = vl.concat([n, t.narrow(0, 0, 3).transpose().narrow(1, 0, 1)], 1);
+    expect(await c1.array()).toEqual([[1, 2, 0], [5, 6, 4], [9, 10, 8]]);
+    expect(() => vl.concat([a, vl.zeros([3, 4], { dtype: 'bf16' })])).toThrow(vl.DTypeError);
+    expect(() => vl.concat([a, vl.zeros([2, 5])])).toThrow(/does not match f32\[3,4\] on cpu outside dimension 0/);
+    expect(() => a.narrow(0, 2, 2)).toThrow(vl.ShapeError);
+  });
 });

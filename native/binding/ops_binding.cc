@@ -87,6 +87,16 @@ Napi::Value as_strided(const Napi::CallbackInfo& info) {
   return wrap(info, view_as_strided(a.tensor(0), a.shape(1, "shape"), a.ints(2, "strides"), a.integer(3, "offset")));
 }
 
+// concat([tensors], dim)
+Napi::Value concat(const Napi::CallbackInfo& info) {
+  Args a{info, "concat"};
+  if (!info[0].IsArray()) fail(ErrorCode::Argument, "concat: expected an array of tensors");
+  Napi::Array list = info[0].As<Napi::Array>();
+  std::vector<TensorPtr> parts;
+  for (uint32_t i = 0; i < list.Length(); ++i) parts.push_back(TensorHandle::unwrap(list.Get(i), "concat"));
+  return wrap(info, ops::concat(parts, a.integer(1, "dim")));
+}
+
 Napi::Value binary(const Napi::CallbackInfo& info) {
   Args a{info, "binary"};
   return wrap(info, ops::binary(a.string(0, "op"), a.tensor(1), a.tensor(2)));
@@ -164,6 +174,7 @@ void init_ops(Napi::Object exports) {
   VL_EXPORT(exports, "permute", permute);
   VL_EXPORT(exports, "asStrided", as_strided);
   VL_EXPORT(exports, "binary", binary);
+  VL_EXPORT(exports, "concat", concat);
   VL_EXPORT(exports, "sum", sum);
   VL_EXPORT(exports, "read", read);
   VL_EXPORT(exports, "readSync", read_sync);

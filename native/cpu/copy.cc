@@ -1,6 +1,7 @@
 // copy: strided input -> contiguous output, converting the dtype. Used for
 // contiguous(), to(dtype) and reading data back to JavaScript.
 #include <cstring>
+#include <vector>
 
 #include "core/dispatch.h"
 #include "core/thread_pool.h"
@@ -55,9 +56,31 @@ void copy(const KernelCall& c) {
   });
 }
 
+// copy_into: like copy, but the output is a strided view (a slice of a larger
+// tensor, as concat writes); offsets of both sides advance independently.
+void copy_into(const KernelCall& c) {
+  const TensorArg& in = c.in[0];
+  const TensorArg& out = c.out[0];
+  if (out.contiguous) return copy(c);
+  dispatch_dtype(in.dtype, [&](auto stag) {
+    using S = decltype(stag);
+    dispatch_dtype(out.dtype, [&](auto dtag) {
+      using D = decltype(dtag);
+      const S* src = static_cast<const S*>(in.data);
+      D* dst = static_cast<D*>(out.data);
+      parallel_for(out.numel, kElementGrain, [&](int64_t b, int64_t e) {
+        std::vector<int64_t> doff(static_cast<size_t>(e - b));
+        for_each_offset(out, b, e, [&](int64_t i, int64_t off) { doff[i - b] = off; });
+        for_each_offset(in, b, e, [&](int64_t i, int64_t off) { dst[doff[i - b]] = convert<D>(src[off]); });
+      });
+    });
+  });
+}
+
 }  // namespace
 
 VL_REGISTER_KERNEL(copy, CPU, copy);
+VL_REGISTER_KERNEL(copy_into, CPU, copy_into);
 
 }  // namespace cpu
 }  // namespace vl

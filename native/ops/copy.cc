@@ -17,6 +17,38 @@ TensorPtr copy(const TensorPtr& t, DType dtype) {
 
 TensorPtr contiguous(const TensorPtr& t) { return t->is_contiguous() ? t : copy(t, t->dtype()); }
 
+TensorPtr concat(const std::vector<TensorPtr>& parts, int64_t dim) {
+  VL_CHECK(!parts.empty(), ErrorCode::Argument, "concat: expected at least one tensor");
+  const TensorPtr& first = parts[0];
+  const int n = first->ndim();
+  const int64_t d = dim < 0 ? dim + n : dim;
+  VL_CHECK(d >= 0 && d < n, ErrorCode::Shape, "concat: dimension ", dim, " is out of range for ", first->describe());
+  Shape shape = first->shape();
+  shape[d] = 0;
+  for (const auto& p : parts) {
+    VL_CHECK(p->dtype() == first->dtype(), ErrorCode::DType, "concat: dtypes differ (", first->describe(), " and ",
+             p->describe(), ")");
+    VL_CHECK(p->device() == first->device(), ErrorCode::Device, "concat: tensors are on different devices (",
+             first->describe(), " and ", p->describe(), ")");
+    bool same = p->ndim() == n;
+    for (int i = 0; same && i < n; ++i) same = i == d || p->shape()[i] == first->shape()[i];
+    VL_CHECK(same, ErrorCode::Shape, "concat: ", p->describe(), " does not match ", first->describe(),
+             " outside dimension ", d);
+    shape[d] += p->shape()[d];
+  }
+  TensorPtr out = empty_tensor(shape, first->dtype(), first->device());
+  int64_t at = 0;
+  for (const auto& p : parts) {
+    if (p->numel() > 0) {
+      TensorPtr slot = std::make_shared<TensorImpl>(out->storage(), out->dtype(), p->shape(), out->strides(),
+                                                    at * out->strides()[d]);
+      launch("copy_into", {p}, {slot});
+    }
+    at += p->shape()[d];
+  }
+  return out;
+}
+
 namespace {
 const Device kCpu{DeviceType::CPU, 0};
 
