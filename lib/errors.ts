@@ -47,6 +47,18 @@ export class ExecutionError extends VisionLlamaError {
 export class FormatError extends VisionLlamaError {
   constructor(message: string) { super(message, 'VL_FORMAT'); }
 }
+/** A state dict does not fit a model: lists missing keys, unexpected keys and shape mismatches. */
+export class StateDictError extends VisionLlamaError {
+  readonly missing: string[];
+  readonly unexpected: string[];
+  readonly mismatched: { name: string; expected: number[]; got: number[] }[];
+  constructor(message: string, report: { missing: string[]; unexpected: string[]; mismatched: { name: string; expected: number[]; got: number[] }[] }) {
+    super(message, 'VL_STATE_DICT');
+    this.missing = report.missing;
+    this.unexpected = report.unexpected;
+    this.mismatched = report.mismatched;
+  }
+}
 /** The native addon could not be loaded. */
 export class AddonLoadError extends VisionLlamaError {
   constructor(message: string) { super(message, 'VL_LOAD'); }

@@ -116,6 +116,26 @@ export class Tensor {
     return new Tensor(native().permute(this.handle('transpose'), order));
   }
 
+  /**
+   * A view repeating size-1 dimensions to `shape` (stride 0, no copy); leading
+   * dimensions may be added. -1 keeps a dimension.
+   */
+  expand(...shape: (number | readonly number[])[]): Tensor {
+    const dims = shapeArgs(shape);
+    const lead = dims.length - this.ndim;
+    if (lead < 0) throw new ShapeError(`expand: ${dims.length} dimensions are fewer than those of ${this.describe()}`);
+    const strides = dims.map((d, i) => {
+      const own = i - lead;
+      const size = own >= 0 ? this.shape[own] : 1;
+      if (d === -1 && own >= 0) { dims[i] = size; return this.strides[own]; }
+      if (!Number.isInteger(d) || d < 0) throw new ShapeError(`expand: bad size ${d} in [${dims}]`);
+      if (own >= 0 && size === d) return this.strides[own];
+      if (size !== 1) throw new ShapeError(`expand: dimension ${own} of ${this.describe()} has size ${size}, not 1, so it cannot become ${d}`);
+      return 0;
+    });
+    return new Tensor(native().asStrided(this.handle('expand'), dims, strides, this.offset));
+  }
+
   /** A view of `length` entries of dimension `dim` starting at `start`. */
   narrow(dim: number, start: number, length: number): Tensor {
     const d = dim < 0 ? dim + this.ndim : dim;

@@ -108,4 +108,13 @@ describe('views and copies', () => {
     expect(() => vl.concat([a, vl.zeros([2, 5])])).toThrow(/does not match f32\[3,4\] on cpu outside dimension 0/);
     expect(() => a.narrow(0, 2, 2)).toThrow(vl.ShapeError);
   });
+
+  test('expand() repeats size-1 dims without copying', async () => {
+    using a = vl.tensor([[1], [2]]);
+    using e = a.expand(3, 2, 4);
+    expect(e.strides).toEqual([0, 1, 0]);
+    expect(e.sharesStorage(a)).toBe(true);
+    expect(await e.array()).toEqual([[[1, 1, 1, 1], [2, 2, 2, 2]], [[1, 1, 1, 1], [2, 2, 2, 2]], [[1, 1, 1, 1], [2, 2, 2, 2]]]);
+    expect(() => a.expand(3, 4)).toThrow(/has size 2, not 1/);
+  });
 });
