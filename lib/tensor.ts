@@ -219,6 +219,15 @@ export class Tensor {
     return new Tensor(native().sum(this.handle('sum'), list, options.keepdim ?? false));
   }
 
+  /** Mean over `dims` (all by default); float dtypes only. */
+  mean(dims?: number | readonly number[], options: { keepdim?: boolean } = {}): Tensor {
+    if (!isFloatDType(this.dtype)) throw new DTypeError(`mean: expected a float dtype, got ${this.describe()}`);
+    const list = dims === undefined ? [...this.shape.keys()] : typeof dims === 'number' ? [dims] : [...dims];
+    const count = list.reduce((n, d) => n * (this.shape[d < 0 ? d + this.ndim : d] ?? 1), 1);
+    const s = this.sum(list, options);
+    try { return s.mul(count === 0 ? NaN : 1 / count); } finally { s.dispose(); }
+  }
+
   /**
    * The values, contiguous in row-major order; waits for queued work. bf16/f16
    * read as Float32Array. The type parameter names the dtype for typing

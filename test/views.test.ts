@@ -117,4 +117,13 @@ describe('views and copies', () => {
     expect(await e.array()).toEqual([[[1, 1, 1, 1], [2, 2, 2, 2]], [[1, 1, 1, 1], [2, 2, 2, 2]], [[1, 1, 1, 1], [2, 2, 2, 2]]]);
     expect(() => a.expand(3, 4)).toThrow(/has size 2, not 1/);
   });
+
+  test('mean() over dims, as the pyramid head pools tokens', async () => {
+    using a = vl.arange(24).reshape(2, 3, 4);
+    using m = a.mean(1);
+    expect(await m.array()).toEqual([[4, 5, 6, 7], [16, 17, 18, 19]]);
+    using all = a.mean();
+    expect((await all.data())[0]).toBeCloseTo(11.5, 6);
+    expect(() => vl.tensor([1, 2], [2], { dtype: 'i32' }).mean()).toThrow(vl.DTypeError);
+  });
 });
