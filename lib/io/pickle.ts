@@ -121,9 +121,18 @@ const HANDLERS: Record<string, Handler> = {
   // Protocol 0/1 object reconstruction: an inert record of the named class.
   'copyreg._reconstructor': (args) => new PyRecord(args[0] instanceof PyGlobal ? args[0].qualname : '?', []),
 };
-// Python 2 pickles name the same functions under their old module names.
-HANDLERS['__builtin__.set'] = HANDLERS['builtins.set'];
-HANDLERS['__builtin__.frozenset'] = HANDLERS['builtins.frozenset'];
+// Protocols 0-2 spell bytes as _codecs.encode(latin-1 text, 'latin1'): pure data.
+HANDLERS['_codecs.encode'] = (args) =>
+  typeof args[0] === 'string' && (args[1] === 'latin1' || args[1] === 'latin-1')
+    ? Uint8Array.from(Buffer.from(args[0], 'latin1'))
+    : new PyRecord('_codecs.encode', args);
+HANDLERS['builtins.bytearray'] = (args) =>
+  args[0] instanceof Uint8Array ? Uint8Array.from(args[0])
+    : args[0] === undefined ? new Uint8Array(0)
+      : typeof args[0] === 'string' && (args[1] === 'latin1' || args[1] === 'latin-1') ? Uint8Array.from(Buffer.from(args[0], 'latin1'))
+        : new PyRecord('builtins.bytearray', args);
+// Python 3 writes builtins under their Python 2 names for protocols below 3 (and Python 2 did).
+for (const name of ['set', 'frozenset', 'slice', 'bytearray']) HANDLERS[`__builtin__.${name}`] = HANDLERS[`builtins.${name}`];
 HANDLERS['copy_reg._reconstructor'] = HANDLERS['copyreg._reconstructor'];
 
 function call(callable: unknown, args: unknown[], fail: (what: string) => FormatError, kwargs?: Map<unknown, unknown>): unknown {
