@@ -2,6 +2,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { DType, dtypeSize } from '../dtype';
+import { ArgumentError } from '../errors';
 import { load, save } from '../io';
 
 export const convertUsage = `usage: visionllama convert IN.pth OUT.safetensors [--key KEY] [--prefix PREFIX] [--dtype f32|bf16|f16]
@@ -29,6 +30,8 @@ export interface ConvertResult {
 
 /** Converts a checkpoint to safetensors, writing through a temporary file so a failure leaves no partial output. */
 export async function convertCheckpoint(input: string, output: string, options: ConvertOptions = {}): Promise<ConvertResult> {
+  // Checked before loading: the temporary name below would hide the extension from save().
+  if (/\.(pth|pt|bin|ckpt)$/i.test(output)) throw new ArgumentError(`convert: ${output}: only safetensors is written; name the file .safetensors`);
   const tensors = await load(input, { key: options.key, prefix: options.prefix, dtype: options.dtype });
   const tmp = `${output}.tmp-${process.pid}`;
   try {

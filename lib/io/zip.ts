@@ -256,9 +256,17 @@ async function readDirectory(path: string, fh: fs.promises.FileHandle, size: num
     const rec = await readAt(recPos, ZIP64_EOCD_SIZE);
     if (rec.readUInt32LE(0) !== SIG_ZIP64_EOCD) throw fail(`no ZIP64 end record signature at byte ${recPos}`);
     if (rec.readUInt32LE(16) !== 0 || rec.readUInt32LE(20) !== 0) throw fail('multi-disk archives are not supported');
-    count = u64(rec, 32, fail, 'the ZIP64 entry count');
-    cdSize = u64(rec, 40, fail, 'the ZIP64 central directory size');
-    cdOffset = u64(rec, 48, fail, 'the ZIP64 central directory offset');
+    const count64 = u64(rec, 32, fail, 'the ZIP64 entry count');
+    const cdSize64 = u64(rec, 40, fail, 'the ZIP64 central directory size');
+    const cdOffset64 = u64(rec, 48, fail, 'the ZIP64 central directory offset');
+    // Fields not saturated in the classic record must agree with the ZIP64 ones.
+    const disagree = (what: string, a: number, b: number, saturated: number) => {
+      if (a !== saturated && a !== b) throw fail(`the end record says ${a} for the ${what}, its ZIP64 record ${b}`);
+    };
+    disagree('entry count', count, count64, 0xffff);
+    disagree('central directory size', cdSize, cdSize64, 0xffffffff);
+    disagree('central directory offset', cdOffset, cdOffset64, 0xffffffff);
+    [count, cdSize, cdOffset] = [count64, cdSize64, cdOffset64];
     dirEnd = recPos;
   } else if (saturated) {
     throw fail('the end record has saturated (ZIP64) fields but no ZIP64 locator');
