@@ -229,6 +229,7 @@ describe('PyTorch checkpoints', () => {
     ['deit.pth', {}, 'deit.pth'],
     ['deit.pth', { key: 'optimizer' }, 'deit.pth@optimizer'],
     ['mmpretrain.pth', {}, 'mmpretrain.pth'],
+    ['subclass.pth', {}, 'subclass.pth'],
     ['dit.pth', {}, 'dit.pth'],
     ['dit.pth', { key: 'ema' }, 'dit.pth@ema'],
     ['ddp.pth', {}, 'ddp.pth'],
@@ -481,6 +482,13 @@ describe('pickle interpreter', () => {
     const ns = v.get('namespace') as PyRecord;
     expect(ns.__class__).toBe('argparse.Namespace');
     expect(ns.state).toEqual(new Map<string, unknown>([['lr', 0.1], ['name', 'n']]));
+    // Subclasses of dict and list: records of their class, holding their items.
+    const dictsub = v.get('dictsub') as PyRecord;
+    expect(dictsub.__class__).toBe('__main__.ConfigDict');
+    expect(dictsub.items).toEqual(new Map<string, unknown>([['a', 1], ['b', [2]]]));
+    const listsub = v.get('listsub') as PyRecord;
+    expect(listsub.__class__).toBe('__main__.Tags');
+    expect(listsub.list).toEqual([1, 2]);
     const shared = v.get('shared') as unknown[];
     expect(shared[0]).toBe(shared[1]); // memo: one object, as in Python
   });

@@ -23,6 +23,10 @@ export class PyGlobal {
 /** The inert result of calling a callable that is not on the allowlist; BUILD sets `state`. */
 export class PyRecord {
   state: unknown = undefined;
+  /** What SETITEM(S) added: the items of a dict subclass (a ConfigDict, an OrderedDict subclass). */
+  items?: Map<unknown, unknown>;
+  /** What APPEND(S) added: the items of a list subclass. */
+  list?: unknown[];
   constructor(readonly __class__: string, readonly args: unknown[], readonly kwargs?: Map<unknown, unknown>) {}
 }
 
@@ -118,8 +122,14 @@ const HANDLERS: Record<string, Handler> = {
     if (typeof type !== 'string') throw fail(`torch.device(${describe(type)})`);
     return index === undefined || index === null || type.includes(':') ? type : `${type}:${String(index)}`;
   },
-  // Protocol 0/1 object reconstruction: an inert record of the named class.
-  'copyreg._reconstructor': (args) => new PyRecord(args[0] instanceof PyGlobal ? args[0].qualname : '?', []),
+  // Protocol 0/1 object reconstruction, (class, base, base value): an inert record of the
+  // named class holding the base value's items (a dict or list subclass).
+  'copyreg._reconstructor': (args) => {
+    const r = new PyRecord(args[0] instanceof PyGlobal ? args[0].qualname : describe(args[0]), []);
+    if (args[2] instanceof Map) r.items = args[2];
+    else if (Array.isArray(args[2])) r.list = [...args[2]];
+    return r;
+  },
 };
 // Protocols 0-2 spell bytes as _codecs.encode(latin-1 text, 'latin1'): pure data.
 HANDLERS['_codecs.encode'] = (args) =>
@@ -292,11 +302,13 @@ export function unpickle(data: Uint8Array, options: UnpickleOptions = {}): unkno
     return narrow(BigInt(t));
   };
   const list = (v: unknown, what: string): unknown[] => {
+    if (v instanceof PyRecord) return (v.list ??= []);
     if (!Array.isArray(v) || Object.isFrozen(v)) throw fail(`${what} on ${describe(v)}, not a list`);
     return v;
   };
   const dict = (v: unknown, what: string): Map<unknown, unknown> => {
     if (v instanceof Map) return v;
+    if (v instanceof PyRecord) return (v.items ??= new Map());
     throw fail(`${what} on ${describe(v)}, not a dict`);
   };
   const tuple = (items: unknown[]): unknown[] => Object.freeze(items) as unknown[];

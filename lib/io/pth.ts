@@ -124,8 +124,10 @@ function flatten(path: string, value: unknown, prefix: string): Leaf[] {
     if (v instanceof PyRecord && v.__class__.startsWith('torch.') && /rebuild/i.test(v.__class__)) {
       throw new FormatError(`${path}: tensor '${name}' is rebuilt by ${v.__class__}, which is not supported (sparse, quantized or device-specific tensors)`);
     }
+    // A record's items are those of a dict or list subclass (a custom OrderedDict, say).
+    const items = v instanceof PyRecord ? v.items ?? v.list : v;
     const children: [unknown, unknown][] | undefined =
-      v instanceof Map ? [...v.entries()] : Array.isArray(v) ? v.map((c, i) => [i, c]) : undefined;
+      items instanceof Map ? [...items.entries()] : Array.isArray(items) ? items.map((c, i) => [i, c]) : undefined;
     if (!children) return; // other values (numbers, strings, records) carry no tensors
     // Pickles can be cyclic; nesting this deep is no state dict.
     if (onPath.has(v) || depth > 64) return;
