@@ -1,13 +1,16 @@
 #!/usr/bin/env node
-/** The `visionllama` command. Subcommands arrive with the models and training. */
+/** The `visionllama` command. */
 import * as path from 'path';
 import { backendInfo, cpuInfo } from '../runtime';
 import { VisionLlamaError } from '../errors';
+import { convertCommand } from './convert';
 
 const usage = `usage: visionllama <command>
 
 commands:
   info        the addon build, CPU features, thread count and CUDA status
+  convert     IN.pth OUT.safetensors [--key model] [--dtype f32|bf16]: a PyTorch
+              checkpoint to safetensors, without running anything from the file
   --version   the package version
 `;
 
@@ -18,7 +21,7 @@ function info(): void {
   console.log(`cuda: ${b.cuda.available ? `${b.cuda.deviceCount} device(s)` : `unavailable: ${b.cuda.reason}`}`);
 }
 
-function main(argv: string[]): number {
+async function main(argv: string[]): Promise<number> {
   const cmd = argv[0];
   if (cmd === '--version' || cmd === '-v') {
     // eslint-disable-next-line @typescript-eslint/no-var-requires
@@ -29,13 +32,14 @@ function main(argv: string[]): number {
     info();
     return 0;
   }
+  if (cmd === 'convert') return convertCommand(argv.slice(1));
   process.stderr.write(cmd && cmd !== '--help' && cmd !== '-h' ? `unknown command '${cmd}'\n\n${usage}` : usage);
   return cmd && cmd !== '--help' && cmd !== '-h' ? 2 : 0;
 }
 
-try {
-  process.exitCode = main(process.argv.slice(2));
-} catch (err) {
+main(process.argv.slice(2)).then((code) => {
+  process.exitCode = code;
+}, (err) => {
   process.stderr.write(`visionllama: ${err instanceof VisionLlamaError ? err.message : String(err)}\n`);
   process.exitCode = 1;
-}
+});
