@@ -50,3 +50,4 @@ export async function save(path: string, tensors: Map<string, Tensor> | Record<s
   }
   return saveSafetensors(path, tensors, metadata);
 }
+export { loadNpy, saveNpy } from './npy';
