@@ -79,6 +79,15 @@ inline uint16_t round_bf16(float f) {
   return static_cast<uint16_t>(u >> 16);
 }
 
+// The activation as the bf16 kernels see it: rounded to bf16, kept as f32
+// for kernels that multiply in f32 (same products as vdpbf16ps).
+inline float bf16_round_f32(float f) {
+  const uint32_t u = static_cast<uint32_t>(round_bf16(f)) << 16;
+  float r;
+  __builtin_memcpy(&r, &u, 4);
+  return r;
+}
+
 void pack_a_f32(const float* const* rows, int64_t ks, const int64_t* koff, int64_t k0, int64_t kc, int64_t klimit,
                 void* dst) {
   float* d = static_cast<float*>(dst);
@@ -91,8 +100,8 @@ void pack_a_pairs_f32(const float* const* rows, int64_t ks, const int64_t* koff,
   float* d = static_cast<float*>(dst);
   for (int64_t k = 0; k < kc; k += 2)
     for (int i = 0; i < kMr; ++i) {
-      d[(k / 2 * kMr + i) * 2] = at(rows[i], ks, koff, k0 + k, klimit);
-      d[(k / 2 * kMr + i) * 2 + 1] = at(rows[i], ks, koff, k0 + k + 1, klimit);
+      d[(k / 2 * kMr + i) * 2] = bf16_round_f32(at(rows[i], ks, koff, k0 + k, klimit));
+      d[(k / 2 * kMr + i) * 2 + 1] = bf16_round_f32(at(rows[i], ks, koff, k0 + k + 1, klimit));
     }
 }
 
