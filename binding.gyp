@@ -39,6 +39,7 @@
         "<!@(node -p \"require('fs').readdirSync('native/core').filter(f=>f.endsWith('.cc')).map(f=>'native/core/'+f).join(' ')\")",
         "<!@(node -p \"require('fs').readdirSync('native/ops').filter(f=>f.endsWith('.cc')).map(f=>'native/ops/'+f).join(' ')\")",
         "<!@(node -p \"require('fs').readdirSync('native/cpu').filter(f=>f.endsWith('.cc')).map(f=>'native/cpu/'+f).join(' ')\")",
+        "<!@(node -p \"require('fs').readdirSync('native/cpu/gemm').filter(f=>f.endsWith('.cc')).map(f=>'native/cpu/gemm/'+f).join(' ')\")",
         "<!@(node -p \"require('fs').readdirSync('native/binding').filter(f=>f.endsWith('.cc')).map(f=>'native/binding/'+f).join(' ')\")",
         "<!@(node -p \"require('fs').readdirSync('native/cpu/simd').filter(f=>f.endsWith('.cc')&&!/_(avx2|avx512|avx512bf16)\\.cc$/.test(f)).map(f=>'native/cpu/simd/'+f).join(' ')\")",
       ],

@@ -9,6 +9,12 @@ export interface Disposable {
   dispose(): void;
 }
 
+/**
+ * Objects that own tensors (packed weights, ...) list them under this key,
+ * so tidy() keeps those tensors when it returns the owner.
+ */
+export const ownedTensors: unique symbol = Symbol('visionllama.ownedTensors');
+
 const scopes: Set<Disposable>[] = [];
 const kept = new WeakSet<Disposable>();
 
@@ -22,6 +28,8 @@ export function track(t: Disposable): void {
 export function keep<T extends Disposable>(t: T): T {
   kept.add(t);
   for (const s of scopes) s.delete(t);
+  const owner = (t as { [ownedTensors]?: () => unknown[] })[ownedTensors];
+  if (typeof owner === 'function') for (const v of owner.call(t)) keep(v as Disposable);
   return t;
 }
 
@@ -29,14 +37,17 @@ function collect(value: unknown, out: Set<unknown>, depth = 0): void {
   if (value === null || typeof value !== 'object' || depth > 8) return;
   if (out.has(value)) return;
   out.add(value);
-  if (Array.isArray(value)) for (const v of value) collect(v, out, depth + 1);
+  const owner = (value as { [ownedTensors]?: () => unknown[] })[ownedTensors];
+  if (typeof owner === 'function') for (const v of owner.call(value)) collect(v, out, depth + 1);
+  else if (Array.isArray(value)) for (const v of value) collect(v, out, depth + 1);
   else if (value instanceof Map) for (const v of value.values()) collect(v, out, depth + 1);
   else if (Object.getPrototypeOf(value) === Object.prototype) for (const v of Object.values(value)) collect(v, out, depth + 1);
 }
 
 /**
  * Runs `fn` and disposes every tensor it created, except those it returns
- * (directly, or inside arrays, Maps and plain objects) and those passed to
+ * (directly, inside arrays, Maps and plain objects, or owned by a returned
+ * packed weight) and those passed to
  * keep(). Returned tensors move to the enclosing scope. `fn` must be
  * synchronous: a scope cannot follow an await.
  */

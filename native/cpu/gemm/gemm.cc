@@ -1,0 +1,344 @@
+#include "cpu/gemm/gemm.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <memory>
+#include <new>
+
+#include "core/error.h"
+#include "core/thread_pool.h"
+
+namespace vl {
+namespace gemm {
+namespace {
+
+// Defaults for Zen 5 (48 KiB L1D, 1 MiB L2) and the 14x32 AVX-512 tile:
+// order 1 keeps one A micro-panel (14 x KC, 21 KiB) in L1 while the B
+// micro-panels of the tile's KC x NC block (576 KiB) stream from L2; a tall
+// MC lets that B block serve many A panels before the tile ends. KC is in
+// f32 k steps; bf16 blocks take twice as many (same bytes).
+Blocking g_blocking = {448, 384, 384, 1};
+
+// Packing buffers, kept per calling thread (a device stream) and reused:
+// fresh pages would cost a page fault per 4 KiB on every call. Buffers
+// above kKeepBytes are returned after the call.
+constexpr size_t kKeepBytes = size_t{64} << 20;
+
+class Workspace {
+ public:
+  ~Workspace() { std::free(p_); }
+  char* get(size_t bytes) {
+    bytes = (bytes + 63) / 64 * 64;
+    if (bytes > cap_) {
+      std::free(p_);
+      p_ = nullptr;
+      cap_ = 0;
+      if (posix_memalign(&p_, 64, bytes) != 0) throw std::bad_alloc();
+      cap_ = bytes;
+    }
+    return static_cast<char*>(p_);
+  }
+  void trim() {
+    if (cap_ > kKeepBytes) {
+      std::free(p_);
+      p_ = nullptr;
+      cap_ = 0;
+    }
+  }
+
+ private:
+  void* p_ = nullptr;
+  size_t cap_ = 0;
+};
+
+struct Workspaces {
+  Workspace a, b, s;
+};
+Workspaces& workspaces() {
+  thread_local Workspaces w;
+  return w;
+}
+
+int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+int64_t ceil_div(int64_t x, int64_t m) { return (x + m - 1) / m; }
+
+const GemmVariant& variant_for(const GemmKernels& k, WType t) { return t == WType::F32 ? k.f32 : k.bf16; }
+
+// Columns of output per B panel: SwiGLU panels hold a gate half and an up half.
+int out_cols(const GemmVariant& v, bool swiglu) { return swiglu ? v.nr / 2 : v.nr; }
+
+// Work per parallel chunk of packing: about 64 KiB of elements.
+int64_t pack_grain(int64_t elems_per_item) { return std::max<int64_t>(1, (int64_t{1} << 14) / std::max<int64_t>(1, elems_per_item)); }
+
+}  // namespace
+
+const char* wtype_name(WType t) { return t == WType::F32 ? "f32" : "bf16"; }
+
+DimMap DimMap::linear(int64_t n, int64_t stride) {
+  DimMap d;
+  d.push(n, stride);
+  return d;
+}
+
+void DimMap::push(int64_t n, int64_t s) {
+  if (n == 1) return;
+  VL_CHECK(nd < 8, ErrorCode::Runtime, "gemm: too many dims in an index map");
+  size[nd] = n;
+  stride[nd] = s;
+  ++nd;
+}
+
+int64_t DimMap::count() const {
+  int64_t c = 1;
+  for (int i = 0; i < nd; ++i) c *= size[i];
+  return c;
+}
+
+int64_t DimMap::offset(int64_t i) const {
+  int64_t off = 0;
+  for (int d = nd - 1; d >= 0; --d) {
+    off += (i % size[d]) * stride[d];
+    i /= size[d];
+  }
+  return off;
+}
+
+bool DimMap::single(int64_t* s) const {
+  if (nd == 0) {
+    *s = 0;
+    return true;
+  }
+  for (int d = 0; d + 1 < nd; ++d)
+    if (stride[d] != stride[d + 1] * size[d + 1]) return false;
+  *s = stride[nd - 1];
+  return true;
+}
+
+Blocking blocking() { return g_blocking; }
+void set_blocking(const Blocking& b) {
+  VL_CHECK(b.mc >= 1 && b.nc >= 1 && b.kc >= 2, ErrorCode::Argument, "gemm: bad blocking");
+  g_blocking = b;
+}
+
+int64_t k_block(int64_t k, WType wtype) {
+  const int kg = variant_for(gemm_kernels(), wtype).kgroup;
+  const int64_t kp = round_up(std::max<int64_t>(k, 1), kg);
+  const int b_elem = variant_for(gemm_kernels(), wtype).b_elem;
+  const int64_t kc_max = std::max<int64_t>(kg, round_up(g_blocking.kc * 4 / b_elem, kg));
+  return round_up(ceil_div(kp, ceil_div(kp, kc_max)), kg);
+}
+
+size_t packed_bytes(const PackedInfo& info) {
+  const GemmVariant& v = variant_for(gemm_kernels(), info.wtype);
+  const int64_t panels = ceil_div(info.n, out_cols(v, info.swiglu));
+  return static_cast<size_t>(round_up(panels * round_up(std::max<int64_t>(info.k, 1), v.kgroup) * v.nr * v.b_elem, 64));
+}
+
+namespace {
+
+// Geometry of one problem's packed operands. Both are K-blocked: the panels
+// of one K block are contiguous, so the block a macro-tile works on is one
+// run of memory (no cache-set aliasing between panels whose full-K stride
+// would be a large power of two).
+struct Layout {
+  int mr, nr, kg, ocols;
+  int64_t kp, kcb, nkb;
+  int64_t panels_m, panels_n;
+  int a_elem, b_elem;
+  // Offset of K block kb (starting at pc) of panel j among `panels`.
+  int64_t b_off(int64_t panels, int64_t pc, int64_t kc, int64_t j) const { return (pc * panels + j * kc) * nr * b_elem; }
+  int64_t a_off(int64_t pc, int64_t kc, int64_t i) const { return (pc * panels_m + i * kc) * mr * a_elem; }
+  int64_t b_bytes(int64_t panels) const { return panels * kp * nr * b_elem; }
+  int64_t a_bytes() const { return panels_m * kp * mr * a_elem; }
+};
+
+Layout layout_for(const GemmVariant& v, int64_t m, int64_t n, int64_t k, WType wtype, bool swiglu) {
+  Layout l;
+  l.mr = v.mr;
+  l.nr = v.nr;
+  l.kg = v.kgroup;
+  l.ocols = out_cols(v, swiglu);
+  l.kp = round_up(std::max<int64_t>(k, 1), v.kgroup);
+  l.kcb = k_block(k, wtype);
+  l.nkb = ceil_div(l.kp, l.kcb);
+  l.panels_m = ceil_div(m, v.mr);
+  l.panels_n = ceil_div(n, l.ocols);
+  l.a_elem = v.a_elem;
+  l.b_elem = v.b_elem;
+  return l;
+}
+
+// Packs every (panel, K block) of B; panel_cols(p, cols) gives the nr column
+// pointers of panel p (nullptr: zero column), k stride ks.
+template <typename Cols>
+void pack_b_blocks(const GemmKernels& kern, const Layout& l, WType wtype, int64_t k, int64_t ks, int64_t panels,
+                   char* dst, Cols&& panel_cols) {
+  auto pack = wtype == WType::F32 ? kern.pack_b_f32 : kern.pack_b_bf16;
+  parallel_for(panels * l.nkb, pack_grain(l.kcb * l.nr), [&](int64_t q0, int64_t q1) {
+    const float* cols[64];
+    const float* shifted[64];
+    for (int64_t q = q0; q < q1; ++q) {
+      const int64_t j = q / l.nkb, kb = q % l.nkb;
+      const int64_t pc = kb * l.kcb, kc = std::min(l.kcb, l.kp - pc);
+      panel_cols(j, cols);
+      for (int c = 0; c < l.nr; ++c) shifted[c] = cols[c] ? cols[c] + pc * ks : nullptr;
+      pack(shifted, ks, std::max<int64_t>(0, std::min(kc, k - pc)), kc, dst + l.b_off(panels, pc, kc, j));
+    }
+  });
+}
+
+}  // namespace
+
+void pack_weight(const float* b, int64_t ns, int64_t ks, const PackedInfo& info, void* dst) {
+  const GemmKernels& kern = gemm_kernels();
+  const GemmVariant& v = variant_for(kern, info.wtype);
+  const Layout l = layout_for(v, 1, info.n, info.k, info.wtype, false);
+  pack_b_blocks(kern, l, info.wtype, info.k, ks, l.panels_n, static_cast<char*>(dst), [&](int64_t p, const float** cols) {
+    for (int j = 0; j < l.nr; ++j) {
+      const int64_t col = p * l.nr + j;
+      cols[j] = col < info.n ? b + col * ns : nullptr;
+    }
+  });
+}
+
+void pack_swiglu(const float* w1, int64_t ns1, int64_t ks1, const float* w2, int64_t ns2, int64_t ks2,
+                 const PackedInfo& info, void* dst) {
+  VL_CHECK(ks1 == ks2, ErrorCode::Runtime, "pack_swiglu: W1 and W2 need the same k stride");
+  const GemmKernels& kern = gemm_kernels();
+  const GemmVariant& v = variant_for(kern, info.wtype);
+  const Layout l = layout_for(v, 1, info.n, info.k, info.wtype, true);
+  const int half = l.nr / 2;
+  pack_b_blocks(kern, l, info.wtype, info.k, ks1, l.panels_n, static_cast<char*>(dst), [&](int64_t p, const float** cols) {
+    for (int j = 0; j < half; ++j) {
+      const int64_t h = p * half + j;
+      cols[j] = h < info.n ? w1 + h * ns1 : nullptr;
+      cols[half + j] = h < info.n ? w2 + h * ns2 : nullptr;
+    }
+  });
+}
+
+void run(const Problem& p) {
+  if (p.batch == 0 || p.m == 0 || p.n == 0) return;
+  const GemmKernels& kern = gemm_kernels();
+  const GemmVariant& v = variant_for(kern, p.wtype);
+  const Layout l = layout_for(v, p.m, p.n, p.k, p.wtype, p.swiglu);
+  const int mr = l.mr, nr = l.nr, kg = l.kg;
+  const Blocking blk = g_blocking;
+
+  Workspaces& ws = workspaces();
+  struct Trim {
+    Workspaces& w;
+    ~Trim() { w.a.trim(), w.b.trim(), w.s.trim(); }
+  } trim{ws};
+
+  // B: the packed weight, or packed now (once when every batch shares it).
+  const char* b_base = static_cast<const char*>(p.b_packed);
+  const int64_t b_batch_bytes = p.b_boff && !p.b_packed ? l.b_bytes(l.panels_n) : 0;
+  if (!b_base) {
+    VL_CHECK(!p.swiglu, ErrorCode::Runtime, "gemm: SwiGLU needs packed weights");
+    const int64_t nb = p.b_boff ? p.batch : 1;
+    char* dst = ws.b.get(static_cast<size_t>(nb * l.b_bytes(l.panels_n)));
+    for (int64_t bb = 0; bb < nb; ++bb) {
+      const float* base = p.b + (p.b_boff ? p.b_boff[bb] : 0);
+      pack_b_blocks(kern, l, p.wtype, p.k, p.b_ks, l.panels_n, dst + bb * l.b_bytes(l.panels_n),
+                    [&](int64_t jp, const float** cols) {
+                      for (int j = 0; j < nr; ++j) {
+                        const int64_t col = jp * nr + j;
+                        cols[j] = col < p.n ? base + col * p.b_ns : nullptr;
+                      }
+                    });
+    }
+    b_base = dst;
+  }
+
+  // A: every (micro-panel, K block) of every batch, packed once.
+  char* a_buf = ws.a.get(static_cast<size_t>(p.batch * l.a_bytes()));
+  parallel_for(p.batch * l.panels_m * l.nkb, pack_grain(l.kcb * mr), [&](int64_t q0, int64_t q1) {
+    const float* rows[64];
+    for (int64_t q = q0; q < q1; ++q) {
+      const int64_t bb = q / (l.panels_m * l.nkb), ip = (q / l.nkb) % l.panels_m, kb = q % l.nkb;
+      const int64_t pc = kb * l.kcb, kc = std::min(l.kcb, l.kp - pc);
+      const float* base = p.a + (p.a_boff ? p.a_boff[bb] : 0);
+      for (int i = 0; i < mr; ++i) {
+        const int64_t row = ip * mr + i;
+        rows[i] = row < p.m ? base + p.a_rows.offset(row) : nullptr;
+      }
+      v.pack_a(rows, p.a_ks, p.a_koff, pc, kc, p.k, a_buf + bb * l.a_bytes() + l.a_off(pc, kc, ip));
+    }
+  });
+
+  // Macro-tiles of mcp A panels x ncp B panels. K blocks are the outer loop
+  // (one parallel region each) and tiles run column-block-major, so the
+  // KC x NC block of B that neighbouring tiles share stays in cache while
+  // all of M goes past it (GotoBLAS order).
+  const int64_t mcp = std::max<int64_t>(1, blk.mc / mr);
+  const int64_t ncp = std::max<int64_t>(1, blk.nc / nr);
+  const int64_t tiles_m = ceil_div(l.panels_m, mcp), tiles_n = ceil_div(l.panels_n, ncp);
+  const int64_t tiles = p.batch * tiles_m * tiles_n;
+  // SwiGLU partial sums over K blocks need both halves, and C only has room
+  // for the gated result: they go to a scratch matrix of panels_n * nr columns.
+  const bool scratch_needed = p.swiglu && l.nkb > 1;
+  const int64_t lds = l.panels_n * nr;
+  float* scratch = scratch_needed
+                       ? reinterpret_cast<float*>(ws.s.get(static_cast<size_t>(p.batch * l.panels_m * mr * lds) * 4))
+                       : nullptr;
+
+  for (int64_t kb = 0; kb < l.nkb; ++kb) {
+    const int64_t pc = kb * l.kcb;
+    const int64_t kc = std::min(l.kcb, l.kp - pc);
+    const bool first = kb == 0, last = kb == l.nkb - 1;
+    parallel_for(tiles, 1, [&](int64_t t0, int64_t t1) {
+      for (int64_t tile = t0; tile < t1; ++tile) {
+        const int64_t bb = tile / (tiles_m * tiles_n);
+        const int64_t tj = (tile / tiles_m) % tiles_n, ti = tile % tiles_m;
+        const int64_t ip0 = ti * mcp, ip1 = std::min(l.panels_m, ip0 + mcp);
+        const int64_t jp0 = tj * ncp, jp1 = std::min(l.panels_n, jp0 + ncp);
+        const char* a_blk = a_buf + bb * l.a_bytes();
+        const char* b_blk = b_base + bb * b_batch_bytes;
+        float* c_base = p.c + (p.c_boff ? p.c_boff[bb] : 0);
+        const float* r_base = p.r ? p.r + (p.r_boff ? p.r_boff[bb] : 0) : nullptr;
+        float* s_base = scratch ? scratch + bb * l.panels_m * mr * lds : nullptr;
+        auto call = [&](int64_t ip, int64_t jp) {
+          GemmTile t;
+          t.kc = kc / kg;
+          t.a = a_blk + l.a_off(pc, kc, ip);
+          t.b = b_blk + l.b_off(l.panels_n, pc, kc, jp);
+          const int64_t row0 = ip * mr, col0 = jp * l.ocols;
+          t.m = static_cast<int>(std::min<int64_t>(mr, p.m - row0));
+          t.nout = static_cast<int>(std::min<int64_t>(l.ocols, p.n - col0));
+          float* c_out = c_base + row0 * p.ldc + col0;
+          if (p.swiglu) {
+            float* s = s_base ? s_base + row0 * lds + jp * nr : nullptr;
+            t.acc = first ? nullptr : s;
+            t.ldacc = lds;
+            t.n = nr;
+            t.c = last ? c_out : s;
+            t.ldc = last ? p.ldc : lds;
+          } else {
+            t.acc = first ? nullptr : c_out;
+            t.ldacc = p.ldc;
+            t.n = t.nout;
+            t.c = c_out;
+            t.ldc = p.ldc;
+          }
+          t.final_store = last ? 1 : 0;
+          t.bias = p.bias && !p.swiglu ? p.bias + col0 : nullptr;
+          t.res = r_base ? r_base + row0 * p.ldr + col0 : nullptr;
+          t.ldres = p.ldr;
+          t.act = p.swiglu ? kGemmActSwiglu : kGemmActNone;
+          v.kernel(&t);
+        };
+        if (blk.order == 0) {
+          for (int64_t jp = jp0; jp < jp1; ++jp)
+            for (int64_t ip = ip0; ip < ip1; ++ip) call(ip, jp);
+        } else {
+          for (int64_t ip = ip0; ip < ip1; ++ip)
+            for (int64_t jp = jp0; jp < jp1; ++jp) call(ip, jp);
+        }
+      }
+    });
+  }
+}
+
+}  // namespace gemm
+}  // namespace vl

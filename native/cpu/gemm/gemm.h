@@ -1,0 +1,100 @@
+// The GEMM driver: C = A . B^T (+ bias) (+ residual), with A [M,K] and B
+// [N,K] (the Linear weight layout), both read through strides, so
+// transposes, batches and the patch-conv gather need no copies.
+//
+// Blocking (BLIS style): A and B are packed into micro-panels (mr rows or nr
+// columns, k innermost-but-one, see cpu/simd/gemm_isa.h); C is cut into
+// macro-tiles of MC x NC that the thread pool shares out; inside a tile K
+// runs in blocks of KC. The K blocks depend only on K, and each C element
+// is summed by exactly one micro-kernel call sequence, so results are the
+// same for any thread count.
+//
+// No N-API or tensor types here: bench/native builds this with the
+// per-ISA kernels, the thread pool and the CPU feature detection alone.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "cpu/simd/gemm_isa.h"
+
+namespace vl {
+namespace gemm {
+
+enum class WType : int { F32 = 0, BF16 = 1 };
+const char* wtype_name(WType t);
+
+// Maps a flat index to an element offset through nested dims (outermost
+// first): index i = ((i0 * s1 + i1) * s2 + i2)... -> sum(i_d * stride_d).
+struct DimMap {
+  int nd = 0;
+  int64_t size[8] = {};
+  int64_t stride[8] = {};
+  static DimMap linear(int64_t n, int64_t stride);
+  void push(int64_t size, int64_t stride);  // appends an inner dim (size 1 dims are dropped)
+  int64_t count() const;
+  int64_t offset(int64_t i) const;
+  // Merges dims that are equivalent to one stride; true when a single stride remains.
+  bool single(int64_t* stride) const;
+};
+
+// Weights packed once. The bytes are the panels of gemm_kernels() (layout id
+// kernels.layout); the caller keeps (n, k, wtype, layout, swiglu) beside them.
+struct PackedInfo {
+  int64_t n = 0;   // output columns (SwiGLU: the hidden size)
+  int64_t k = 0;
+  WType wtype = WType::F32;
+  int layout = 0;
+  int64_t kblock = 0;
+  bool swiglu = false;
+};
+// The K block (k steps) of packed operands for depth k: a function of k and
+// the blocking, never of the thread count. Packed weights record it.
+int64_t k_block(int64_t k, WType wtype);
+// Bytes of a packed weight for the active kernels (a multiple of 64).
+size_t packed_bytes(const PackedInfo& info);
+// Packs B (element (n, k) at b[n * ns + k * ks]) into dst (64-byte aligned).
+// SwiGLU packs W1 and W2 ([hidden, K] each) into interleaved panels.
+void pack_weight(const float* b, int64_t ns, int64_t ks, const PackedInfo& info, void* dst);
+void pack_swiglu(const float* w1, int64_t ns1, int64_t ks1, const float* w2, int64_t ns2, int64_t ks2,
+                 const PackedInfo& info, void* dst);
+
+struct Problem {
+  int64_t batch = 1;
+  int64_t m = 0, n = 0, k = 0;
+  WType wtype = WType::F32;
+  bool swiglu = false;  // only with packed weights: n is the hidden size
+  // A: element (b, i, kk) at a + a_boff[b] + a_rows.offset(i) + (a_koff ? a_koff[kk] : kk * a_ks)
+  const float* a = nullptr;
+  DimMap a_rows;
+  int64_t a_ks = 1;
+  const int64_t* a_koff = nullptr;
+  const int64_t* a_boff = nullptr;
+  // B: packed (same for every batch), or element (b, j, kk) at b + b_boff[b] + j * b_ns + kk * b_ks
+  const void* b_packed = nullptr;
+  const float* b = nullptr;
+  int64_t b_ns = 0, b_ks = 1;
+  const int64_t* b_boff = nullptr;  // nullptr: the same B for every batch
+  // C (contiguous rows of n): c + c_boff[b] + i * ldc + j
+  float* c = nullptr;
+  int64_t ldc = 0;
+  const int64_t* c_boff = nullptr;
+  // Epilogue: bias[n] (not with swiglu), residual rows r + r_boff[b] + i * ldr + j
+  const float* bias = nullptr;
+  const float* r = nullptr;
+  int64_t ldr = 0;
+  const int64_t* r_boff = nullptr;
+};
+
+void run(const Problem& p);
+
+// Blocking parameters (tuning and benchmarks). kc is in k steps.
+struct Blocking {
+  int64_t mc, nc, kc;
+  int order;  // 0: B micro-panel reused across A panels (jr outer); 1: A micro-panel reused (ir outer)
+};
+Blocking blocking();
+void set_blocking(const Blocking& b);
+
+}  // namespace gemm
+}  // namespace vl

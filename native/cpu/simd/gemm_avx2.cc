@@ -1,0 +1,209 @@
+// AVX2 + FMA GEMM micro-kernels: f32 tile 6x16 (12 ymm accumulators, two B
+// vectors, one broadcast); bf16 weights widened in registers, tile 4x16.
+#include <immintrin.h>
+
+#include "cpu/simd/gemm_isa.h"
+
+namespace vl {
+namespace {
+
+constexpr int kMr = 6;
+constexpr int kNr = 16;
+constexpr int kMrBf = 4;
+
+// exp(x), Cephes expf polynomial; 2^n built in the exponent field (n is
+// clamped to the normal range first, so no overflow into the sign bit).
+inline __m256 exp256(__m256 x) {
+  x = _mm256_max_ps(_mm256_min_ps(x, _mm256_set1_ps(88.0f)), _mm256_set1_ps(-87.3365478515625f));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+  // n in [-126, 127]: 2^n is a normal float; exp(x) below ~2^-126 is not needed at this accuracy.
+  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+inline __m256 swiglu256(__m256 g, __m256 u) {
+  const __m256 e = exp256(_mm256_sub_ps(_mm256_setzero_ps(), g));
+  return _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(_mm256_set1_ps(1.0f), e)), u);
+}
+
+// Partial vectors go through a small buffer: AVX2 has masked moves only for
+// whole 32-bit lanes (maskload/maskstore), which is what these use.
+inline __m256i lane_mask(int n) {
+  const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), idx);
+}
+inline __m256 load_n(const float* p, int n) {
+  if (n >= 8) return _mm256_loadu_ps(p);
+  if (n <= 0) return _mm256_setzero_ps();
+  return _mm256_maskload_ps(p, lane_mask(n));
+}
+inline void store_n(float* p, int n, __m256 v) {
+  if (n >= 8) return _mm256_storeu_ps(p, v);
+  if (n > 0) _mm256_maskstore_ps(p, lane_mask(n), v);
+}
+
+template <int MR>
+inline void start(const GemmTile* t, __m256* c0, __m256* c1) {
+  for (int i = 0; i < MR; ++i) {
+    if (t->acc && i < t->m) {
+      c0[i] = load_n(t->acc + i * t->ldacc, t->n);
+      c1[i] = load_n(t->acc + i * t->ldacc + 8, t->n - 8);
+    } else {
+      c0[i] = c1[i] = _mm256_setzero_ps();
+    }
+  }
+}
+
+template <int MR>
+inline void finish(const GemmTile* t, const __m256* c0, const __m256* c1) {
+  const int m = t->m;
+  if (!t->final_store) {
+    for (int i = 0; i < MR && i < m; ++i) {
+      store_n(t->c + i * t->ldc, t->n, c0[i]);
+      store_n(t->c + i * t->ldc + 8, t->n - 8, c1[i]);
+    }
+    return;
+  }
+  if (t->act == kGemmActSwiglu) {
+    for (int i = 0; i < MR && i < m; ++i) {
+      __m256 v = swiglu256(c0[i], c1[i]);
+      if (t->res) v = _mm256_add_ps(v, load_n(t->res + i * t->ldres, t->nout));
+      store_n(t->c + i * t->ldc, t->nout, v);
+    }
+    return;
+  }
+  const __m256 b0 = t->bias ? load_n(t->bias, t->nout) : _mm256_setzero_ps();
+  const __m256 b1 = t->bias ? load_n(t->bias + 8, t->nout - 8) : _mm256_setzero_ps();
+  for (int i = 0; i < MR && i < m; ++i) {
+    __m256 v0 = _mm256_add_ps(c0[i], b0), v1 = _mm256_add_ps(c1[i], b1);
+    if (t->res) {
+      v0 = _mm256_add_ps(v0, load_n(t->res + i * t->ldres, t->nout));
+      v1 = _mm256_add_ps(v1, load_n(t->res + i * t->ldres + 8, t->nout - 8));
+    }
+    store_n(t->c + i * t->ldc, t->nout, v0);
+    store_n(t->c + i * t->ldc + 8, t->nout - 8, v1);
+  }
+}
+
+void kernel_f32(const GemmTile* t) {
+  __m256 c0[kMr], c1[kMr];
+  start<kMr>(t, c0, c1);
+  const float* a = static_cast<const float*>(t->a);
+  const float* b = static_cast<const float*>(t->b);
+  for (int64_t k = t->kc; k > 0; --k) {
+    const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+#pragma GCC unroll 6
+    for (int i = 0; i < kMr; ++i) {
+      const __m256 ai = _mm256_broadcast_ss(a + i);
+      c0[i] = _mm256_fmadd_ps(ai, b0, c0[i]);
+      c1[i] = _mm256_fmadd_ps(ai, b1, c1[i]);
+    }
+    a += kMr;
+    b += kNr;
+  }
+  finish<kMr>(t, c0, c1);
+}
+
+void kernel_bf16_widen(const GemmTile* t) {
+  __m256 c0[kMrBf], c1[kMrBf];
+  start<kMrBf>(t, c0, c1);
+  const float* a = static_cast<const float*>(t->a);
+  const __m256i* b = static_cast<const __m256i*>(t->b);
+  const __m256i hi = _mm256_set1_epi32(static_cast<int>(0xffff0000u));
+  for (int64_t k = t->kc; k > 0; --k) {
+    const __m256i p0 = _mm256_load_si256(b), p1 = _mm256_load_si256(b + 1);
+    const __m256 e0 = _mm256_castsi256_ps(_mm256_slli_epi32(p0, 16));
+    const __m256 o0 = _mm256_castsi256_ps(_mm256_and_si256(p0, hi));
+    const __m256 e1 = _mm256_castsi256_ps(_mm256_slli_epi32(p1, 16));
+    const __m256 o1 = _mm256_castsi256_ps(_mm256_and_si256(p1, hi));
+#pragma GCC unroll 4
+    for (int i = 0; i < kMrBf; ++i) {
+      const __m256 ae = _mm256_broadcast_ss(a + 2 * i), ao = _mm256_broadcast_ss(a + 2 * i + 1);
+      c0[i] = _mm256_fmadd_ps(ae, e0, c0[i]);
+      c1[i] = _mm256_fmadd_ps(ae, e1, c1[i]);
+      c0[i] = _mm256_fmadd_ps(ao, o0, c0[i]);
+      c1[i] = _mm256_fmadd_ps(ao, o1, c1[i]);
+    }
+    a += 2 * kMrBf;
+    b += 2;
+  }
+  finish<kMrBf>(t, c0, c1);
+}
+
+inline float at(const float* row, int64_t ks, const int64_t* koff, int64_t k, int64_t klimit) {
+  if (!row || k >= klimit) return 0.0f;
+  return koff ? row[koff[k]] : row[k * ks];
+}
+
+inline uint16_t round_bf16(float f) {
+  uint32_t u;
+  __builtin_memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x0040u);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+
+// The activation as the bf16 kernels see it: rounded to bf16, kept as f32
+// for kernels that multiply in f32 (same products as vdpbf16ps).
+inline float bf16_round_f32(float f) {
+  const uint32_t u = static_cast<uint32_t>(round_bf16(f)) << 16;
+  float r;
+  __builtin_memcpy(&r, &u, 4);
+  return r;
+}
+
+void pack_a_f32(const float* const* rows, int64_t ks, const int64_t* koff, int64_t k0, int64_t kc, int64_t klimit,
+                void* dst) {
+  float* d = static_cast<float*>(dst);
+  for (int64_t k = 0; k < kc; ++k)
+    for (int i = 0; i < kMr; ++i) d[k * kMr + i] = at(rows[i], ks, koff, k0 + k, klimit);
+}
+
+void pack_a_pairs_f32(const float* const* rows, int64_t ks, const int64_t* koff, int64_t k0, int64_t kc,
+                      int64_t klimit, void* dst) {
+  float* d = static_cast<float*>(dst);
+  for (int64_t k = 0; k < kc; k += 2)
+    for (int i = 0; i < kMrBf; ++i) {
+      d[(k / 2 * kMrBf + i) * 2] = bf16_round_f32(at(rows[i], ks, koff, k0 + k, klimit));
+      d[(k / 2 * kMrBf + i) * 2 + 1] = bf16_round_f32(at(rows[i], ks, koff, k0 + k + 1, klimit));
+    }
+}
+
+void pack_b_f32(const float* const* cols, int64_t ks, int64_t k, int64_t kpad, void* dst) {
+  float* d = static_cast<float*>(dst);
+  for (int64_t kk = 0; kk < kpad; ++kk)
+    for (int j = 0; j < kNr; ++j) d[kk * kNr + j] = cols[j] && kk < k ? cols[j][kk * ks] : 0.0f;
+}
+
+void pack_b_bf16(const float* const* cols, int64_t ks, int64_t k, int64_t kpad, void* dst) {
+  uint16_t* d = static_cast<uint16_t*>(dst);
+  for (int64_t kk = 0; kk < kpad; kk += 2)
+    for (int j = 0; j < kNr; ++j) {
+      const float* c = cols[j];
+      d[(kk / 2 * kNr + j) * 2] = round_bf16(c && kk < k ? c[kk * ks] : 0.0f);
+      d[(kk / 2 * kNr + j) * 2 + 1] = round_bf16(c && kk + 1 < k ? c[(kk + 1) * ks] : 0.0f);
+    }
+}
+
+}  // namespace
+
+const GemmKernels kGemmAvx2 = {
+    "avx2",
+    1,
+    {kMr, kNr, 1, 4, 4, kernel_f32, pack_a_f32},
+    {kMrBf, kNr, 2, 4, 2, kernel_bf16_widen, pack_a_pairs_f32},
+    pack_b_f32,
+    pack_b_bf16,
+};
+
+}  // namespace vl

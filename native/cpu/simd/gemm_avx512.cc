@@ -1,0 +1,203 @@
+// AVX-512 GEMM micro-kernels (F, BW, VL, DQ + FMA). The f32 tile is 14x32:
+// 28 zmm accumulators, two B vectors per k step and the A values broadcast
+// straight from the packed panel as FMA memory operands, so 30 of the 32
+// registers do the work and each k step is 28 FMAs for 2 loads + 14 broadcasts.
+// The bf16 variant here is the fallback for CPUs without AVX512_BF16: it
+// widens the packed bf16 pairs of B to f32 in registers (12x32 tile).
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#include "cpu/simd/gemm_avx512_tile.h"
+#include "cpu/simd/gemm_isa.h"
+
+namespace vl {
+namespace {
+
+constexpr int kMr = 14;
+constexpr int kNr = 32;
+constexpr int kMrBf = 12;
+
+void kernel_f32(const GemmTile* t) {
+  __m512 c0[kMr], c1[kMr];
+  start<kMr>(t, c0, c1);
+  const float* a = static_cast<const float*>(t->a);
+  const float* b = static_cast<const float*>(t->b);
+  // Two k steps per iteration: the loop overhead is a few % at this size.
+  int64_t k = t->kc;
+  for (; k >= 2; k -= 2) {
+#pragma GCC unroll 2
+    for (int u = 0; u < 2; ++u) {
+      const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
+#pragma GCC unroll 14
+      for (int i = 0; i < kMr; ++i) {
+        const __m512 ai = _mm512_set1_ps(a[i]);
+        c0[i] = _mm512_fmadd_ps(ai, b0, c0[i]);
+        c1[i] = _mm512_fmadd_ps(ai, b1, c1[i]);
+      }
+      a += kMr;
+      b += kNr;
+    }
+  }
+  if (k) {
+    const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
+#pragma GCC unroll 14
+    for (int i = 0; i < kMr; ++i) {
+      const __m512 ai = _mm512_set1_ps(a[i]);
+      c0[i] = _mm512_fmadd_ps(ai, b0, c0[i]);
+      c1[i] = _mm512_fmadd_ps(ai, b1, c1[i]);
+    }
+  }
+  finish<kMr>(t, c0, c1);
+}
+
+// bf16 B pairs widened in registers; A is an f32 panel [kc/2][mr][2].
+void kernel_bf16_widen(const GemmTile* t) {
+  __m512 c0[kMrBf], c1[kMrBf];
+  start<kMrBf>(t, c0, c1);
+  const float* a = static_cast<const float*>(t->a);
+  const __m512i* b = static_cast<const __m512i*>(t->b);
+  const __m512i hi = _mm512_set1_epi32(static_cast<int>(0xffff0000u));
+  for (int64_t k = t->kc; k > 0; --k) {
+    const __m512i p0 = _mm512_load_si512(b), p1 = _mm512_load_si512(b + 1);
+    const __m512 e0 = _mm512_castsi512_ps(_mm512_slli_epi32(p0, 16));
+    const __m512 o0 = _mm512_castsi512_ps(_mm512_and_si512(p0, hi));
+    const __m512 e1 = _mm512_castsi512_ps(_mm512_slli_epi32(p1, 16));
+    const __m512 o1 = _mm512_castsi512_ps(_mm512_and_si512(p1, hi));
+#pragma GCC unroll 12
+    for (int i = 0; i < kMrBf; ++i) {
+      const __m512 ae = _mm512_set1_ps(a[2 * i]), ao = _mm512_set1_ps(a[2 * i + 1]);
+      c0[i] = _mm512_fmadd_ps(ae, e0, c0[i]);
+      c1[i] = _mm512_fmadd_ps(ae, e1, c1[i]);
+      c0[i] = _mm512_fmadd_ps(ao, o0, c0[i]);
+      c1[i] = _mm512_fmadd_ps(ao, o1, c1[i]);
+    }
+    a += 2 * kMrBf;
+    b += 2;
+  }
+  finish<kMrBf>(t, c0, c1);
+}
+
+// Reads element k of a row (zero past klimit or for a missing row).
+inline float at(const float* row, int64_t ks, const int64_t* koff, int64_t k, int64_t klimit) {
+  if (!row || k >= klimit) return 0.0f;
+  return koff ? row[koff[k]] : row[k * ks];
+}
+
+inline uint16_t round_bf16(float f) {
+  uint32_t u;
+  __builtin_memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x0040u);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+
+// The activation as the bf16 kernels see it: rounded to bf16, kept as f32
+// for kernels that multiply in f32 (same products as vdpbf16ps).
+inline float bf16_round_f32(float f) {
+  const uint32_t u = static_cast<uint32_t>(round_bf16(f)) << 16;
+  float r;
+  __builtin_memcpy(&r, &u, 4);
+  return r;
+}
+
+// A panels. The common case (unit k stride, whole rows) transposes 16x16
+// blocks in registers; everything else goes through at().
+template <int MR>
+void pack_a_f32_t(const float* const* rows, int64_t ks, const int64_t* koff, int64_t k0, int64_t kc, int64_t klimit,
+                  void* dst) {
+  float* d = static_cast<float*>(dst);
+  bool fast = ks == 1 && !koff && k0 + kc <= klimit;
+  for (int i = 0; i < MR && fast; ++i) fast = rows[i] != nullptr;
+  int64_t k = 0;
+  if (fast) {
+    for (; k + 16 <= kc; k += 16) {
+      __m512 v[16];
+      for (int i = 0; i < MR; ++i) v[i] = _mm512_loadu_ps(rows[i] + k0 + k);
+      for (int i = MR; i < 16; ++i) v[i] = _mm512_setzero_ps();
+      // 16x16 transpose: v[i][j] -> w[j][i].
+      __m512 t[16];
+      for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(v[i], v[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(v[i], v[i + 1]);
+      }
+      for (int i = 0; i < 16; i += 4) {
+        v[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+        v[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+        v[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+        v[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+      }
+      // v[4q + r], lane L: column 4L + r of rows 4q..4q+3. Two lane shuffles finish it.
+      for (int i = 0; i < 16; i += 8) {
+        for (int r = 0; r < 4; ++r) {
+          t[i + r] = _mm512_shuffle_f32x4(v[i + r], v[i + 4 + r], 0x88);      // lanes 0,2 of each
+          t[i + 4 + r] = _mm512_shuffle_f32x4(v[i + r], v[i + 4 + r], 0xdd);  // lanes 1,3 of each
+        }
+      }
+      // Full 16-wide stores in increasing order: each one's 16 - MR extra
+      // lanes are overwritten by the next. Only the panel's very last row
+      // is masked (masked stores are slow on some cores, and past it lies
+      // memory another thread may be packing).
+      for (int r = 0; r < 8; ++r) _mm512_storeu_ps(d + (k + r) * MR, _mm512_shuffle_f32x4(t[r], t[8 + r], 0x88));
+      for (int r = 0; r < 7; ++r) _mm512_storeu_ps(d + (k + 8 + r) * MR, _mm512_shuffle_f32x4(t[r], t[8 + r], 0xdd));
+      const __m512 last = _mm512_shuffle_f32x4(t[7], t[15], 0xdd);
+      if (k + 16 < kc)
+        _mm512_storeu_ps(d + (k + 15) * MR, last);
+      else
+        _mm512_mask_storeu_ps(d + (k + 15) * MR, static_cast<__mmask16>((1u << MR) - 1u), last);
+    }
+  }
+  for (; k < kc; ++k)
+    for (int i = 0; i < MR; ++i) d[k * MR + i] = at(rows[i], ks, koff, k0 + k, klimit);
+}
+
+// f32 panel in pair order [kc/2][mr][2] for the widening bf16 kernel.
+void pack_a_pairs_f32(const float* const* rows, int64_t ks, const int64_t* koff, int64_t k0, int64_t kc,
+                      int64_t klimit, void* dst) {
+  float* d = static_cast<float*>(dst);
+  for (int64_t k = 0; k < kc; k += 2)
+    for (int i = 0; i < kMrBf; ++i) {
+      d[(k / 2 * kMrBf + i) * 2] = bf16_round_f32(at(rows[i], ks, koff, k0 + k, klimit));
+      d[(k / 2 * kMrBf + i) * 2 + 1] = bf16_round_f32(at(rows[i], ks, koff, k0 + k + 1, klimit));
+    }
+}
+
+void pack_b_f32(const float* const* cols, int64_t ks, int64_t k, int64_t kpad, void* dst) {
+  float* d = static_cast<float*>(dst);
+  bool unit = true;  // columns adjacent in memory: each k row is one vector copy
+  for (int j = 0; j < kNr; ++j) unit = unit && cols[j] && cols[j] == cols[0] + j;
+  if (unit) {
+    for (int64_t kk = 0; kk < k; ++kk) {
+      _mm512_store_ps(d + kk * kNr, _mm512_loadu_ps(cols[0] + kk * ks));
+      _mm512_store_ps(d + kk * kNr + 16, _mm512_loadu_ps(cols[0] + kk * ks + 16));
+    }
+  } else {
+    for (int64_t kk = 0; kk < k; ++kk)
+      for (int j = 0; j < kNr; ++j) d[kk * kNr + j] = cols[j] ? cols[j][kk * ks] : 0.0f;
+  }
+  for (int64_t kk = k; kk < kpad; ++kk)
+    for (int j = 0; j < kNr; ++j) d[kk * kNr + j] = 0.0f;
+}
+
+void pack_b_bf16(const float* const* cols, int64_t ks, int64_t k, int64_t kpad, void* dst) {
+  uint16_t* d = static_cast<uint16_t*>(dst);
+  for (int64_t kk = 0; kk < kpad; kk += 2)
+    for (int j = 0; j < kNr; ++j) {
+      const float* c = cols[j];
+      d[(kk / 2 * kNr + j) * 2] = round_bf16(c && kk < k ? c[kk * ks] : 0.0f);
+      d[(kk / 2 * kNr + j) * 2 + 1] = round_bf16(c && kk + 1 < k ? c[(kk + 1) * ks] : 0.0f);
+    }
+}
+
+}  // namespace
+
+const GemmKernels kGemmAvx512 = {
+    "avx512",
+    2,
+    {kMr, kNr, 1, 4, 4, kernel_f32, pack_a_f32_t<kMr>},
+    {kMrBf, kNr, 2, 4, 2, kernel_bf16_widen, pack_a_pairs_f32},
+    pack_b_f32,
+    pack_b_bf16,
+};
+
+}  // namespace vl

@@ -1,0 +1,137 @@
+// Accumulator set-up and epilogues shared by the AVX-512 GEMM kernels
+// (gemm_avx512.cc, gemm_avx512bf16.cc). Everything has internal linkage and
+// is included only by translation units built with AVX-512 flags.
+#pragma once
+#include <immintrin.h>
+
+#include "cpu/simd/gemm_isa.h"
+
+namespace vl {
+namespace {
+
+// exp(x) to about 1 ulp (Cephes expf polynomial, Cody-Waite ln2 split);
+// scalef handles the 2^n scaling including overflow to inf and underflow to 0.
+inline __m512 exp512(__m512 x) {
+  x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(88.7f)), _mm512_set1_ps(-104.0f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+  return _mm512_scalef_ps(p, n);
+}
+
+// silu(g) * u with silu(g) = g / (1 + exp(-g)).
+inline __m512 swiglu512(__m512 g, __m512 u) {
+  const __m512 e = exp512(_mm512_sub_ps(_mm512_setzero_ps(), g));
+  return _mm512_mul_ps(_mm512_div_ps(g, _mm512_add_ps(_mm512_set1_ps(1.0f), e)), u);
+}
+
+inline __mmask16 mask_for(int n) {
+  return n >= 16 ? static_cast<__mmask16>(0xffff) : n <= 0 ? 0 : static_cast<__mmask16>((1u << n) - 1u);
+}
+
+// Zeroes the accumulators and prefetches the rows that finish() will read
+// (partial sums) or write: a C tile that has left the cache costs a memory
+// round trip per line, which the k loop hides when it is requested now.
+template <int MR>
+inline void start(const GemmTile* t, __m512* c0, __m512* c1) {
+  const float* pf = t->acc ? t->acc : t->c;
+  const int64_t ld = t->acc ? t->ldacc : t->ldc;
+  for (int i = 0; i < MR && i < t->m; ++i) {
+    _mm_prefetch(reinterpret_cast<const char*>(pf + i * ld), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(pf + i * ld + 16), _MM_HINT_T0);
+  }
+  if (t->final_store && t->res)
+    for (int i = 0; i < MR && i < t->m; ++i) {
+      _mm_prefetch(reinterpret_cast<const char*>(t->res + i * t->ldres), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(t->res + i * t->ldres + 16), _MM_HINT_T0);
+    }
+  for (int i = 0; i < MR; ++i) c0[i] = c1[i] = _mm512_setzero_ps();
+}
+
+// Adds the partial sums (after the k loop, so their loads are not on the
+// critical path), then stores raw sums or applies the epilogue.
+template <int MR>
+inline void finish(const GemmTile* t, __m512* c0, __m512* c1) {
+  const int m = t->m;
+  if (t->acc) {
+    if (t->n == 32) {
+      for (int i = 0; i < MR && i < m; ++i) {
+        c0[i] = _mm512_add_ps(c0[i], _mm512_loadu_ps(t->acc + i * t->ldacc));
+        c1[i] = _mm512_add_ps(c1[i], _mm512_loadu_ps(t->acc + i * t->ldacc + 16));
+      }
+    } else {
+      const __mmask16 k0 = mask_for(t->n), k1 = mask_for(t->n - 16);
+      for (int i = 0; i < MR && i < m; ++i) {
+        c0[i] = _mm512_add_ps(c0[i], _mm512_maskz_loadu_ps(k0, t->acc + i * t->ldacc));
+        c1[i] = _mm512_add_ps(c1[i], _mm512_maskz_loadu_ps(k1, t->acc + i * t->ldacc + 16));
+      }
+    }
+  }
+  if (!t->final_store && t->n == 32) {
+    for (int i = 0; i < MR; ++i) {
+      if (i >= m) break;
+      _mm512_storeu_ps(t->c + i * t->ldc, c0[i]);
+      _mm512_storeu_ps(t->c + i * t->ldc + 16, c1[i]);
+    }
+    return;
+  }
+  if (!t->final_store) {
+    const __mmask16 k0 = mask_for(t->n), k1 = mask_for(t->n - 16);
+    for (int i = 0; i < MR; ++i) {
+      if (i >= m) break;
+      _mm512_mask_storeu_ps(t->c + i * t->ldc, k0, c0[i]);
+      _mm512_mask_storeu_ps(t->c + i * t->ldc + 16, k1, c1[i]);
+    }
+    return;
+  }
+  if (t->act == kGemmActSwiglu) {
+    // Bias is not used with SwiGLU (the launcher never passes one).
+    const __mmask16 k0 = mask_for(t->nout);
+    for (int i = 0; i < MR; ++i) {
+      if (i >= m) break;
+      __m512 v = swiglu512(c0[i], c1[i]);
+      if (t->res) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k0, t->res + i * t->ldres));
+      _mm512_mask_storeu_ps(t->c + i * t->ldc, k0, v);
+    }
+    return;
+  }
+  if (t->nout == 32) {
+    const __m512 b0 = t->bias ? _mm512_loadu_ps(t->bias) : _mm512_setzero_ps();
+    const __m512 b1 = t->bias ? _mm512_loadu_ps(t->bias + 16) : _mm512_setzero_ps();
+    for (int i = 0; i < MR; ++i) {
+      if (i >= m) break;
+      __m512 v0 = _mm512_add_ps(c0[i], b0), v1 = _mm512_add_ps(c1[i], b1);
+      if (t->res) {
+        v0 = _mm512_add_ps(v0, _mm512_loadu_ps(t->res + i * t->ldres));
+        v1 = _mm512_add_ps(v1, _mm512_loadu_ps(t->res + i * t->ldres + 16));
+      }
+      _mm512_storeu_ps(t->c + i * t->ldc, v0);
+      _mm512_storeu_ps(t->c + i * t->ldc + 16, v1);
+    }
+    return;
+  }
+  const __mmask16 k0 = mask_for(t->nout), k1 = mask_for(t->nout - 16);
+  const __m512 b0 = t->bias ? _mm512_maskz_loadu_ps(k0, t->bias) : _mm512_setzero_ps();
+  const __m512 b1 = t->bias ? _mm512_maskz_loadu_ps(k1, t->bias + 16) : _mm512_setzero_ps();
+  for (int i = 0; i < MR; ++i) {
+    if (i >= m) break;
+    __m512 v0 = _mm512_add_ps(c0[i], b0), v1 = _mm512_add_ps(c1[i], b1);
+    if (t->res) {
+      v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(k0, t->res + i * t->ldres));
+      v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(k1, t->res + i * t->ldres + 16));
+    }
+    _mm512_mask_storeu_ps(t->c + i * t->ldc, k0, v0);
+    _mm512_mask_storeu_ps(t->c + i * t->ldc + 16, k1, v1);
+  }
+}
+
+}  // namespace
+}  // namespace vl

@@ -1,0 +1,105 @@
+// bf16 GEMM with AVX512_BF16: vdpbf16ps multiplies 16 pairs of bf16 and adds
+// both products to an f32 lane, so one instruction covers two k steps of a
+// 16-column vector. Tile 14x32 like the f32 kernel: 28 accumulators, two B
+// vectors (32 columns x 2 k) per step, A pairs broadcast as 32-bit words.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#include "cpu/simd/gemm_avx512_tile.h"
+#include "cpu/simd/gemm_isa.h"
+
+namespace vl {
+namespace {
+
+constexpr int kMr = 14;
+constexpr int kNr = 32;
+
+void kernel_bf16(const GemmTile* t) {
+  __m512 c0[kMr], c1[kMr];
+  start<kMr>(t, c0, c1);
+  const int* a = static_cast<const int*>(t->a);
+  const __m512i* b = static_cast<const __m512i*>(t->b);
+  int64_t k = t->kc;
+  for (; k >= 2; k -= 2) {
+#pragma GCC unroll 2
+    for (int u = 0; u < 2; ++u) {
+      const __m512bh b0 = (__m512bh)_mm512_load_si512(b), b1 = (__m512bh)_mm512_load_si512(b + 1);
+#pragma GCC unroll 14
+      for (int i = 0; i < kMr; ++i) {
+        const __m512bh ai = (__m512bh)_mm512_set1_epi32(a[i]);
+        c0[i] = _mm512_dpbf16_ps(c0[i], ai, b0);
+        c1[i] = _mm512_dpbf16_ps(c1[i], ai, b1);
+      }
+      a += kMr;
+      b += 2;
+    }
+  }
+  if (k) {
+    const __m512bh b0 = (__m512bh)_mm512_load_si512(b), b1 = (__m512bh)_mm512_load_si512(b + 1);
+#pragma GCC unroll 14
+    for (int i = 0; i < kMr; ++i) {
+      const __m512bh ai = (__m512bh)_mm512_set1_epi32(a[i]);
+      c0[i] = _mm512_dpbf16_ps(c0[i], ai, b0);
+      c1[i] = _mm512_dpbf16_ps(c1[i], ai, b1);
+    }
+  }
+  finish<kMr>(t, c0, c1);
+}
+
+// Round to nearest even, NaN kept quiet: the same rounding as the scalar
+// conversion (vcvtne2ps2bf16 would flush subnormals).
+inline __m512i round_pairs(__m512 lo, __m512 hi) {
+  const __m512i one = _mm512_set1_epi32(1), bias = _mm512_set1_epi32(0x7fff);
+  const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000);
+  __m512i u[2] = {_mm512_castps_si512(lo), _mm512_castps_si512(hi)};
+  for (int j = 0; j < 2; ++j) {
+    const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u[j], abs_mask), inf);
+    __m512i r = _mm512_add_epi32(u[j], _mm512_add_epi32(bias, _mm512_and_si512(_mm512_srli_epi32(u[j], 16), one)));
+    r = _mm512_mask_or_epi32(r, nan, u[j], _mm512_set1_epi32(0x400000));
+    u[j] = _mm512_srli_epi32(r, 16);
+  }
+  return _mm512_or_si512(u[0], _mm512_slli_epi32(u[1], 16));  // even k in the low half
+}
+
+inline float at(const float* row, int64_t ks, const int64_t* koff, int64_t k, int64_t klimit) {
+  if (!row || k >= klimit) return 0.0f;
+  return koff ? row[koff[k]] : row[k * ks];
+}
+
+// A panel of bf16 pairs [kc/2][14][2]: row i's pair p is a 32-bit word.
+void pack_a_bf16(const float* const* rows, int64_t ks, const int64_t* koff, int64_t k0, int64_t kc, int64_t klimit,
+                 void* dst) {
+  uint32_t* d = static_cast<uint32_t*>(dst);
+  float tmp[2 * 16 * kMr];  // 32 k values of each row, then rounded 16 pairs at a time
+  for (int64_t k = 0; k < kc; k += 32) {
+    const int64_t kn = kc - k < 32 ? kc - k : 32;
+    for (int i = 0; i < kMr; ++i) {
+      const float* row = rows[i];
+      float* t = tmp + i * 32;
+      if (row && ks == 1 && !koff && k0 + k + 32 <= klimit && kn == 32) {
+        _mm512_storeu_ps(t, _mm512_loadu_ps(row + k0 + k));
+        _mm512_storeu_ps(t + 16, _mm512_loadu_ps(row + k0 + k + 16));
+      } else {
+        for (int j = 0; j < 32; ++j) t[j] = j < kn ? at(row, ks, koff, k0 + k + j, klimit) : 0.0f;
+      }
+    }
+    // Row i: 16 pairs (even k, odd k) -> words; then scatter to [pair][row].
+    const __m512i even_idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd_idx = _mm512_add_epi32(even_idx, _mm512_set1_epi32(1));
+    uint32_t words[kMr][16];
+    for (int i = 0; i < kMr; ++i) {
+      const __m512 lo = _mm512_loadu_ps(tmp + i * 32), hi = _mm512_loadu_ps(tmp + i * 32 + 16);
+      const __m512 ev = _mm512_permutex2var_ps(lo, even_idx, hi), od = _mm512_permutex2var_ps(lo, odd_idx, hi);
+      _mm512_storeu_si512(words[i], round_pairs(ev, od));
+    }
+    for (int64_t p = 0; p < kn / 2; ++p)
+      for (int i = 0; i < kMr; ++i) d[(k / 2 + p) * kMr + i] = words[i][p];
+  }
+}
+
+}  // namespace
+
+const GemmVariant kGemmAvx512Bf16Variant = {kMr, kNr, 2, 2, 2, kernel_bf16, pack_a_bf16};
+
+}  // namespace vl

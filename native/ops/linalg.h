@@ -1,0 +1,50 @@
+// Linear algebra launchers: linear layers (plain, packed, SwiGLU), batched
+// matmul and the patch-embedding convolution. All run as GEMMs on the CPU
+// (cpu/gemm): inputs are read through their strides, outputs are new
+// contiguous f32 tensors.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "core/tensor.h"
+
+namespace vl {
+namespace ops {
+
+// What a packed weight tensor (u8 bytes of GEMM panels) means. The bytes are
+// only valid for the kernels (layout) and K blocking they were packed with.
+struct PackedWeight {
+  TensorPtr data;       // u8 [bytes], contiguous
+  int64_t n = 0;        // output features (SwiGLU: hidden size)
+  int64_t k = 0;        // input features
+  DType dtype = DType::F32;  // precision of the packed panels: F32 or BF16
+  std::string layout;   // kernel family that packed it, e.g. "avx512"
+  int64_t kblock = 0;
+  bool swiglu = false;
+};
+
+// The layout name of this process's kernels (what pack_* records).
+std::string packed_layout();
+
+// w: [N, K] (f32 or bf16, any strides). dtype: F32 or BF16 panels.
+PackedWeight pack_linear(const TensorPtr& w, DType dtype);
+// w1, w2: [H, K]; SwiGLU panels interleave them so one pass computes both.
+PackedWeight pack_swiglu(const TensorPtr& w1, const TensorPtr& w2, DType dtype);
+
+// x [..., K] f32 (any strides), w [N, K] f32 -> [..., N] = x . w^T (+ bias[N]) (+ residual[..., N]).
+// bias / residual may be null.
+TensorPtr linear(const TensorPtr& x, const TensorPtr& w, const TensorPtr& bias, const TensorPtr& residual);
+TensorPtr linear_packed(const TensorPtr& x, const PackedWeight& w, const TensorPtr& bias, const TensorPtr& residual);
+// silu(x . W1^T) * (x . W2^T) from pack_swiglu's weight -> [..., H] (+ residual).
+TensorPtr swiglu(const TensorPtr& x, const PackedWeight& w, const TensorPtr& residual);
+
+// a [..., M, K] . b [..., K, N] (transpose_b: b is [..., N, K]) with numpy
+// broadcasting of the batch dims -> [..., M, N].
+TensorPtr matmul(const TensorPtr& a, const TensorPtr& b, bool transpose_b);
+
+// Conv2d with stride = kernel = patch: x [B, C, H, W], w [O, C, p, p],
+// bias [O] (may be null) -> tokens [B, (H/p)*(W/p), O], grid row-major.
+TensorPtr conv_patch(const TensorPtr& x, const TensorPtr& w, const TensorPtr& bias, int64_t patch);
+
+}  // namespace ops
+}  // namespace vl
