@@ -19,6 +19,10 @@ namespace vl {
 namespace cpu {
 namespace {
 
+// Bound on the packed keys and values held at once, and rows per packing job.
+constexpr int64_t kPackBytes = int64_t{16} << 20;
+constexpr int64_t kPackGrainFloats = 16384;
+
 struct Positions {
   const float* x = nullptr;  // explicit coordinates, or null for a grid
   const float* y = nullptr;
@@ -138,11 +142,20 @@ void attention(const KernelCall& c) {
   }
 
   const AttentionIsa& isa = attention_isa();
-  const int64_t tr = isa.tile_rows, ntiles = (N + tr - 1) / tr, tasks = B * H * ntiles;
-  // Chunks of at least ~2 MFLOP (tiny LSA windows), yet several per thread.
+  const int64_t tr = isa.tile_rows, ntiles = (N + tr - 1) / tr, pairs = B * H;
+  // (batch, head) pairs go in groups: their keys, rotated, and values are
+  // first packed into contiguous rows (read once per query tile afterwards),
+  // then the group's query tiles run. Groups bound the packed copy's size.
+  const int64_t pair_floats = 2 * M * D;
+  const int64_t group = std::max<int64_t>(1, std::min(pairs, kPackBytes / (pair_floats * int64_t{sizeof(float)})));
+  StoragePtr packed = backend.allocate(c.device, static_cast<size_t>(group * pair_floats) * sizeof(float));
+  float* pk = static_cast<float*>(packed->data());
+  // Query-tile tasks in chunks of at least ~2 MFLOP (tiny LSA windows), yet several per thread.
   const double task_flops = 4.0 * static_cast<double>(tr * M * D);
-  int64_t grain = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(2e6 / task_flops)));
-  grain = std::max<int64_t>(1, std::min(grain, tasks / 16));
+  const int64_t min_grain = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(2e6 / task_flops)));
+  const int64_t pack_rows = std::max<int64_t>(1, kPackGrainFloats / D);
+  const int64_t pack_chunks = (M + pack_rows - 1) / pack_rows;
+
   const float scale = static_cast<float>(c.attrs.num("scale"));
   const float* qd = static_cast<const float*>(q.data);
   const float* kd = static_cast<const float*>(k.data);
@@ -151,27 +164,43 @@ void attention(const KernelCall& c) {
   float* ld = c.out.size() > 1 ? static_cast<float*>(c.out[1].data) : nullptr;
   const size_t scratch_bytes = static_cast<size_t>(isa.scratch_floats(D)) * sizeof(float);
 
-  parallel_for(tasks, grain, [&](int64_t begin, int64_t end) {
-    StoragePtr scratch = backend.allocate(c.device, scratch_bytes);
-    AttnTile t{};
-    t.q_stride = q.strides[1], t.k_stride = k.strides[1], t.v_stride = v.strides[1];
-    t.out_stride = H * D;
-    t.M = M, t.D = D, t.scale = scale;
-    t.scratch = static_cast<float*>(scratch->data());
-    for (int64_t task = begin; task < end; ++task) {
-      const int64_t tile = task % ntiles, bh = task / ntiles, h = bh % H, b = bh / H;
-      const int64_t n0 = tile * tr;
-      t.rows = std::min(tr, N - n0);
-      t.q = qd + b * q.strides[0] + n0 * q.strides[1] + h * q.strides[2];
-      t.k = kd + b * k.strides[0] + h * k.strides[2];
-      t.v = vd + b * v.strides[0] + h * v.strides[2];
-      t.q_cos = qc ? qc + n0 * D : nullptr, t.q_sin = qs ? qs + n0 * D : nullptr;
-      t.k_cos = kc, t.k_sin = ks;
-      t.out = od + (b * N + n0) * H * D + h * D;
-      t.lse = ld ? ld + (b * H + h) * N + n0 : nullptr;
-      isa.tile(&t);
-    }
-  });
+  for (int64_t g0 = 0; g0 < pairs; g0 += group) {
+    const int64_t gn = std::min(group, pairs - g0);
+    parallel_for(gn * pack_chunks * 2, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t job = begin; job < end; ++job) {
+        const int64_t chunk = job % pack_chunks, which = job / pack_chunks % 2, p = job / pack_chunks / 2;
+        const int64_t b = (g0 + p) / H, h = (g0 + p) % H;
+        const int64_t m0 = chunk * pack_rows, rows = std::min(pack_rows, M - m0);
+        const TensorArg& src = which == 0 ? k : v;
+        const float* base = (which == 0 ? kd : vd) + b * src.strides[0] + m0 * src.strides[1] + h * src.strides[2];
+        const bool rotate = which == 0 && kc != nullptr;
+        isa.pack_rows(base, src.strides[1], rotate ? kc + m0 * D : nullptr, rotate ? ks + m0 * D : nullptr,
+                      pk + p * pair_floats + which * M * D + m0 * D, rows, D);
+      }
+    });
+    const int64_t tasks = gn * ntiles;
+    const int64_t grain = std::max<int64_t>(1, std::min(min_grain, tasks / 16));
+    parallel_for(tasks, grain, [&](int64_t begin, int64_t end) {
+      StoragePtr scratch = backend.allocate(c.device, scratch_bytes);
+      AttnTile t{};
+      t.q_stride = q.strides[1], t.k_stride = D, t.v_stride = D;
+      t.out_stride = H * D;
+      t.M = M, t.D = D, t.scale = scale;
+      t.scratch = static_cast<float*>(scratch->data());
+      for (int64_t task = begin; task < end; ++task) {
+        const int64_t tile = task % ntiles, p = task / ntiles, b = (g0 + p) / H, h = (g0 + p) % H;
+        const int64_t n0 = tile * tr;
+        t.rows = std::min(tr, N - n0);
+        t.q = qd + b * q.strides[0] + n0 * q.strides[1] + h * q.strides[2];
+        t.k = pk + p * pair_floats;
+        t.v = t.k + M * D;
+        t.q_cos = qc ? qc + n0 * D : nullptr, t.q_sin = qs ? qs + n0 * D : nullptr;
+        t.out = od + (b * N + n0) * H * D + h * D;
+        t.lse = ld ? ld + (b * H + h) * N + n0 : nullptr;
+        isa.tile(&t);
+      }
+    });
+  }
 }
 
 }  // namespace

@@ -60,6 +60,6 @@ void rotate_row(const float* x, const float* c, const float* s, float scale, flo
 
 }  // namespace
 
-const AttentionIsa kAvx512Attention = {"avx512", kBr, scratch_floats, tile};
+const AttentionIsa kAvx512Attention = {"avx512", kBr, scratch_floats, tile, pack_rows};
 
 }  // namespace vl

@@ -7,15 +7,16 @@
 namespace vl {
 
 // One tile of queries of one (batch, head) against all M keys:
-// out = softmax(rope(q)·rope(k)ᵀ · scale)·v, online softmax over key blocks.
+// out = softmax(rope(q)·kᵀ · scale)·v, online softmax over key blocks.
+// k arrives rotated (see pack_rows).
 struct AttnTile {
   const float* q;  // query row r at q + r * q_stride (D contiguous floats)
-  const float* k;  // key row m at k + m * k_stride
+  const float* k;  // rotated key row m at k + m * k_stride
   const float* v;  // value row m at v + m * v_stride
   int64_t q_stride, k_stride, v_stride;
-  // RoPE tables, [row][D]: cos of each pair's angle twice, and (−sin, +sin).
-  // q_cos/q_sin start at the tile's first query. Null: no rotation.
-  const float *q_cos, *q_sin, *k_cos, *k_sin;
+  // RoPE tables for the tile's queries, [row][D]: cos of each pair's angle
+  // twice, and (−sin, +sin). Null: no rotation.
+  const float *q_cos, *q_sin;
   float* out;  // output row r at out + r * out_stride (D floats)
   int64_t out_stride;
   float* lse;  // natural-log log-sum-exp per query row, or null
@@ -29,6 +30,10 @@ struct AttentionIsa {
   int64_t tile_rows;  // most query rows one tile() call takes
   int64_t (*scratch_floats)(int64_t D);
   void (*tile)(const AttnTile* t);
+  // dst row r (stride D) = src row r (stride src_stride) rotated by the tables'
+  // row r (plain copy when cos is null).
+  void (*pack_rows)(const float* src, int64_t src_stride, const float* cos, const float* sin, float* dst, int64_t rows,
+                    int64_t D);
 };
 
 extern const AttentionIsa kScalarAttention;

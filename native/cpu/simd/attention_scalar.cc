@@ -32,6 +32,6 @@ void rotate_row(const float* x, const float* c, const float* s, float scale, flo
 
 }  // namespace
 
-const AttentionIsa kScalarAttention = {"scalar", kBr, scratch_floats, tile};
+const AttentionIsa kScalarAttention = {"scalar", kBr, scratch_floats, tile, pack_rows};
 
 }  // namespace vl
