@@ -18,6 +18,7 @@ struct Vec {
   static T max(T a, T b) { return _mm256_max_ps(a, b); }
   static T sub(T a, T b) { return _mm256_sub_ps(a, b); }
   static T add(T a, T b) { return _mm256_add_ps(a, b); }
+  static T mul(T a, T b) { return _mm256_mul_ps(a, b); }
   // As the AVX-512 version; 2^n is built in the exponent bits (n = -127 gives 0).
   static T exp2(T x) {
     x = _mm256_max_ps(_mm256_set1_ps(-127.0f), x);  // keeps NaN
@@ -48,6 +49,12 @@ void rotate_row(const float* x, const float* c, const float* s, float scale, flo
     _mm256_storeu_ps(out + d, _mm256_mul_ps(a, sc));
   }
   for (; d < D; ++d) out[d] = (c ? x[d] * c[d] + x[d ^ 1] * s[d] : x[d]) * scale;
+}
+
+constexpr int kTB = 16;
+void transpose(const float* src, int64_t ss, int64_t nr, int64_t nc, float* dst, int64_t ds, int64_t lanes) {
+  for (int64_t c = 0; c < nc; ++c)
+    for (int64_t r = 0; r < lanes; ++r) dst[c * ds + r] = r < nr ? src[r * ss + c] : 0.0f;
 }
 
 #include "cpu/simd/attention_tile.inc"
