@@ -7,7 +7,9 @@
 // (batch, head, query tile) tasks that each produce their output rows alone,
 // so the result does not depend on the thread count. Tables and per-chunk
 // scratch come from the device allocator, so memory counters see them.
+#include <algorithm>
 #include <cmath>
+#include <string>
 #include <vector>
 
 #include "core/backend.h"
@@ -155,6 +157,7 @@ void attention(const KernelCall& c) {
   const int64_t min_grain = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(2e6 / task_flops)));
   const int64_t pack_rows = std::max<int64_t>(1, kPackGrainFloats / D);
   const int64_t pack_chunks = (M + pack_rows - 1) / pack_rows;
+  const int64_t pack_grain = std::max<int64_t>(1, kPackGrainFloats / (std::min(M, pack_rows) * D));
 
   const float scale = static_cast<float>(c.attrs.num("scale"));
   const float* qd = static_cast<const float*>(q.data);
@@ -166,7 +169,7 @@ void attention(const KernelCall& c) {
 
   for (int64_t g0 = 0; g0 < pairs; g0 += group) {
     const int64_t gn = std::min(group, pairs - g0);
-    parallel_for(gn * pack_chunks * 2, 1, [&](int64_t begin, int64_t end) {
+    parallel_for(gn * pack_chunks * 2, pack_grain, [&](int64_t begin, int64_t end) {
       for (int64_t job = begin; job < end; ++job) {
         const int64_t chunk = job % pack_chunks, which = job / pack_chunks % 2, p = job / pack_chunks / 2;
         const int64_t b = (g0 + p) / H, h = (g0 + p) % H;
