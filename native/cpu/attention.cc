@@ -145,13 +145,16 @@ void attention(const KernelCall& c) {
 
   const AttentionIsa& isa = attention_isa();
   const int64_t tr = isa.tile_rows, ntiles = (N + tr - 1) / tr, pairs = B * H;
-  // (batch, head) pairs go in groups: their keys, rotated, and values are
-  // first packed into contiguous rows (read once per query tile afterwards),
-  // then the group's query tiles run. Groups bound the packed copy's size.
+  // With several query tiles, (batch, head) pairs go in groups: their keys,
+  // rotated, and values are first packed into contiguous rows (read once per
+  // query tile afterwards), then the group's query tiles run. Groups bound
+  // the packed copy's size. A single tile (LSA windows) reads k and v in place.
+  const bool pack = ntiles > 1;
   const int64_t pair_floats = 2 * M * D;
-  const int64_t group = std::max<int64_t>(1, std::min(pairs, kPackBytes / (pair_floats * int64_t{sizeof(float)})));
-  StoragePtr packed = backend.allocate(c.device, static_cast<size_t>(group * pair_floats) * sizeof(float));
-  float* pk = static_cast<float*>(packed->data());
+  const int64_t group =
+      pack ? std::max<int64_t>(1, std::min(pairs, kPackBytes / (pair_floats * int64_t{sizeof(float)}))) : pairs;
+  StoragePtr packed = pack ? backend.allocate(c.device, static_cast<size_t>(group * pair_floats) * sizeof(float)) : nullptr;
+  float* pk = pack ? static_cast<float*>(packed->data()) : nullptr;
   // Query-tile tasks in chunks of at least ~2 MFLOP (tiny LSA windows), yet several per thread.
   const double task_flops = 4.0 * static_cast<double>(tr * M * D);
   const int64_t min_grain = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(2e6 / task_flops)));
@@ -169,7 +172,7 @@ void attention(const KernelCall& c) {
 
   for (int64_t g0 = 0; g0 < pairs; g0 += group) {
     const int64_t gn = std::min(group, pairs - g0);
-    parallel_for(gn * pack_chunks * 2, pack_grain, [&](int64_t begin, int64_t end) {
+    parallel_for(pack ? gn * pack_chunks * 2 : 0, pack_grain, [&](int64_t begin, int64_t end) {
       for (int64_t job = begin; job < end; ++job) {
         const int64_t chunk = job % pack_chunks, which = job / pack_chunks % 2, p = job / pack_chunks / 2;
         const int64_t b = (g0 + p) / H, h = (g0 + p) % H;
@@ -186,7 +189,9 @@ void attention(const KernelCall& c) {
     parallel_for(tasks, grain, [&](int64_t begin, int64_t end) {
       StoragePtr scratch = backend.allocate(c.device, scratch_bytes);
       AttnTile t{};
-      t.q_stride = q.strides[1], t.k_stride = D, t.v_stride = D;
+      t.q_stride = q.strides[1];
+      t.k_stride = pack ? D : k.strides[1], t.v_stride = pack ? D : v.strides[1];
+      t.k_cos = pack ? nullptr : kc, t.k_sin = pack ? nullptr : ks;
       t.out_stride = H * D;
       t.M = M, t.D = D, t.scale = scale;
       t.scratch = static_cast<float*>(scratch->data());
@@ -195,8 +200,13 @@ void attention(const KernelCall& c) {
         const int64_t n0 = tile * tr;
         t.rows = std::min(tr, N - n0);
         t.q = qd + b * q.strides[0] + n0 * q.strides[1] + h * q.strides[2];
-        t.k = pk + p * pair_floats;
-        t.v = t.k + M * D;
+        if (pack) {
+          t.k = pk + p * pair_floats;
+          t.v = t.k + M * D;
+        } else {
+          t.k = kd + b * k.strides[0] + h * k.strides[2];
+          t.v = vd + b * v.strides[0] + h * v.strides[2];
+        }
         t.q_cos = qc ? qc + n0 * D : nullptr, t.q_sin = qs ? qs + n0 * D : nullptr;
         t.out = od + (b * N + n0) * H * D + h * D;
         t.lse = ld ? ld + (b * H + h) * N + n0 : nullptr;

@@ -7,16 +7,16 @@
 namespace vl {
 
 // One tile of queries of one (batch, head) against all M keys:
-// out = softmax(rope(q)·kᵀ · scale)·v, online softmax over key blocks.
-// k arrives rotated (see pack_rows).
+// out = softmax(rope(q)·rope(k)ᵀ · scale)·v, online softmax over key blocks.
 struct AttnTile {
   const float* q;  // query row r at q + r * q_stride (D contiguous floats)
-  const float* k;  // rotated key row m at k + m * k_stride
+  const float* k;  // key row m at k + m * k_stride
   const float* v;  // value row m at v + m * v_stride
   int64_t q_stride, k_stride, v_stride;
-  // RoPE tables for the tile's queries, [row][D]: cos of each pair's angle
-  // twice, and (−sin, +sin). Null: no rotation.
-  const float *q_cos, *q_sin;
+  // RoPE tables, [row][D]: cos of each pair's angle twice, and (−sin, +sin);
+  // q_cos/q_sin start at the tile's first query. Null: no rotation (k_cos is
+  // null too when the keys were rotated beforehand, see pack_rows).
+  const float *q_cos, *q_sin, *k_cos, *k_sin;
   float* out;  // output row r at out + r * out_stride (D floats)
   int64_t out_stride;
   float* lse;  // natural-log log-sum-exp per query row, or null
