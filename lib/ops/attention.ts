@@ -109,6 +109,7 @@ function positions(spec: PositionSpec | undefined, name: string, device: string,
  */
 export function attention(q: Tensor, k: Tensor, v: Tensor, options?: AttentionOptions & { returnLse?: false }): Tensor;
 export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions & { returnLse: true }): { out: Tensor; lse: Tensor };
+export function attention(q: Tensor, k: Tensor, v: Tensor, options?: AttentionOptions): Tensor | { out: Tensor; lse: Tensor };
 export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions = {}): Tensor | { out: Tensor; lse: Tensor } {
   for (const [name, t] of Object.entries({ q, k, v })) {
     if (!(t instanceof Tensor)) throw new ArgumentError(`attention: ${name} must be a Tensor, got ${describeValue(t)}`);
