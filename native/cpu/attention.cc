@@ -1,0 +1,224 @@
+// Fused AS2DRoPE attention, forward (see ops/attention.h for the contract).
+// Inputs: q [B,N,h,D], k, v [B,M,h,D] (any strides, last dim contiguous),
+// then x, y position vectors for the queries and/or keys given explicitly.
+// Outputs: out [B,N,h·D], optionally lse [B,h,N].
+//
+// The RoPE cos/sin tables are built once per call; the work is split into
+// (batch, head, query tile) tasks that each produce their output rows alone,
+// so the result does not depend on the thread count. Tables and per-chunk
+// scratch come from the device allocator, so memory counters see them.
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "core/backend.h"
+#include "core/dispatch.h"
+#include "core/thread_pool.h"
+#include "cpu/simd/attention_isa.h"
+
+namespace vl {
+namespace cpu {
+namespace {
+
+// Bound on the packed keys and values held at once, and rows per packing job.
+constexpr int64_t kPackBytes = int64_t{16} << 20;
+constexpr int64_t kPackGrainFloats = 16384;
+
+struct Positions {
+  const float* x = nullptr;  // explicit coordinates, or null for a grid
+  const float* y = nullptr;
+  int64_t cols = 1, offset = 0;
+  float step = 1.0f, bias = 0.0f;
+};
+
+// Python semantics: the class token at index -1 is in row -1, last column.
+int64_t floor_div(int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }
+int64_t py_mod(int64_t a, int64_t b) { return a - floor_div(a, b) * b; }
+
+// f_i = theta^(−4i/D), evaluated in fp32 as the reference does.
+std::vector<float> frequencies(int64_t D) {
+  std::vector<float> f(static_cast<size_t>(D / 4));
+  for (int64_t i = 0; i < D / 4; ++i) {
+    const float e = static_cast<float>(4 * i) / static_cast<float>(D);
+    f[i] = 1.0f / std::pow(10000.0f, e);
+  }
+  return f;
+}
+
+// cos/sin of value·f_i for every frequency; the angle is rounded to fp32 first.
+void axis_row(float value, const std::vector<float>& f, float* c, float* s) {
+  for (size_t i = 0; i < f.size(); ++i) {
+    const double angle = static_cast<float>(value * f[i]);
+    c[i] = static_cast<float>(std::cos(angle));
+    s[i] = static_cast<float>(std::sin(angle));
+  }
+}
+
+// One token's row of the kernel's tables: pair 2i turns by x·f_i, pair 2i+1 by y·f_i.
+void put_row(int64_t quarter, const float* cx, const float* sx, const float* cy, const float* sy, float* C, float* S) {
+  for (int64_t i = 0; i < quarter; ++i) {
+    C[4 * i] = C[4 * i + 1] = cx[i];
+    C[4 * i + 2] = C[4 * i + 3] = cy[i];
+    S[4 * i] = -sx[i];
+    S[4 * i + 1] = sx[i];
+    S[4 * i + 2] = -sy[i];
+    S[4 * i + 3] = sy[i];
+  }
+}
+
+// Tables [count][D] for `count` tokens. A grid only has `cols` distinct x and
+// a few distinct y values, so their cos/sin are computed once per value.
+void rope_tables(const Positions& p, int64_t count, int64_t D, float* C, float* S) {
+  const std::vector<float> f = frequencies(D);
+  const int64_t Q = D / 4;
+  if (p.x || p.cols > count) {  // explicit, or a grid too wide to repeat a column: per token
+    parallel_for(count, 64, [&](int64_t b, int64_t e) {
+      std::vector<float> t(static_cast<size_t>(4 * Q));
+      for (int64_t n = b; n < e; ++n) {
+        const int64_t idx = n + p.offset;
+        const float x = p.x ? p.x[n] : p.bias + static_cast<float>(py_mod(idx, p.cols)) * p.step;
+        const float y = p.y ? p.y[n] : p.bias + static_cast<float>(floor_div(idx, p.cols)) * p.step;
+        axis_row(x, f, t.data(), t.data() + Q);
+        axis_row(y, f, t.data() + 2 * Q, t.data() + 3 * Q);
+        put_row(Q, t.data(), t.data() + Q, t.data() + 2 * Q, t.data() + 3 * Q, C + n * D, S + n * D);
+      }
+    });
+    return;
+  }
+  const int64_t r0 = floor_div(p.offset, p.cols), r1 = floor_div(count - 1 + p.offset, p.cols);
+  std::vector<float> xc(static_cast<size_t>(p.cols * Q)), xs(xc.size());
+  std::vector<float> yc(static_cast<size_t>((r1 - r0 + 1) * Q)), ys(yc.size());
+  for (int64_t c = 0; c < p.cols; ++c)
+    axis_row(p.bias + static_cast<float>(c) * p.step, f, xc.data() + c * Q, xs.data() + c * Q);
+  for (int64_t r = r0; r <= r1; ++r)
+    axis_row(p.bias + static_cast<float>(r) * p.step, f, yc.data() + (r - r0) * Q, ys.data() + (r - r0) * Q);
+  parallel_for(count, 256, [&](int64_t b, int64_t e) {
+    for (int64_t n = b; n < e; ++n) {
+      const int64_t c = py_mod(n + p.offset, p.cols), r = floor_div(n + p.offset, p.cols) - r0;
+      put_row(Q, xc.data() + c * Q, xs.data() + c * Q, yc.data() + r * Q, ys.data() + r * Q, C + n * D, S + n * D);
+    }
+  });
+}
+
+Positions positions(const KernelCall& c, const char* prefix, size_t* next_input) {
+  const std::string p(prefix);
+  Positions out;
+  if (c.attrs.integer(p + "explicit")) {
+    out.x = static_cast<const float*>(c.in[(*next_input)++].data);
+    out.y = static_cast<const float*>(c.in[(*next_input)++].data);
+    return out;
+  }
+  out.cols = c.attrs.integer(p + "cols");
+  out.offset = c.attrs.integer(p + "offset");
+  out.step = static_cast<float>(c.attrs.num(p + "step"));
+  out.bias = static_cast<float>(c.attrs.num(p + "bias"));
+  return out;
+}
+
+void attention(const KernelCall& c) {
+  const TensorArg &q = c.in[0], &k = c.in[1], &v = c.in[2];
+  const int64_t B = q.shape[0], N = q.shape[1], H = q.shape[2], D = q.shape[3], M = k.shape[1];
+  const bool rope = c.attrs.integer("rope") != 0;
+  Backend& backend = backend_for(c.device);
+
+  // Tables: queries, then keys unless they share the queries' positions.
+  StoragePtr tables;
+  const float *qc = nullptr, *qs = nullptr, *kc = nullptr, *ks = nullptr;
+  if (rope) {
+    size_t next = 3;
+    const Positions qp = positions(c, "q_", &next);
+    const bool shared = c.attrs.integer("k_same") != 0;
+    const int64_t rows = N + (shared ? 0 : M);
+    tables = backend.allocate(c.device, static_cast<size_t>(2 * rows * D) * sizeof(float));
+    float* base = static_cast<float*>(tables->data());
+    rope_tables(qp, N, D, base, base + N * D);
+    qc = base, qs = base + N * D;
+    if (shared) {
+      kc = qc, ks = qs;
+    } else {
+      float* kbase = base + 2 * N * D;
+      rope_tables(positions(c, "k_", &next), M, D, kbase, kbase + M * D);
+      kc = kbase, ks = kbase + M * D;
+    }
+  }
+
+  const AttentionIsa& isa = attention_isa();
+  const int64_t tr = isa.tile_rows, ntiles = (N + tr - 1) / tr, pairs = B * H;
+  // With several query tiles, (batch, head) pairs go in groups: their keys,
+  // rotated, and values are first packed into contiguous rows (read once per
+  // query tile afterwards), then the group's query tiles run. Groups bound
+  // the packed copy's size. A single tile (LSA windows) reads k and v in place.
+  const bool pack = ntiles > 1;
+  const int64_t pair_floats = 2 * M * D;
+  const int64_t group =
+      pack ? std::max<int64_t>(1, std::min(pairs, kPackBytes / (pair_floats * int64_t{sizeof(float)}))) : pairs;
+  StoragePtr packed = pack ? backend.allocate(c.device, static_cast<size_t>(group * pair_floats) * sizeof(float)) : nullptr;
+  float* pk = pack ? static_cast<float*>(packed->data()) : nullptr;
+  // Query-tile tasks in chunks of at least ~2 MFLOP (tiny LSA windows), yet several per thread.
+  const double task_flops = 4.0 * static_cast<double>(tr * M * D);
+  const int64_t min_grain = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(2e6 / task_flops)));
+  const int64_t pack_rows = std::max<int64_t>(1, kPackGrainFloats / D);
+  const int64_t pack_chunks = (M + pack_rows - 1) / pack_rows;
+  const int64_t pack_grain = std::max<int64_t>(1, kPackGrainFloats / (std::min(M, pack_rows) * D));
+
+  const float scale = static_cast<float>(c.attrs.num("scale"));
+  const float* qd = static_cast<const float*>(q.data);
+  const float* kd = static_cast<const float*>(k.data);
+  const float* vd = static_cast<const float*>(v.data);
+  float* od = static_cast<float*>(c.out[0].data);
+  float* ld = c.out.size() > 1 ? static_cast<float*>(c.out[1].data) : nullptr;
+  const size_t scratch_bytes = static_cast<size_t>(isa.scratch_floats(D)) * sizeof(float);
+
+  for (int64_t g0 = 0; g0 < pairs; g0 += group) {
+    const int64_t gn = std::min(group, pairs - g0);
+    parallel_for(pack ? gn * pack_chunks * 2 : 0, pack_grain, [&](int64_t begin, int64_t end) {
+      for (int64_t job = begin; job < end; ++job) {
+        const int64_t chunk = job % pack_chunks, which = job / pack_chunks % 2, p = job / pack_chunks / 2;
+        const int64_t b = (g0 + p) / H, h = (g0 + p) % H;
+        const int64_t m0 = chunk * pack_rows, rows = std::min(pack_rows, M - m0);
+        const TensorArg& src = which == 0 ? k : v;
+        const float* base = (which == 0 ? kd : vd) + b * src.strides[0] + m0 * src.strides[1] + h * src.strides[2];
+        const bool rotate = which == 0 && kc != nullptr;
+        isa.pack_rows(base, src.strides[1], rotate ? kc + m0 * D : nullptr, rotate ? ks + m0 * D : nullptr,
+                      pk + p * pair_floats + which * M * D + m0 * D, rows, D);
+      }
+    });
+    const int64_t tasks = gn * ntiles;
+    const int64_t grain = std::max<int64_t>(1, std::min(min_grain, tasks / 16));
+    parallel_for(tasks, grain, [&](int64_t begin, int64_t end) {
+      StoragePtr scratch = backend.allocate(c.device, scratch_bytes);
+      AttnTile t{};
+      t.q_stride = q.strides[1];
+      t.k_stride = pack ? D : k.strides[1], t.v_stride = pack ? D : v.strides[1];
+      t.k_cos = pack ? nullptr : kc, t.k_sin = pack ? nullptr : ks;
+      t.out_stride = H * D;
+      t.M = M, t.D = D, t.scale = scale;
+      t.scratch = static_cast<float*>(scratch->data());
+      for (int64_t task = begin; task < end; ++task) {
+        const int64_t tile = task % ntiles, p = task / ntiles, b = (g0 + p) / H, h = (g0 + p) % H;
+        const int64_t n0 = tile * tr;
+        t.rows = std::min(tr, N - n0);
+        t.q = qd + b * q.strides[0] + n0 * q.strides[1] + h * q.strides[2];
+        if (pack) {
+          t.k = pk + p * pair_floats;
+          t.v = t.k + M * D;
+        } else {
+          t.k = kd + b * k.strides[0] + h * k.strides[2];
+          t.v = vd + b * v.strides[0] + h * v.strides[2];
+        }
+        t.q_cos = qc ? qc + n0 * D : nullptr, t.q_sin = qs ? qs + n0 * D : nullptr;
+        t.out = od + (b * N + n0) * H * D + h * D;
+        t.lse = ld ? ld + (b * H + h) * N + n0 : nullptr;
+        isa.tile(&t);
+      }
+    });
+  }
+}
+
+}  // namespace
+
+VL_REGISTER_KERNEL(attention, CPU, attention);
+
+}  // namespace cpu
+}  // namespace vl
