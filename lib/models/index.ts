@@ -1,0 +1,24 @@
+/** models.create(config, options): the plain and pyramid VisionLLaMA. */
+import { Initializer } from '../nn/layers';
+import { CreateModelOptions, ModelConfig, resolveConfig } from './config';
+import { PlainVisionLlama } from './plain';
+import { PyramidVisionLlama } from './pyramid';
+
+export { PRESETS, resolveConfig, swigluHidden } from './config';
+export type { ModelConfig, PlainConfig, PyramidConfig, CreateModelOptions } from './config';
+export { PlainVisionLlama } from './plain';
+export { PyramidVisionLlama } from './pyramid';
+export type VisionLlama = PlainVisionLlama | PyramidVisionLlama;
+
+/**
+ * A model from a preset name ('plain-s', 'pyramid-b', ...) or a config object
+ * like the fixtures' JSON; options override preset fields. The model starts
+ * in eval mode with seeded random weights; load a checkpoint with loadStateDict.
+ */
+export function create(config: string | Record<string, unknown> | ModelConfig, options: CreateModelOptions = {}): VisionLlama {
+  const cfg = resolveConfig(config as string | Record<string, unknown>, options);
+  const init = new Initializer(options.seed ?? 0, options.device);
+  const dtype = options.dtype ?? 'f32';
+  const model = cfg.arch === 'plain' ? new PlainVisionLlama(cfg, init, dtype) : new PyramidVisionLlama(cfg, init, dtype);
+  return model.eval();
+}
