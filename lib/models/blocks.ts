@@ -7,6 +7,7 @@ import { attention, splitKV, splitQKV, PositionSpec } from '../ops/attention';
 import { linear, packLinear, packSwiGLU, swiglu, convPatch, PackedLinear, PackedSwiGLU } from '../ops/linalg';
 import { addLayerNorm, layerNorm, windowMerge, windowPartition } from '../ops/nn';
 import { Tensor } from '../tensor';
+import { keep } from '../scope';
 import { Initializer, LayerNorm, Linear, PatchConv, SwiGLU, WeightDType } from '../nn/layers';
 import { Module } from '../nn/module';
 import { swigluHidden } from './config';
@@ -29,6 +30,14 @@ export function packScaled(lin: Linear, gamma: Tensor, dtype: WeightDType): Scal
 export interface PackedMlp {
   fc: PackedSwiGLU;
   proj: ScaledProjection;
+}
+
+/** Packed weights belong to the block, not to the tidy() scope that happens to build them. */
+function keepPacked(p: Record<string, unknown>): void {
+  for (const v of Object.values(p)) {
+    if (v && typeof v === 'object' && 'dispose' in v) keep(v as { dispose(): void });
+    else if (v && typeof v === 'object') keepPacked(v as Record<string, unknown>);
+  }
 }
 
 function disposePacked(p: Record<string, unknown> | undefined): void {
@@ -70,6 +79,7 @@ export abstract class BlockBase<P extends { mlp: PackedMlp }> extends Module {
         proj: packScaled(this.mlp.c_proj, this.gamma2, dtype),
       };
       this.#packed = { ...this.packAttention(dtype), mlp } as P;
+      keepPacked(this.#packed as unknown as Record<string, unknown>);
       this.#packedDType = dtype;
     }
     return this.#packed;
