@@ -126,4 +126,20 @@ describe('views and copies', () => {
     expect((await all.data())[0]).toBeCloseTo(11.5, 6);
     expect(() => vl.tensor([1, 2], [2], { dtype: 'i32' }).mean()).toThrow(vl.DTypeError);
   });
+
+  test('reshape of views with size-1 dims keeps the real strides', async () => {
+    using t = vl.arange(2 * 17 * 4).reshape(2, 17, 4);
+    using first = t.narrow(1, 0, 1); // [2,1,4], strides [68,4,1]
+    using flat = first.reshape(2, 4);
+    expect(flat.sharesStorage(t)).toBe(true);
+    expect(flat.strides).toEqual([68, 1]);
+    expect(await flat.array()).toEqual([[0, 1, 2, 3], [68, 69, 70, 71]]);
+    using mid = t.narrow(2, 1, 1); // [2,17,1], strides [68,4,1]
+    using m2 = mid.reshape(2, 17);
+    expect(m2.strides).toEqual([68, 4]);
+    expect((await m2.array() as number[][])[1][2]).toBe(68 + 8 + 1);
+    using p = t.permute(1, 0, 2).narrow(0, 3, 1); // [1,2,4], strides [4,68,1]
+    using p2 = p.reshape(8);
+    expect(Array.from(await p2.data())).toEqual([12, 13, 14, 15, 80, 81, 82, 83]);
+  });
 });

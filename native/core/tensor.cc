@@ -110,15 +110,21 @@ bool reshape_strides(const TensorImpl& t, const Shape& shape, Shape* strides) {
     while (oi < on && os[oi] == 1) ++oi;
     while (ni < nn && shape[ni] == 1) out[ni++] = 1;  // stride irrelevant
     if (oi >= on || ni >= nn) break;
+    // Size-1 dims have meaningless strides: the run continues from the last
+    // dim of size > 1 (`last`) to the next one when their strides chain.
     int64_t run = os[oi];
-    int oe = oi;
-    while (oe + 1 < on && (os[oe + 1] == 1 || ost[oe] == ost[oe + 1] * os[oe + 1])) {
-      if (os[oe + 1] != 1) run *= os[oe + 1];
-      ++oe;
+    int oe = oi, last = oi;
+    while (oe + 1 < on) {
+      const int nx = oe + 1;
+      if (os[nx] == 1) {
+        oe = nx;
+      } else if (ost[last] == ost[nx] * os[nx]) {
+        run *= os[nx];
+        last = oe = nx;
+      } else {
+        break;
+      }
     }
-    // innermost stride of the run
-    int last = oe;
-    while (os[last] == 1) --last;
     int64_t stride = ost[last];
     int64_t acc = 1;
     int ne = ni;
