@@ -4,6 +4,8 @@ import * as path from 'path';
 import { backendInfo, cpuInfo } from '../runtime';
 import { VisionLlamaError } from '../errors';
 import { convertCommand } from './convert';
+import { forwardCommand } from './forward';
+import { predictCommand } from './predict';
 
 const usage = `usage: visionllama <command>
 
@@ -11,6 +13,9 @@ commands:
   info        the addon build, CPU features, thread count and CUDA status
   convert     IN.pth OUT.safetensors [--key model] [--dtype f32|bf16]: a PyTorch
               checkpoint to safetensors, without running anything from the file
+  forward     --model M --weights W --input X.npy --output Y.npy [--dtype f32|bf16]: logits
+              of float32 images, for conformance checks
+  predict     --model M --weights W [--labels L] [--json] IMAGE...: top-5 classes of images
   --version   the package version
 `;
 
@@ -33,6 +38,8 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (cmd === 'convert') return convertCommand(argv.slice(1));
+  if (cmd === 'forward') return forwardCommand(argv.slice(1));
+  if (cmd === 'predict') return predictCommand(argv.slice(1));
   process.stderr.write(cmd && cmd !== '--help' && cmd !== '-h' ? `unknown command '${cmd}'\n\n${usage}` : usage);
   return cmd && cmd !== '--help' && cmd !== '-h' ? 2 : 0;
 }

@@ -1,0 +1,29 @@
+/** `visionllama forward`: float32 .npy images in, logits .npy out (conformance checks, debugging). */
+import { ArgumentError } from '../errors';
+import { loadNpy, saveNpy } from '../io/npy';
+import { loadModel } from '../models/load';
+import { parseFlags } from './flags';
+
+export const forwardUsage = `usage: visionllama forward --model CONFIG.json|PRESET --weights FILE --input X.npy --output Y.npy [--dtype f32|bf16]
+
+  X.npy holds float32 images [B, 3, H, W] (already normalized); Y.npy receives the logits [B, classes].
+`;
+
+export async function forwardCommand(argv: string[]): Promise<number> {
+  const f = parseFlags('forward', argv, { values: ['model', 'weights', 'input', 'output', 'dtype', 'key'], switches: ['help'] });
+  if (f.switches.has('help')) {
+    process.stdout.write(forwardUsage);
+    return 0;
+  }
+  for (const need of ['model', 'input', 'output']) {
+    if (!f.values.has(need)) throw new ArgumentError(`forward: --${need} is required\n\n${forwardUsage}`);
+  }
+  if (f.positionals.length) throw new ArgumentError(`forward: unexpected argument '${f.positionals[0]}'`);
+  const dtype = f.values.get('dtype') ?? 'f32';
+  if (dtype !== 'f32' && dtype !== 'bf16') throw new ArgumentError(`forward: --dtype must be f32 or bf16, got '${dtype}'`);
+  using model = await loadModel(f.values.get('model')!, f.values.get('weights'), { dtype, key: f.values.get('key') });
+  using x = await loadNpy(f.values.get('input')!);
+  using logits = model.forward(x);
+  await saveNpy(f.values.get('output')!, logits);
+  return 0;
+}

@@ -1,0 +1,73 @@
+// The forward and predict commands, run as a user would (child processes).
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import sharp from 'sharp';
+import * as vl from '../lib';
+import { maxAbsDiff, runNode } from './helpers';
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vl-cli-'));
+const fixtures = path.join(__dirname, 'fixtures', 'models');
+const register = require.resolve('./register-ts.js');
+const main = require.resolve('../lib/cli/main.ts');
+
+function cli(...args: string[]) {
+  return runNode(`require(${JSON.stringify(register)}); process.argv = ['node', 'visionllama', ...${JSON.stringify(args)}]; require(${JSON.stringify(main)});`);
+}
+
+describe('visionllama forward', () => {
+  test('logits of a .npy batch match the reference', async () => {
+    const cases = await vl.io.loadSafetensors(path.join(fixtures, 'plain-tiny.case.safetensors'), { names: ['input.1', 'logits.1'] });
+    const input = path.join(dir, 'x.npy');
+    const output = path.join(dir, 'y.npy');
+    await vl.io.saveNpy(input, cases.get('input.1')!);
+    const r = cli('forward', '--model', path.join(fixtures, 'plain-tiny.json'), '--weights', path.join(fixtures, 'plain-tiny.weights.pth'), '--input', input, '--output', output);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    using y = await vl.io.loadNpy(output);
+    expect(y.shape).toEqual([1, 10]);
+    expect(maxAbsDiff(await y.data(), await cases.get('logits.1')!.data())).toBeLessThan(1e-4);
+    for (const t of cases.values()) t.dispose();
+  });
+
+  test('bad arguments say what is expected', () => {
+    const missing = cli('forward', '--model', 'plain-s');
+    expect(missing.status).toBe(1);
+    expect(missing.stderr).toMatch(/--input is required/);
+    const unknown = cli('forward', '--modle', 'x');
+    expect(unknown.stderr).toMatch(/unknown option --modle; expected --model/);
+    const preset = cli('forward', '--model', 'plain-xl', '--input', 'a.npy', '--output', 'b.npy');
+    expect(preset.stderr).toMatch(/unknown model 'plain-xl': expected one of plain-s, plain-b/);
+  });
+});
+
+describe('visionllama predict', () => {
+  test('top-5 of images with labels; an unreadable image is reported and the rest still run', async () => {
+    const files: string[] = [];
+    for (const [i, color] of [[0, { r: 250, g: 10, b: 10 }], [1, { r: 10, g: 10, b: 250 }]] as const) {
+      const f = path.join(dir, `img${i}.${i ? 'webp' : 'jpg'}`);
+      await sharp({ create: { width: 40, height: 50, channels: 3, background: color } }).toFile(f);
+      files.push(f);
+    }
+    const broken = path.join(dir, 'broken.png');
+    fs.writeFileSync(broken, 'definitely not a png');
+    const labels = path.join(dir, 'labels.txt');
+    fs.writeFileSync(labels, Array.from({ length: 10 }, (_, i) => `class ${i}`).join('\n'));
+    const r = cli('predict', '--model', path.join(fixtures, 'plain-tiny.json'), '--weights', path.join(fixtures, 'plain-tiny.weights.safetensors'),
+      '--labels', labels, '--json', '--resize', '32', '--crop', '32', files[0], broken, files[1]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain(broken);
+    const out = JSON.parse(r.stdout) as { image: string; top: { index: number; label: string; prob: number }[] }[];
+    expect(out.map((o) => o.image)).toEqual(files);
+    for (const o of out) {
+      expect(o.top).toHaveLength(5);
+      expect(o.top[0].label).toBe(`class ${o.top[0].index}`);
+      for (let k = 1; k < 5; ++k) expect(o.top[k].prob).toBeLessThanOrEqual(o.top[k - 1].prob);
+      expect(o.top.reduce((s, t) => s + t.prob, 0)).toBeLessThanOrEqual(1 + 1e-6);
+    }
+    const text = cli('predict', '--model', path.join(fixtures, 'plain-tiny.json'), '--weights', path.join(fixtures, 'plain-tiny.weights.safetensors'),
+      '--resize', '32', '--crop', '32', '--topk', '2', files[0]);
+    expect(text.status).toBe(0);
+    expect(text.stdout.split('\n').filter((l) => l.includes('%'))).toHaveLength(2);
+  });
+});
