@@ -12,12 +12,12 @@ namespace vl {
 namespace gemm {
 namespace {
 
-// Defaults for Zen 5 (48 KiB L1D, 1 MiB L2) and the 14x32 AVX-512 tile:
-// order 1 keeps one A micro-panel (14 x KC, 21 KiB) in L1 while the B
-// micro-panels of the tile's KC x NC block (576 KiB) stream from L2; a tall
-// MC lets that B block serve many A panels before the tile ends. KC is in
-// f32 k steps; bf16 blocks take twice as many (same bytes).
-Blocking g_blocking = {448, 384, 384, 1};
+// Defaults for Zen 5 (48 KiB L1D, 1 MiB L2) and the 14x32 AVX-512 tile: one
+// A micro-panel (14 x KC, 21 KiB) stays in L1 while the B micro-panels of a
+// KC x NC block (576 KiB) stream from L2; the MC x KC A block (172 KiB) fits
+// in L2 beside it. KC is in f32 k steps; bf16 blocks take twice as many
+// (the same bytes).
+Blocking g_blocking = {112, 384, 384};
 
 // Packing buffers, kept per calling thread (a device stream) and reused:
 // fresh pages would cost a page fault per 4 KiB on every call. Buffers
@@ -52,7 +52,7 @@ class Workspace {
 };
 
 struct Workspaces {
-  Workspace a, b, s;
+  Workspace b;
 };
 Workspaces& workspaces() {
   thread_local Workspaces w;
@@ -136,10 +136,10 @@ size_t packed_bytes(const PackedInfo& info) {
 
 namespace {
 
-// Geometry of one problem's packed operands. Both are K-blocked: the panels
-// of one K block are contiguous, so the block a macro-tile works on is one
-// run of memory (no cache-set aliasing between panels whose full-K stride
-// would be a large power of two).
+// Geometry of one problem's packed operands. B is K-blocked: the panels of
+// one K block are contiguous, so the block a task works on is one run of
+// memory (no cache-set aliasing between panels whose full-K stride would be
+// a large power of two). A is packed per task, one K block at a time.
 struct Layout {
   int mr, nr, kg, ocols;
   int64_t kp, kcb, nkb;
@@ -147,9 +147,7 @@ struct Layout {
   int a_elem, b_elem;
   // Offset of K block kb (starting at pc) of panel j among `panels`.
   int64_t b_off(int64_t panels, int64_t pc, int64_t kc, int64_t j) const { return (pc * panels + j * kc) * nr * b_elem; }
-  int64_t a_off(int64_t pc, int64_t kc, int64_t i) const { return (pc * panels_m + i * kc) * mr * a_elem; }
   int64_t b_bytes(int64_t panels) const { return panels * kp * nr * b_elem; }
-  int64_t a_bytes() const { return panels_m * kp * mr * a_elem; }
 };
 
 Layout layout_for(const GemmVariant& v, int64_t m, int64_t n, int64_t k, WType wtype, bool swiglu) {
@@ -228,7 +226,7 @@ void run(const Problem& p) {
   Workspaces& ws = workspaces();
   struct Trim {
     Workspaces& w;
-    ~Trim() { w.a.trim(), w.b.trim(), w.s.trim(); }
+    ~Trim() { w.b.trim(); }
   } trim{ws};
 
   // B: the packed weight, or packed now (once when every batch shares it).
@@ -251,64 +249,75 @@ void run(const Problem& p) {
     b_base = dst;
   }
 
-  // A: every (micro-panel, K block) of every batch, packed once.
-  char* a_buf = ws.a.get(static_cast<size_t>(p.batch * l.a_bytes()));
-  parallel_for(p.batch * l.panels_m * l.nkb, pack_grain(l.kcb * mr), [&](int64_t q0, int64_t q1) {
-    const float* rows[64];
-    for (int64_t q = q0; q < q1; ++q) {
-      const int64_t bb = q / (l.panels_m * l.nkb), ip = (q / l.nkb) % l.panels_m, kb = q % l.nkb;
-      const int64_t pc = kb * l.kcb, kc = std::min(l.kcb, l.kp - pc);
-      const float* base = p.a + (p.a_boff ? p.a_boff[bb] : 0);
-      for (int i = 0; i < mr; ++i) {
-        const int64_t row = ip * mr + i;
-        rows[i] = row < p.m ? base + p.a_rows.offset(row) : nullptr;
-      }
-      v.pack_a(rows, p.a_ks, p.a_koff, pc, kc, p.k, a_buf + bb * l.a_bytes() + l.a_off(pc, kc, ip));
-    }
-  });
-
-  // Macro-tiles of mcp A panels x ncp B panels. K blocks are the outer loop
-  // (one parallel region each) and tiles run column-block-major, so the
-  // KC x NC block of B that neighbouring tiles share stays in cache while
-  // all of M goes past it (GotoBLAS order).
-  const int64_t mcp = std::max<int64_t>(1, blk.mc / mr);
-  const int64_t ncp = std::max<int64_t>(1, blk.nc / nr);
-  const int64_t tiles_m = ceil_div(l.panels_m, mcp), tiles_n = ceil_div(l.panels_n, ncp);
-  const int64_t tiles = p.batch * tiles_m * tiles_n;
+  // Tasks: a block of mcp A panels (rows) of one batch times a group of
+  // column tiles (all of them, unless the row blocks alone cannot keep the
+  // threads busy). A task packs its own A block, one K block at a time, so
+  // the packed rows stay in the cache of the core that uses them and a GEMM
+  // is a single parallel region. Inside, for each KC x NC block of B (kept
+  // in L2) every A micro-panel (in L1) meets all of the block's B panels.
+  //
+  // The task split decides only which thread computes which micro-tiles,
+  // never how a C element is summed (the K blocks fix that), so it may
+  // follow the thread count: row blocks are cut evenly, and smaller (down to
+  // kMinPanels panels) until every thread has a few to balance with.
+  const int64_t threads = num_threads();
+  const int64_t tiles_n = ceil_div(l.panels_n, std::max<int64_t>(1, blk.nc / nr));
+  const int64_t ncp = ceil_div(l.panels_n, tiles_n);
+  int64_t tiles_m = ceil_div(l.panels_m, std::max<int64_t>(1, blk.mc / mr));
+  constexpr int64_t kMinPanels = 4;
+  while (threads > 1 && p.batch * tiles_m < 4 * threads && l.panels_m / (tiles_m + 1) >= kMinPanels) ++tiles_m;
+  const int64_t mcp = ceil_div(l.panels_m, tiles_m);
+  tiles_m = ceil_div(l.panels_m, mcp);
+  int64_t groups = 1;
+  while (threads > 1 && p.batch * tiles_m * groups < 2 * threads && groups < tiles_n) ++groups;
+  const int64_t tiles_per_group = ceil_div(tiles_n, groups);
+  groups = ceil_div(tiles_n, tiles_per_group);
+  const int64_t tasks = p.batch * tiles_m * groups;
   // SwiGLU partial sums over K blocks need both halves, and C only has room
-  // for the gated result: they go to a scratch matrix of panels_n * nr columns.
+  // for the gated result: they wait in a per-task scratch block.
   const bool scratch_needed = p.swiglu && l.nkb > 1;
-  const int64_t lds = l.panels_n * nr;
-  float* scratch = scratch_needed
-                       ? reinterpret_cast<float*>(ws.s.get(static_cast<size_t>(p.batch * l.panels_m * mr * lds) * 4))
-                       : nullptr;
 
-  for (int64_t kb = 0; kb < l.nkb; ++kb) {
-    const int64_t pc = kb * l.kcb;
-    const int64_t kc = std::min(l.kcb, l.kp - pc);
-    const bool first = kb == 0, last = kb == l.nkb - 1;
-    parallel_for(tiles, 1, [&](int64_t t0, int64_t t1) {
-      for (int64_t tile = t0; tile < t1; ++tile) {
-        const int64_t bb = tile / (tiles_m * tiles_n);
-        const int64_t tj = (tile / tiles_m) % tiles_n, ti = tile % tiles_m;
-        const int64_t ip0 = ti * mcp, ip1 = std::min(l.panels_m, ip0 + mcp);
-        const int64_t jp0 = tj * ncp, jp1 = std::min(l.panels_n, jp0 + ncp);
-        const char* a_blk = a_buf + bb * l.a_bytes();
-        const char* b_blk = b_base + bb * b_batch_bytes;
-        float* c_base = p.c + (p.c_boff ? p.c_boff[bb] : 0);
-        const float* r_base = p.r ? p.r + (p.r_boff ? p.r_boff[bb] : 0) : nullptr;
-        float* s_base = scratch ? scratch + bb * l.panels_m * mr * lds : nullptr;
+  parallel_for(tasks, 1, [&](int64_t t0, int64_t t1) {
+    thread_local Workspace a_ws, s_ws;
+    const float* rows[64];
+    for (int64_t task = t0; task < t1; ++task) {
+      const int64_t bb = task / (tiles_m * groups);
+      const int64_t ti = (task / groups) % tiles_m, g = task % groups;
+      const int64_t ip0 = ti * mcp, ip1 = std::min(l.panels_m, ip0 + mcp);
+      const int64_t tj0 = g * tiles_per_group, tj1 = std::min(tiles_n, tj0 + tiles_per_group);
+      const int64_t jp0 = tj0 * ncp, jp1 = std::min(l.panels_n, tj1 * ncp);
+      const int64_t lds = (jp1 - jp0) * nr;
+      char* a_blk = a_ws.get(static_cast<size_t>((ip1 - ip0) * l.kcb * mr * l.a_elem));
+      float* scratch =
+          scratch_needed ? reinterpret_cast<float*>(s_ws.get(static_cast<size_t>((ip1 - ip0) * mr * lds) * 4)) : nullptr;
+      const float* a_base = p.a + (p.a_boff ? p.a_boff[bb] : 0);
+      const char* b_blk = b_base + bb * b_batch_bytes;
+      float* c_base = p.c + (p.c_boff ? p.c_boff[bb] : 0);
+      const float* r_base = p.r ? p.r + (p.r_boff ? p.r_boff[bb] : 0) : nullptr;
+
+      for (int64_t kb = 0; kb < l.nkb; ++kb) {
+        const int64_t pc = kb * l.kcb;
+        const int64_t kc = std::min(l.kcb, l.kp - pc);
+        const bool first = kb == 0, last = kb == l.nkb - 1;
+        const int64_t a_panel = kc * mr * l.a_elem;
+        for (int64_t ip = ip0; ip < ip1; ++ip) {
+          for (int i = 0; i < mr; ++i) {
+            const int64_t row = ip * mr + i;
+            rows[i] = row < p.m ? a_base + p.a_rows.offset(row) : nullptr;
+          }
+          v.pack_a(rows, p.a_ks, p.a_koff, pc, kc, p.k, a_blk + (ip - ip0) * a_panel);
+        }
         auto call = [&](int64_t ip, int64_t jp) {
           GemmTile t;
           t.kc = kc / kg;
-          t.a = a_blk + l.a_off(pc, kc, ip);
+          t.a = a_blk + (ip - ip0) * a_panel;
           t.b = b_blk + l.b_off(l.panels_n, pc, kc, jp);
           const int64_t row0 = ip * mr, col0 = jp * l.ocols;
           t.m = static_cast<int>(std::min<int64_t>(mr, p.m - row0));
           t.nout = static_cast<int>(std::min<int64_t>(l.ocols, p.n - col0));
           float* c_out = c_base + row0 * p.ldc + col0;
           if (p.swiglu) {
-            float* s = s_base ? s_base + row0 * lds + jp * nr : nullptr;
+            float* s = scratch ? scratch + (ip - ip0) * mr * lds + (jp - jp0) * nr : nullptr;
             t.acc = first ? nullptr : s;
             t.ldacc = lds;
             t.n = nr;
@@ -328,16 +337,16 @@ void run(const Problem& p) {
           t.act = p.swiglu ? kGemmActSwiglu : kGemmActNone;
           v.kernel(&t);
         };
-        if (blk.order == 0) {
-          for (int64_t jp = jp0; jp < jp1; ++jp)
-            for (int64_t ip = ip0; ip < ip1; ++ip) call(ip, jp);
-        } else {
+        for (int64_t tj = tj0; tj < tj1; ++tj) {
+          const int64_t ja = tj * ncp, jb = std::min(jp1, ja + ncp);
           for (int64_t ip = ip0; ip < ip1; ++ip)
-            for (int64_t jp = jp0; jp < jp1; ++jp) call(ip, jp);
+            for (int64_t jp = ja; jp < jb; ++jp) call(ip, jp);
         }
       }
-    });
-  }
+      a_ws.trim();
+      s_ws.trim();
+    }
+  });
 }
 
 }  // namespace gemm

@@ -91,7 +91,6 @@ void run(const Problem& p);
 // Blocking parameters (tuning and benchmarks). kc is in k steps.
 struct Blocking {
   int64_t mc, nc, kc;
-  int order;  // 0: B micro-panel reused across A panels (jr outer); 1: A micro-panel reused (ir outer)
 };
 Blocking blocking();
 void set_blocking(const Blocking& b);

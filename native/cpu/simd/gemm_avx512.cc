@@ -28,6 +28,10 @@ void kernel_f32(const GemmTile* t) {
   for (; k >= 2; k -= 2) {
 #pragma GCC unroll 2
     for (int u = 0; u < 2; ++u) {
+#ifdef VL_PF_B
+      _mm_prefetch(reinterpret_cast<const char*>(b + VL_PF_B * kNr), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(b + VL_PF_B * kNr + 16), _MM_HINT_T0);
+#endif
       const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
 #pragma GCC unroll 14
       for (int i = 0; i < kMr; ++i) {
