@@ -18,7 +18,7 @@ const root = path.join(__dirname, '..');
 const outDir = path.join(root, 'build', 'bench');
 
 function usage(code) {
-  console.error('usage: npm run bench -- kernels [--json] [--threads N] [--seconds S] [--filter TEXT] [--no-peer]');
+  console.error('usage: npm run bench -- kernels [--json] [--threads N] [--seconds S] [--filter TEXT] [--no-peer]\n       npm run bench -- attention [--json] [--seconds S]');
   process.exit(code);
 }
 
@@ -183,6 +183,7 @@ async function kernels(args) {
 async function main() {
   const [what, ...rest] = process.argv.slice(2);
   if (what === 'kernels') return kernels(rest);
+  if (what === 'attention') return require('./attention.js').attentionBench(rest);
   usage(what === undefined || what === '--help' ? 0 : 2);
 }
 
