@@ -24,6 +24,9 @@ namespace {
 
 // Up to this many query tiles per (batch, head), one task packs and runs them all.
 constexpr int64_t kPrivatePackTiles = 8;
+// ... and from this many (batch, head) pairs on, when a pair's keys and values fit in L2.
+constexpr int64_t kPrivatePackPairs = 16;
+constexpr int64_t kPrivatePackBytes = int64_t{512} << 10;
 // Bound on the keys and values packed at once for longer sequences, and rows per packing job.
 constexpr int64_t kPackBytes = int64_t{16} << 20;
 constexpr int64_t kPackGrainFloats = 16384;
@@ -206,9 +209,11 @@ void attention(const KernelCall& c) {
     });
     return;
   }
-  if (ntiles <= kPrivatePackTiles) {
-    // A few tiles per pair: one task packs the pair's keys and values into
-    // its own scratch, where they stay hot in cache for its tiles.
+  if (ntiles <= kPrivatePackTiles ||
+      (pairs >= kPrivatePackPairs && pair_floats * int64_t{sizeof(float)} <= kPrivatePackBytes)) {
+    // A few tiles per pair, or enough pairs to share out whose keys and
+    // values fit in L2: one task packs a pair's keys and values into its own
+    // scratch, where they stay hot in cache for its tiles.
     parallel_for(pairs, pair_grain, [&](int64_t begin, int64_t end) {
       StoragePtr scratch = backend.allocate(c.device, (scratch_floats + pair_floats) * sizeof(float));
       float* kv = static_cast<float*>(scratch->data()) + scratch_floats;
