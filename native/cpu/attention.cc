@@ -3,9 +3,10 @@
 // then x, y position vectors for the queries and/or keys given explicitly.
 // Outputs: out [B,N,h·D], optionally lse [B,h,N].
 //
-// The RoPE cos/sin tables are built once per call; the work is split into
-// (batch, head, query tile) tasks that each produce their output rows alone,
-// so the result does not depend on the thread count. Tables and per-chunk
+// The RoPE cos/sin tables are built once per call and the keys rotated once
+// per (batch, head); the work is then split into (batch, head, query tile)
+// tasks that each produce their output rows alone, so the result does not
+// depend on the thread count. Tables, packed keys/values and per-chunk
 // scratch come from the device allocator, so memory counters see them.
 #include <algorithm>
 #include <cmath>
@@ -21,7 +22,12 @@ namespace vl {
 namespace cpu {
 namespace {
 
-// Bound on the packed keys and values held at once, and rows per packing job.
+// Up to this many query tiles per (batch, head), one task packs and runs them all.
+constexpr int64_t kPrivatePackTiles = 8;
+// ... and from this many (batch, head) pairs on, when a pair's keys and values fit in L2.
+constexpr int64_t kPrivatePackPairs = 16;
+constexpr int64_t kPrivatePackBytes = int64_t{512} << 10;
+// Bound on the keys and values packed at once for longer sequences, and rows per packing job.
 constexpr int64_t kPackBytes = int64_t{16} << 20;
 constexpr int64_t kPackGrainFloats = 16384;
 
@@ -145,72 +151,106 @@ void attention(const KernelCall& c) {
 
   const AttentionIsa& isa = attention_isa();
   const int64_t tr = isa.tile_rows, ntiles = (N + tr - 1) / tr, pairs = B * H;
-  // With several query tiles, (batch, head) pairs go in groups: their keys,
-  // rotated, and values are first packed into contiguous rows (read once per
-  // query tile afterwards), then the group's query tiles run. Groups bound
-  // the packed copy's size. A single tile (LSA windows) reads k and v in place.
-  const bool pack = ntiles > 1;
-  const int64_t pair_floats = 2 * M * D;
-  const int64_t group =
-      pack ? std::max<int64_t>(1, std::min(pairs, kPackBytes / (pair_floats * int64_t{sizeof(float)}))) : pairs;
-  StoragePtr packed = pack ? backend.allocate(c.device, static_cast<size_t>(group * pair_floats) * sizeof(float)) : nullptr;
-  float* pk = pack ? static_cast<float*>(packed->data()) : nullptr;
-  // Query-tile tasks in chunks of at least ~2 MFLOP (tiny LSA windows), yet several per thread.
-  const double task_flops = 4.0 * static_cast<double>(tr * M * D);
-  const int64_t min_grain = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(2e6 / task_flops)));
-  const int64_t pack_rows = std::max<int64_t>(1, kPackGrainFloats / D);
-  const int64_t pack_chunks = (M + pack_rows - 1) / pack_rows;
-  const int64_t pack_grain = std::max<int64_t>(1, kPackGrainFloats / (std::min(M, pack_rows) * D));
-
   const float scale = static_cast<float>(c.attrs.num("scale"));
   const float* qd = static_cast<const float*>(q.data);
   const float* kd = static_cast<const float*>(k.data);
   const float* vd = static_cast<const float*>(v.data);
   float* od = static_cast<float*>(c.out[0].data);
   float* ld = c.out.size() > 1 ? static_cast<float*>(c.out[1].data) : nullptr;
-  const size_t scratch_bytes = static_cast<size_t>(isa.scratch_floats(D)) * sizeof(float);
+  const int64_t pair_floats = 2 * M * D;
+  const size_t scratch_floats = static_cast<size_t>(isa.scratch_floats(D));
 
+  // The keys of (batch, head) pair p, rotated, then its values, as contiguous rows at dst.
+  auto pack_pair = [&](int64_t p, int64_t m0, int64_t rows, int which, float* dst) {
+    const int64_t b = p / H, h = p % H;
+    const TensorArg& src = which == 0 ? k : v;
+    const float* base = (which == 0 ? kd : vd) + b * src.strides[0] + m0 * src.strides[1] + h * src.strides[2];
+    const bool rotate = which == 0 && kc != nullptr;
+    isa.pack_rows(base, src.strides[1], rotate ? kc + m0 * D : nullptr, rotate ? ks + m0 * D : nullptr,
+                  dst + which * M * D + m0 * D, rows, D);
+  };
+  // Query tiles [t0, t1) of pair p; kv: its packed keys and values, or null to read them in place.
+  auto run_tiles = [&](AttnTile& t, int64_t p, const float* kv, int64_t t0, int64_t t1) {
+    const int64_t b = p / H, h = p % H;
+    t.k = kv ? kv : kd + b * k.strides[0] + h * k.strides[2];
+    t.v = kv ? kv + M * D : vd + b * v.strides[0] + h * v.strides[2];
+    t.k_stride = kv ? D : k.strides[1], t.v_stride = kv ? D : v.strides[1];
+    t.k_cos = kv ? nullptr : kc, t.k_sin = kv ? nullptr : ks;
+    for (int64_t tile = t0; tile < t1; ++tile) {
+      const int64_t n0 = tile * tr;
+      t.rows = std::min(tr, N - n0);
+      t.q = qd + b * q.strides[0] + n0 * q.strides[1] + h * q.strides[2];
+      t.q_cos = qc ? qc + n0 * D : nullptr, t.q_sin = qs ? qs + n0 * D : nullptr;
+      t.out = od + (b * N + n0) * H * D + h * D;
+      t.lse = ld ? ld + (b * H + h) * N + n0 : nullptr;
+      isa.tile(&t);
+    }
+  };
+  auto new_tile = [&](float* scratch) {
+    AttnTile t{};
+    t.q_stride = q.strides[1];
+    t.out_stride = H * D;
+    t.M = M, t.D = D, t.scale = scale;
+    t.scratch = scratch;
+    return t;
+  };
+  // Chunks of at least ~2 MFLOP (tiny LSA windows), yet several per thread.
+  const double pair_flops = 4.0 * static_cast<double>(ntiles * tr * M * D);
+  const int64_t pair_grain = std::max<int64_t>(
+      1, std::min(static_cast<int64_t>(std::ceil(2e6 / pair_flops)), pairs / 16));
+
+  if (ntiles == 1) {
+    // One query tile per pair (LSA windows): keys are rotated block by block
+    // inside the tile, keys and values read in place.
+    parallel_for(pairs, pair_grain, [&](int64_t begin, int64_t end) {
+      StoragePtr scratch = backend.allocate(c.device, scratch_floats * sizeof(float));
+      AttnTile t = new_tile(static_cast<float*>(scratch->data()));
+      for (int64_t p = begin; p < end; ++p) run_tiles(t, p, nullptr, 0, 1);
+    });
+    return;
+  }
+  if (ntiles <= kPrivatePackTiles ||
+      (pairs >= kPrivatePackPairs && pair_floats * int64_t{sizeof(float)} <= kPrivatePackBytes)) {
+    // A few tiles per pair, or enough pairs to share out whose keys and
+    // values fit in L2: one task packs a pair's keys and values into its own
+    // scratch, where they stay hot in cache for its tiles.
+    parallel_for(pairs, pair_grain, [&](int64_t begin, int64_t end) {
+      StoragePtr scratch = backend.allocate(c.device, (scratch_floats + pair_floats) * sizeof(float));
+      float* kv = static_cast<float*>(scratch->data()) + scratch_floats;
+      AttnTile t = new_tile(static_cast<float*>(scratch->data()));
+      for (int64_t p = begin; p < end; ++p) {
+        pack_pair(p, 0, M, 0, kv);
+        pack_pair(p, 0, M, 1, kv);
+        run_tiles(t, p, kv, 0, ntiles);
+      }
+    });
+    return;
+  }
+  // Many tiles per pair: pairs go in groups whose keys and values are packed
+  // first (in parallel), then the group's query tiles run as separate tasks.
+  // Groups bound the packed copy's size.
+  const int64_t group = std::max<int64_t>(1, std::min(pairs, kPackBytes / (pair_floats * int64_t{sizeof(float)})));
+  StoragePtr packed = backend.allocate(c.device, static_cast<size_t>(group * pair_floats) * sizeof(float));
+  float* pk = static_cast<float*>(packed->data());
+  const int64_t pack_rows = std::max<int64_t>(1, kPackGrainFloats / D);
+  const int64_t pack_chunks = (M + pack_rows - 1) / pack_rows;
+  const int64_t tile_grain = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(2e6 / (pair_flops / ntiles))));
   for (int64_t g0 = 0; g0 < pairs; g0 += group) {
     const int64_t gn = std::min(group, pairs - g0);
-    parallel_for(pack ? gn * pack_chunks * 2 : 0, pack_grain, [&](int64_t begin, int64_t end) {
+    parallel_for(gn * pack_chunks * 2, 1, [&](int64_t begin, int64_t end) {
       for (int64_t job = begin; job < end; ++job) {
         const int64_t chunk = job % pack_chunks, which = job / pack_chunks % 2, p = job / pack_chunks / 2;
-        const int64_t b = (g0 + p) / H, h = (g0 + p) % H;
-        const int64_t m0 = chunk * pack_rows, rows = std::min(pack_rows, M - m0);
-        const TensorArg& src = which == 0 ? k : v;
-        const float* base = (which == 0 ? kd : vd) + b * src.strides[0] + m0 * src.strides[1] + h * src.strides[2];
-        const bool rotate = which == 0 && kc != nullptr;
-        isa.pack_rows(base, src.strides[1], rotate ? kc + m0 * D : nullptr, rotate ? ks + m0 * D : nullptr,
-                      pk + p * pair_floats + which * M * D + m0 * D, rows, D);
+        const int64_t m0 = chunk * pack_rows;
+        pack_pair(g0 + p, m0, std::min(pack_rows, M - m0), static_cast<int>(which), pk + p * pair_floats);
       }
     });
     const int64_t tasks = gn * ntiles;
-    const int64_t grain = std::max<int64_t>(1, std::min(min_grain, tasks / 16));
-    parallel_for(tasks, grain, [&](int64_t begin, int64_t end) {
-      StoragePtr scratch = backend.allocate(c.device, scratch_bytes);
-      AttnTile t{};
-      t.q_stride = q.strides[1];
-      t.k_stride = pack ? D : k.strides[1], t.v_stride = pack ? D : v.strides[1];
-      t.k_cos = pack ? nullptr : kc, t.k_sin = pack ? nullptr : ks;
-      t.out_stride = H * D;
-      t.M = M, t.D = D, t.scale = scale;
-      t.scratch = static_cast<float*>(scratch->data());
+    parallel_for(tasks, std::max<int64_t>(1, std::min(tile_grain, tasks / 16)), [&](int64_t begin, int64_t end) {
+      StoragePtr scratch = backend.allocate(c.device, scratch_floats * sizeof(float));
+      AttnTile t = new_tile(static_cast<float*>(scratch->data()));
       for (int64_t task = begin; task < end; ++task) {
-        const int64_t tile = task % ntiles, p = task / ntiles, b = (g0 + p) / H, h = (g0 + p) % H;
-        const int64_t n0 = tile * tr;
-        t.rows = std::min(tr, N - n0);
-        t.q = qd + b * q.strides[0] + n0 * q.strides[1] + h * q.strides[2];
-        if (pack) {
-          t.k = pk + p * pair_floats;
-          t.v = t.k + M * D;
-        } else {
-          t.k = kd + b * k.strides[0] + h * k.strides[2];
-          t.v = vd + b * v.strides[0] + h * v.strides[2];
-        }
-        t.q_cos = qc ? qc + n0 * D : nullptr, t.q_sin = qs ? qs + n0 * D : nullptr;
-        t.out = od + (b * N + n0) * H * D + h * D;
-        t.lse = ld ? ld + (b * H + h) * N + n0 : nullptr;
-        isa.tile(&t);
+        const int64_t tile = task % ntiles, p = task / ntiles;
+        run_tiles(t, g0 + p, pk + p * pair_floats, tile, tile + 1);
       }
     });
   }

@@ -1,6 +1,7 @@
 #include "ops/attention.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <string>
 
 #include "core/dispatch.h"
