@@ -1,7 +1,7 @@
 // AVX-512 GEMM micro-kernels (F, BW, VL, DQ + FMA). The f32 tile is 14x32:
-// 28 zmm accumulators, two B vectors per k step and the A values broadcast
-// straight from the packed panel as FMA memory operands, so 30 of the 32
-// registers do the work and each k step is 28 FMAs for 2 loads + 14 broadcasts.
+// 28 zmm accumulators, two B vectors per k step and one broadcast A value
+// per row feeding two FMAs, so 31 of the 32 registers do the work and each
+// k step is 28 FMAs for 2 loads + 14 broadcasts (FMA-bound on 2 FMA pipes).
 // The bf16 variant here is the fallback for CPUs without AVX512_BF16: it
 // widens the packed bf16 pairs of B to f32 in registers (12x32 tile).
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -28,10 +28,6 @@ void kernel_f32(const GemmTile* t) {
   for (; k >= 2; k -= 2) {
 #pragma GCC unroll 2
     for (int u = 0; u < 2; ++u) {
-#ifdef VL_PF_B
-      _mm_prefetch(reinterpret_cast<const char*>(b + VL_PF_B * kNr), _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(b + VL_PF_B * kNr + 16), _MM_HINT_T0);
-#endif
       const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
 #pragma GCC unroll 14
       for (int i = 0; i < kMr; ++i) {
