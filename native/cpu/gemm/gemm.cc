@@ -341,6 +341,15 @@ void run(const Problem& p) {
               t.res = r_base ? r_base + row0 * p.ldr + col0 : nullptr;
               t.ldres = p.ldr;
               t.act = p.swiglu ? kGemmActSwiglu : kGemmActNone;
+              // The next call writes the neighbouring tile, or the first of the
+              // next row of tiles: prefetched a whole call ahead. (Prefetches
+              // never fault, so rows past the end do no harm.)
+              t.next = nullptr;
+              t.ldnext = t.ldc;
+              if (jp + 1 < jb)
+                t.next = t.c + (last ? l.ocols : nr);
+              else if (ip + 1 < ip1)
+                t.next = last ? c_base + (row0 + mr) * p.ldc + ja * l.ocols : scratch + (ip + 1 - ip0) * mr * lds;
               v.kernel(&t);
             }
           }

@@ -38,18 +38,28 @@ inline __mmask16 mask_for(int n) {
 }
 
 // Zeroes the accumulators and prefetches the rows that finish() will read
-// (partial sums) or write: a C tile that has left the cache costs a memory
-// round trip per line, which the k loop hides when it is requested now.
+// (partial sums, residual) or write: a C tile that has left the cache costs
+// a memory round trip per line, which the k loop hides when requested now.
 template <int MR>
 inline void start(const GemmTile* t, __m512* c0, __m512* c1) {
-  const float* pf = t->acc ? t->acc : t->c;
-  const int64_t ld = t->acc ? t->ldacc : t->ldc;
-  for (int i = 0; i < MR && i < t->m; ++i) {
-    _mm_prefetch(reinterpret_cast<const char*>(pf + i * ld), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(pf + i * ld + 16), _MM_HINT_T0);
-  }
+  const int m = t->m < MR ? t->m : MR;
+  if (t->acc)
+    for (int i = 0; i < m; ++i) {
+      _mm_prefetch(reinterpret_cast<const char*>(t->acc + i * t->ldacc), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(t->acc + i * t->ldacc + 16), _MM_HINT_T0);
+    }
+  if (t->next)
+    for (int i = 0; i < MR; ++i) {
+      _mm_prefetch(reinterpret_cast<const char*>(t->next + i * t->ldnext), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(t->next + i * t->ldnext + 16), _MM_HINT_T0);
+    }
+  if (t->c != t->acc)
+    for (int i = 0; i < m; ++i) {
+      _mm_prefetch(reinterpret_cast<const char*>(t->c + i * t->ldc), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(t->c + i * t->ldc + 16), _MM_HINT_T0);
+    }
   if (t->final_store && t->res)
-    for (int i = 0; i < MR && i < t->m; ++i) {
+    for (int i = 0; i < m; ++i) {
       _mm_prefetch(reinterpret_cast<const char*>(t->res + i * t->ldres), _MM_HINT_T0);
       _mm_prefetch(reinterpret_cast<const char*>(t->res + i * t->ldres + 16), _MM_HINT_T0);
     }

@@ -39,6 +39,8 @@ struct GemmTile {
   const float* res;    // final: residual rows added last, row stride ldres (nullptr: none)
   int64_t ldres;
   int act;             // final: kGemmAct*
+  const float* next;   // the next call's destination rows (stride ldnext), prefetched early; may be nullptr
+  int64_t ldnext;
 };
 
 struct GemmVariant {
