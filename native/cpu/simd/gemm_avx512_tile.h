@@ -63,30 +63,34 @@ inline void start(const GemmTile* t, __m512* c0, __m512* c1) {
       _mm_prefetch(reinterpret_cast<const char*>(t->res + i * t->ldres), _MM_HINT_T0);
       _mm_prefetch(reinterpret_cast<const char*>(t->res + i * t->ldres + 16), _MM_HINT_T0);
     }
-  for (int i = 0; i < MR; ++i) c0[i] = c1[i] = _mm512_setzero_ps();
+  _Pragma("GCC unroll 16") for (int i = 0; i < MR; ++i) c0[i] = c1[i] = _mm512_setzero_ps();
 }
 
 // Adds the partial sums (after the k loop, so their loads are not on the
-// critical path), then stores raw sums or applies the epilogue.
+// critical path), then stores raw sums or applies the epilogue. Row loops
+// run to the constant MR, fully unrolled, with an early exit: a loop bound
+// by the row count would make GCC keep the accumulators on the stack.
 template <int MR>
 inline void finish(const GemmTile* t, __m512* c0, __m512* c1) {
   const int m = t->m;
   if (t->acc) {
     if (t->n == 32) {
-      for (int i = 0; i < MR && i < m; ++i) {
+      _Pragma("GCC unroll 16") for (int i = 0; i < MR; ++i) {
+        if (i >= m) break;
         c0[i] = _mm512_add_ps(c0[i], _mm512_loadu_ps(t->acc + i * t->ldacc));
         c1[i] = _mm512_add_ps(c1[i], _mm512_loadu_ps(t->acc + i * t->ldacc + 16));
       }
     } else {
       const __mmask16 k0 = mask_for(t->n), k1 = mask_for(t->n - 16);
-      for (int i = 0; i < MR && i < m; ++i) {
+      _Pragma("GCC unroll 16") for (int i = 0; i < MR; ++i) {
+        if (i >= m) break;
         c0[i] = _mm512_add_ps(c0[i], _mm512_maskz_loadu_ps(k0, t->acc + i * t->ldacc));
         c1[i] = _mm512_add_ps(c1[i], _mm512_maskz_loadu_ps(k1, t->acc + i * t->ldacc + 16));
       }
     }
   }
   if (!t->final_store && t->n == 32) {
-    for (int i = 0; i < MR; ++i) {
+    _Pragma("GCC unroll 16") for (int i = 0; i < MR; ++i) {
       if (i >= m) break;
       _mm512_storeu_ps(t->c + i * t->ldc, c0[i]);
       _mm512_storeu_ps(t->c + i * t->ldc + 16, c1[i]);
@@ -95,7 +99,7 @@ inline void finish(const GemmTile* t, __m512* c0, __m512* c1) {
   }
   if (!t->final_store) {
     const __mmask16 k0 = mask_for(t->n), k1 = mask_for(t->n - 16);
-    for (int i = 0; i < MR; ++i) {
+    _Pragma("GCC unroll 16") for (int i = 0; i < MR; ++i) {
       if (i >= m) break;
       _mm512_mask_storeu_ps(t->c + i * t->ldc, k0, c0[i]);
       _mm512_mask_storeu_ps(t->c + i * t->ldc + 16, k1, c1[i]);
@@ -105,7 +109,7 @@ inline void finish(const GemmTile* t, __m512* c0, __m512* c1) {
   if (t->act == kGemmActSwiglu) {
     // Bias is not used with SwiGLU (the launcher never passes one).
     const __mmask16 k0 = mask_for(t->nout);
-    for (int i = 0; i < MR; ++i) {
+    _Pragma("GCC unroll 16") for (int i = 0; i < MR; ++i) {
       if (i >= m) break;
       __m512 v = swiglu512(c0[i], c1[i]);
       if (t->res) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k0, t->res + i * t->ldres));
@@ -116,7 +120,7 @@ inline void finish(const GemmTile* t, __m512* c0, __m512* c1) {
   if (t->nout == 32) {
     const __m512 b0 = t->bias ? _mm512_loadu_ps(t->bias) : _mm512_setzero_ps();
     const __m512 b1 = t->bias ? _mm512_loadu_ps(t->bias + 16) : _mm512_setzero_ps();
-    for (int i = 0; i < MR; ++i) {
+    _Pragma("GCC unroll 16") for (int i = 0; i < MR; ++i) {
       if (i >= m) break;
       __m512 v0 = _mm512_add_ps(c0[i], b0), v1 = _mm512_add_ps(c1[i], b1);
       if (t->res) {
@@ -131,7 +135,7 @@ inline void finish(const GemmTile* t, __m512* c0, __m512* c1) {
   const __mmask16 k0 = mask_for(t->nout), k1 = mask_for(t->nout - 16);
   const __m512 b0 = t->bias ? _mm512_maskz_loadu_ps(k0, t->bias) : _mm512_setzero_ps();
   const __m512 b1 = t->bias ? _mm512_maskz_loadu_ps(k1, t->bias + 16) : _mm512_setzero_ps();
-  for (int i = 0; i < MR; ++i) {
+  _Pragma("GCC unroll 16") for (int i = 0; i < MR; ++i) {
     if (i >= m) break;
     __m512 v0 = _mm512_add_ps(c0[i], b0), v1 = _mm512_add_ps(c1[i], b1);
     if (t->res) {
