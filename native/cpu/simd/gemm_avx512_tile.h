@@ -147,5 +147,41 @@ inline void finish(const GemmTile* t, __m512* c0, __m512* c1) {
   }
 }
 
+
+// Stores the transpose of v[0..MR) (MR rows of 16 lanes): lane j of every row
+// goes to the MR floats at d + j * MR. The stores are full 16-lane ones in
+// increasing order, each one's extra lanes overwritten by the next; only the
+// 16th is masked when mask_last (masked stores are slow on some cores, and
+// past the panel's end lies memory another thread may be packing).
+template <int MR>
+inline void store_transposed(__m512* v, float* d, bool mask_last) {
+  for (int i = MR; i < 16; ++i) v[i] = _mm512_setzero_ps();
+  __m512 t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(v[i], v[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(v[i], v[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    v[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+    v[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+    v[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+    v[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+  }
+  // v[4q + r], 128-bit lane L: column 4L + r of rows 4q..4q+3. Two lane shuffles finish it.
+  for (int i = 0; i < 16; i += 8) {
+    for (int r = 0; r < 4; ++r) {
+      t[i + r] = _mm512_shuffle_f32x4(v[i + r], v[i + 4 + r], 0x88);      // lanes 0,2 of each
+      t[i + 4 + r] = _mm512_shuffle_f32x4(v[i + r], v[i + 4 + r], 0xdd);  // lanes 1,3 of each
+    }
+  }
+  for (int r = 0; r < 8; ++r) _mm512_storeu_ps(d + r * MR, _mm512_shuffle_f32x4(t[r], t[8 + r], 0x88));
+  for (int r = 0; r < 7; ++r) _mm512_storeu_ps(d + (8 + r) * MR, _mm512_shuffle_f32x4(t[r], t[8 + r], 0xdd));
+  const __m512 last = _mm512_shuffle_f32x4(t[7], t[15], 0xdd);
+  if (mask_last)
+    _mm512_mask_storeu_ps(d + 15 * MR, static_cast<__mmask16>((1u << MR) - 1u), last);
+  else
+    _mm512_storeu_ps(d + 15 * MR, last);
+}
+
 }  // namespace
 }  // namespace vl
