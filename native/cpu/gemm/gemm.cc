@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <memory>
 #include <new>
 
 #include "core/error.h"
@@ -73,8 +72,6 @@ int64_t pack_grain(int64_t elems_per_item) { return std::max<int64_t>(1, (int64_
 
 }  // namespace
 
-const char* wtype_name(WType t) { return t == WType::F32 ? "f32" : "bf16"; }
-
 DimMap DimMap::linear(int64_t n, int64_t stride) {
   DimMap d;
   d.push(n, stride);
@@ -89,12 +86,6 @@ void DimMap::push(int64_t n, int64_t s) {
   ++nd;
 }
 
-int64_t DimMap::count() const {
-  int64_t c = 1;
-  for (int i = 0; i < nd; ++i) c *= size[i];
-  return c;
-}
-
 int64_t DimMap::offset(int64_t i) const {
   int64_t off = 0;
   for (int d = nd - 1; d >= 0; --d) {
@@ -102,17 +93,6 @@ int64_t DimMap::offset(int64_t i) const {
     i /= size[d];
   }
   return off;
-}
-
-bool DimMap::single(int64_t* s) const {
-  if (nd == 0) {
-    *s = 0;
-    return true;
-  }
-  for (int d = 0; d + 1 < nd; ++d)
-    if (stride[d] != stride[d + 1] * size[d + 1]) return false;
-  *s = stride[nd - 1];
-  return true;
 }
 
 Blocking blocking() { return g_blocking; }
