@@ -230,12 +230,12 @@ void run(const Problem& p) {
     b_base = dst;
   }
 
-  // Tasks: a block of mcp A panels (rows) of one batch times a group of
+  // Tasks: a block of about MC rows (A panels) of one batch times a group of
   // column tiles (all of them, unless the row blocks alone cannot keep the
-  // threads busy). A task packs its own A block, one K block at a time, so
-  // the packed rows stay in the cache of the core that uses them and a GEMM
-  // is a single parallel region. Inside, for each KC x NC block of B (kept
-  // in L2) every A micro-panel (in L1) meets all of the block's B panels.
+  // threads busy). A task packs its own rows of A, so they stay in the cache
+  // of the core that uses them and a GEMM is a single parallel region.
+  // Inside, for each NC-wide column tile and each K block, every A
+  // micro-panel (in L1) meets all of the block's B panels (streamed from L2).
   //
   // The task split decides only which thread computes which micro-tiles,
   // never how a C element is summed (the K blocks fix that), so it may
@@ -249,8 +249,12 @@ void run(const Problem& p) {
   int64_t tiles_m = ceil_div(l.panels_m, std::max<int64_t>(1, blk.mc / mr));
   constexpr int64_t kMinPanels = 4;
   while (threads > 1 && p.batch * tiles_m < 4 * threads && l.panels_m / (tiles_m + 1) >= kMinPanels) ++tiles_m;
-  const int64_t mcp = ceil_div(l.panels_m, tiles_m);
-  tiles_m = ceil_div(l.panels_m, mcp);
+  // A whole number of row blocks per CPU where the rows allow it; blocks
+  // differ by at most one panel (row block ti: panels [ti*P/T, (ti+1)*P/T)).
+  if (threads > 1 && p.batch == 1 && tiles_m % threads != 0) {
+    const int64_t up = round_up(tiles_m, threads);
+    if (l.panels_m / up >= kMinPanels) tiles_m = up;
+  }
   int64_t groups = 1;
   while (threads > 1 && p.batch * tiles_m * groups < 2 * threads && groups < tiles_n) ++groups;
   const int64_t tiles_per_group = ceil_div(tiles_n, groups);
@@ -271,7 +275,7 @@ void run(const Problem& p) {
     for (int64_t task = t0; task < t1; ++task) {
       const int64_t bb = task / (tiles_m * groups);
       const int64_t ti = (task / groups) % tiles_m, g = task % groups;
-      const int64_t ip0 = ti * mcp, ip1 = std::min(l.panels_m, ip0 + mcp), np = ip1 - ip0;
+      const int64_t ip0 = ti * l.panels_m / tiles_m, ip1 = (ti + 1) * l.panels_m / tiles_m, np = ip1 - ip0;
       const int64_t tj0 = g * tiles_per_group, tj1 = std::min(tiles_n, tj0 + tiles_per_group);
       const float* a_base = p.a + (p.a_boff ? p.a_boff[bb] : 0);
       const char* b_blk = b_base + bb * b_batch_bytes;
