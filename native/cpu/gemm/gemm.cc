@@ -255,10 +255,19 @@ void run(const Problem& p) {
     const int64_t up = round_up(tiles_m, threads);
     if (l.panels_m / up >= kMinPanels) tiles_m = up;
   }
+  // Column groups (each repacks its rows of A, a few % of the work) when the
+  // row blocks do not divide evenly among the CPUs or are too few: the
+  // fewest that make the task count a multiple of the CPUs, else enough tasks.
   int64_t groups = 1;
-  while (threads > 1 && p.batch * tiles_m * groups < 2 * threads && groups < tiles_n) ++groups;
-  const int64_t tiles_per_group = ceil_div(tiles_n, groups);
-  groups = ceil_div(tiles_n, tiles_per_group);
+  if (threads > 1 && (p.batch * tiles_m % threads != 0 || p.batch * tiles_m < 2 * threads)) {
+    int64_t g = 1;
+    while (g < l.panels_n && (p.batch * tiles_m * g % threads != 0 || p.batch * tiles_m * g < 2 * threads)) ++g;
+    if (p.batch * tiles_m * g % threads == 0) {
+      groups = g;
+    } else {
+      while (p.batch * tiles_m * groups < 2 * threads && groups < l.panels_n) ++groups;
+    }
+  }
   const int64_t tasks = p.batch * tiles_m * groups;
   // With several K blocks, partial sums wait in a per-task scratch block of
   // one column tile (it stays in L2 while the K blocks go by) rather than in
@@ -276,7 +285,8 @@ void run(const Problem& p) {
       const int64_t bb = task / (tiles_m * groups);
       const int64_t ti = (task / groups) % tiles_m, g = task % groups;
       const int64_t ip0 = ti * l.panels_m / tiles_m, ip1 = (ti + 1) * l.panels_m / tiles_m, np = ip1 - ip0;
-      const int64_t tj0 = g * tiles_per_group, tj1 = std::min(tiles_n, tj0 + tiles_per_group);
+      // This group's column panels, cut evenly; walked in tiles of up to ncp panels.
+      const int64_t jg0 = g * l.panels_n / groups, jg1 = (g + 1) * l.panels_n / groups;
       const float* a_base = p.a + (p.a_boff ? p.a_boff[bb] : 0);
       const char* b_blk = b_base + bb * b_batch_bytes;
       float* c_base = p.c + (p.c_boff ? p.c_boff[bb] : 0);
@@ -297,8 +307,8 @@ void run(const Problem& p) {
       float* scratch =
           scratch_needed ? reinterpret_cast<float*>(s_ws.get(static_cast<size_t>(np * mr * lds) * 4)) : nullptr;
 
-      for (int64_t tj = tj0; tj < tj1; ++tj) {
-        const int64_t ja = tj * ncp, jb = std::min(l.panels_n, ja + ncp);
+      for (int64_t ja = jg0; ja < jg1; ja += ncp) {
+        const int64_t jb = std::min(jg1, ja + ncp);
         for (int64_t kb = 0; kb < l.nkb; ++kb) {
           const int64_t pc = kb * l.kcb;
           const int64_t kc = std::min(l.kcb, l.kp - pc);
