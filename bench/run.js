@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Benchmarks (never part of `npm test`).
 //
-//   npm run bench -- kernels [--json] [--threads N] [--seconds S] [--filter TEXT] [--no-peer]
+//   npm run bench -- kernels [--json] [--threads N] [--seconds S] [--filter TEXT] [--no-peer] [--blocking MC,NC,KC]
 //
 // `kernels` builds bench/native/gemm_bench.cc with g++ against the GEMM
 // sources of the addon (each per-ISA file with the flags binding.gyp gives
@@ -18,7 +18,7 @@ const root = path.join(__dirname, '..');
 const outDir = path.join(root, 'build', 'bench');
 
 function usage(code) {
-  console.error('usage: npm run bench -- kernels [--json] [--threads N] [--seconds S] [--filter TEXT] [--no-peer]\n       npm run bench -- attention [--json] [--seconds S]');
+  console.error('usage: npm run bench -- kernels [--json] [--threads N] [--seconds S] [--filter TEXT] [--no-peer] [--blocking MC,NC,KC]\n       npm run bench -- attention [--json] [--seconds S]');
   process.exit(code);
 }
 
@@ -154,8 +154,15 @@ async function kernels(args) {
   const threads = threadsAt >= 0 ? pass[threadsAt + 1] : String(os.availableParallelism ? os.availableParallelism() : os.cpus().length);
   if (threadsAt < 0) pass.push('--threads', threads);
   const exe = await build(peer);
-  // OpenBLAS's AVX-512 kernels (its dynamic detection may pick older ones on new CPUs), same thread count as ours.
-  const env = { ...process.env, OPENBLAS_CORETYPE: 'SkylakeX', OPENBLAS_NUM_THREADS: threads, VLLAMA_NUM_THREADS: threads };
+  // OpenBLAS's AVX-512 kernels (its dynamic detection may pick older ones on
+  // new CPUs) and the same thread count as ours. OPENBLAS_THREAD_TIMEOUT=4:
+  // idle OpenBLAS workers go to sleep at once instead of spinning for ~2^28
+  // cycles, which would take a core from every run of ours interleaved with
+  // theirs (measured: ~1.8x slower); OpenBLAS's own times do not change.
+  const env = {
+    ...process.env, OPENBLAS_CORETYPE: 'SkylakeX', OPENBLAS_THREAD_TIMEOUT: '4',
+    OPENBLAS_NUM_THREADS: threads, VLLAMA_NUM_THREADS: threads,
+  };
   const { spawn } = require('child_process');
   const child = spawn(exe, pass, { env, stdio: ['ignore', 'pipe', 'inherit'] });
   const rows = [];

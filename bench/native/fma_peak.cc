@@ -21,7 +21,6 @@ __attribute__((target("avx512f,fma"))) double run_avx512(long iters) {
   for (long it = 0; it < iters; ++it) {
 #pragma GCC unroll 24
     for (int i = 0; i < kChains; ++i) acc[i] = _mm512_fmadd_ps(acc[i], b, c);
-    __asm__ volatile("" : "+v"(acc[0]), "+v"(acc[7]), "+v"(acc[15]), "+v"(acc[23]));
   }
   float sink = 0;
   for (int i = 0; i < kChains; ++i) sink += _mm512_reduce_add_ps(acc[i]);
@@ -35,7 +34,6 @@ __attribute__((target("avx2,fma"))) double run_avx2(long iters) {
   for (long it = 0; it < iters; ++it) {
 #pragma GCC unroll 12
     for (int i = 0; i < kChains / 2; ++i) acc[i] = _mm256_fmadd_ps(acc[i], b, c);
-    __asm__ volatile("" : "+x"(acc[0]), "+x"(acc[11]));
   }
   float sink = 0;
   for (int i = 0; i < kChains / 2; ++i) {
@@ -48,9 +46,16 @@ __attribute__((target("avx2,fma"))) double run_avx2(long iters) {
 
 }  // namespace
 
+double fma_flops_per_iter() { return __builtin_cpu_supports("avx512f") ? kChains * 16 * 2.0 : (kChains / 2) * 8 * 2.0; }
+
+void fma_run(long iters) {
+  volatile double s = __builtin_cpu_supports("avx512f") ? run_avx512(iters) : run_avx2(iters);
+  (void)s;
+}
+
 FmaPeak measure_fma_peak(int threads, double seconds) {
   const bool avx512 = __builtin_cpu_supports("avx512f");
-  const double flops_per_iter = avx512 ? kChains * 16 * 2.0 : (kChains / 2) * 8 * 2.0;
+  const double flops_per_iter = fma_flops_per_iter();
   // Calibrate the iteration count on one thread.
   long iters = 1 << 16;
   for (;;) {

@@ -7,3 +7,7 @@ struct FmaPeak {
 
 // Runs about `seconds` of FMAs on each of `threads` threads at once.
 FmaPeak measure_fma_peak(int threads, double seconds);
+
+// One thread's share of a probe: iters x fma_flops_per_iter() flops.
+void fma_run(long iters);
+double fma_flops_per_iter();

@@ -80,6 +80,7 @@ double seconds_of(const std::function<void()>& f) {
 
 // Interleaves the implementations rep by rep (alternating which goes first)
 // so that load from other processes and frequency changes hit all alike.
+// Returns the medians, then the minima, in ms.
 std::vector<double> race(const std::vector<std::function<void()>>& fns, double budget) {
   const size_t n = fns.size();
   double one = 0;
@@ -94,6 +95,7 @@ std::vector<double> race(const std::vector<std::function<void()>>& fns, double b
     }
   std::vector<double> out;
   for (auto& v : t) out.push_back(median(v) * 1e3);
+  for (auto& v : t) out.push_back(*std::min_element(v.begin(), v.end()) * 1e3);
   return out;
 }
 
@@ -196,11 +198,22 @@ void run_case(const Case& c, const Options& o, double peak) {
     });
 #endif
   if (!c.swiglu) fns.push_back([&] { vl::gemm::run(unpacked); });
+  // The FMA probe runs in the same race, on the same pool, sized like our
+  // run: its median is the peak under the conditions our median saw (other
+  // processes on this machine lower both alike).
+  const double ours_guess = seconds_of([&] { vl::gemm::run(f32); });
+  const long probe_iters = std::max(1000L, static_cast<long>(ours_guess * peak * 1e9 / (o.threads * fma_flops_per_iter())));
+  const double probe_flops = static_cast<double>(probe_iters) * o.threads * fma_flops_per_iter();
+  fns.push_back([&] { vl::parallel_for(o.threads, 1, [&](int64_t, int64_t) { fma_run(probe_iters); }); });
   const std::vector<double> ms = race(fns, o.seconds);
+  const size_t nf = fns.size();
   const double ours = ms[0];
-  const bool have_peer = fns.size() > (c.swiglu ? 1u : 2u);
-  std::string extra = num("pct_peak", 100.0 * flops / (ours * 1e6) / peak);
-  if (!c.swiglu) extra += num("ours_unpacked_ms", ms.back());
+  const double peak_here = probe_flops / (ms[nf - 1] * 1e6);
+  const bool have_peer = nf > (c.swiglu ? 2u : 3u);
+  std::string extra = num("pct_peak", 100.0 * flops / (ours * 1e6) / peak_here) + num("peak_gflops", peak_here) +
+                      num("ours_min_ms", ms[nf]);
+  if (have_peer) extra += num("peer_min_ms", ms[nf + 1]);
+  if (!c.swiglu) extra += num("ours_unpacked_ms", ms[nf - 2]);
   if (have_peer) {
     // Check our result against the peer's (the SwiGLU peer leaves the gate to us).
     std::vector<float> expect(out.size());
@@ -220,7 +233,8 @@ void run_case(const Case& c, const Options& o, double peak) {
 
   const std::vector<double> bf = race({[&] { vl::gemm::run(bf16); }, [&] { vl::gemm::run(f32); }}, o.seconds);
   emit("gemm_bf16", name, bf[0], "ours_f32", bf[1], flops / (bf[0] * 1e6),
-       num("pct_f32_peak", 100.0 * flops / (bf[0] * 1e6) / peak) + num("max_rel_diff", rel_diff(out_bf, out)));
+       num("pct_f32_peak", 100.0 * flops / (bf[0] * 1e6) / peak_here) + num("ours_min_ms", bf[2]) +
+           num("peer_min_ms", bf[3]) + num("max_rel_diff", rel_diff(out_bf, out)));
 }
 
 }  // namespace
@@ -240,6 +254,17 @@ int main(int argc, char** argv) {
     else if (a == "--seconds") o.seconds = std::atof(next().c_str());
     else if (a == "--no-peer") o.peer = false;
     else if (a == "--filter") o.filter = next();
+    else if (a == "--blocking") {
+      // Tuning: MC,NC,KC (set before any weight is packed).
+      vl::gemm::Blocking b = vl::gemm::blocking();
+      long long mc, nc, kc;
+      if (std::sscanf(next().c_str(), "%lld,%lld,%lld", &mc, &nc, &kc) != 3) {
+        std::fprintf(stderr, "--blocking takes MC,NC,KC\n");
+        return 2;
+      }
+      b.mc = mc, b.nc = nc, b.kc = kc;
+      vl::gemm::set_blocking(b);
+    }
     else {
       std::fprintf(stderr, "unknown argument %s\n", a.c_str());
       return 2;

@@ -22,10 +22,9 @@ class ThreadPool {
  public:
   explicit ThreadPool(int n) { start(n); }
 
-  int size() {
-    std::lock_guard<std::mutex> lock(call_mutex_);
-    return static_cast<int>(workers_.size()) + 1;
-  }
+  // Lock-free: kernels ask for the size from inside parallel regions, while
+  // call_mutex_ is held by the region itself.
+  int size() const { return size_.load(); }
 
   void resize(int n) {
     std::lock_guard<std::mutex> lock(call_mutex_);
@@ -98,6 +97,7 @@ class ThreadPool {
   void start(int n) {
     quit_ = false;
     for (int i = 1; i < n; ++i) workers_.emplace_back([this] { loop(); });
+    size_.store(n);
   }
 
   void stop() {
@@ -121,6 +121,7 @@ class ThreadPool {
   uint64_t generation_ = 0;
   bool quit_ = false;
   std::exception_ptr error_;
+  std::atomic<int> size_{1};
 };
 
 ThreadPool& pool() {

@@ -7,6 +7,7 @@
 #include "core/dispatch.h"
 #include "core/error.h"
 #include "cpu/gemm/gemm.h"
+#include "cpu/simd/gemm_isa.h"
 
 namespace vl {
 namespace cpu {
@@ -42,6 +43,10 @@ void linear(const KernelCall& c) {
   p.a_rows = leading_rows(x);
   p.a_ks = x.strides[x.ndim - 1];
   if (c.attrs.integer("packed")) {
+    // The launcher checked these against the packed weight's description.
+    if (c.attrs.integer("layout") != gemm_kernels().layout || c.attrs.integer("n") != p.n ||
+        c.attrs.integer("k") != p.k || c.attrs.integer("kblock") != gemm::k_block(p.k, p.wtype))
+      fail(ErrorCode::Runtime, "linear: packed weight does not match these kernels");
     p.b_packed = w.data;
   } else {
     p.b = static_cast<const float*>(w.data);

@@ -5,6 +5,7 @@
 #include "core/cpu_features.h"
 #include "core/error.h"
 #include "cpu/gemm/gemm.h"
+#include "cpu/simd/gemm_isa.h"
 #include "ops/ops.h"
 
 namespace vl {
@@ -180,6 +181,9 @@ TensorPtr run_packed(const char* op, const TensorPtr& x, const PackedWeight& w, 
   Attrs attrs;
   epilogue_inputs(op, bias, residual, w.n, out_shape, in, attrs);
   attrs.set("packed", 1.0).set("swiglu", w.swiglu ? 1.0 : 0.0).set("wtype", static_cast<double>(wtype_for(w.dtype, op)));
+  // What the panels are, for the kernel to check once more where it reads them.
+  attrs.set("n", static_cast<double>(w.n)).set("k", static_cast<double>(w.k)).set("layout", gemm_kernels().layout);
+  attrs.set("kblock", static_cast<double>(w.kblock));
   TensorPtr out = empty_tensor(out_shape, DType::F32, x->device());
   if (out->numel() > 0) launch("linear", in, {out}, attrs);
   return out;

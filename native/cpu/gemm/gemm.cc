@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <memory>
 #include <new>
 
 #include "core/error.h"
@@ -14,10 +13,11 @@ namespace {
 
 // Defaults for Zen 5 (48 KiB L1D, 1 MiB L2) and the 14x32 AVX-512 tile: one
 // A micro-panel (14 x KC, 21 KiB) stays in L1 while the B micro-panels of a
-// KC x NC block (576 KiB) stream from L2; the MC x KC A block (172 KiB) fits
-// in L2 beside it. KC is in f32 k steps; bf16 blocks take twice as many
-// (the same bytes).
-Blocking g_blocking = {112, 384, 384};
+// KC x NC block (384 KiB) stream from L2 past all MC rows of a task; the
+// partial-sum scratch (MC x NC) fits beside it. KC is in f32 k steps; bf16
+// blocks take twice as many (the same bytes). Measured: within a few % of
+// each other for MC 112..448, NC 192..384, KC 256..512 at the model shapes.
+Blocking g_blocking = {224, 256, 384};
 
 // Packing buffers, kept per calling thread (a device stream) and reused:
 // fresh pages would cost a page fault per 4 KiB on every call. Buffers
@@ -72,8 +72,6 @@ int64_t pack_grain(int64_t elems_per_item) { return std::max<int64_t>(1, (int64_
 
 }  // namespace
 
-const char* wtype_name(WType t) { return t == WType::F32 ? "f32" : "bf16"; }
-
 DimMap DimMap::linear(int64_t n, int64_t stride) {
   DimMap d;
   d.push(n, stride);
@@ -88,12 +86,6 @@ void DimMap::push(int64_t n, int64_t s) {
   ++nd;
 }
 
-int64_t DimMap::count() const {
-  int64_t c = 1;
-  for (int i = 0; i < nd; ++i) c *= size[i];
-  return c;
-}
-
 int64_t DimMap::offset(int64_t i) const {
   int64_t off = 0;
   for (int d = nd - 1; d >= 0; --d) {
@@ -101,17 +93,6 @@ int64_t DimMap::offset(int64_t i) const {
     i /= size[d];
   }
   return off;
-}
-
-bool DimMap::single(int64_t* s) const {
-  if (nd == 0) {
-    *s = 0;
-    return true;
-  }
-  for (int d = 0; d + 1 < nd; ++d)
-    if (stride[d] != stride[d + 1] * size[d + 1]) return false;
-  *s = stride[nd - 1];
-  return true;
 }
 
 Blocking blocking() { return g_blocking; }
@@ -249,33 +230,53 @@ void run(const Problem& p) {
     b_base = dst;
   }
 
-  // Tasks: a block of mcp A panels (rows) of one batch times a group of
+  // Tasks: a block of about MC rows (A panels) of one batch times a group of
   // column tiles (all of them, unless the row blocks alone cannot keep the
-  // threads busy). A task packs its own A block, one K block at a time, so
-  // the packed rows stay in the cache of the core that uses them and a GEMM
-  // is a single parallel region. Inside, for each KC x NC block of B (kept
-  // in L2) every A micro-panel (in L1) meets all of the block's B panels.
+  // threads busy). A task packs its own rows of A, so they stay in the cache
+  // of the core that uses them and a GEMM is a single parallel region.
+  // Inside, for each NC-wide column tile and each K block, every A
+  // micro-panel (in L1) meets all of the block's B panels (streamed from L2).
   //
   // The task split decides only which thread computes which micro-tiles,
   // never how a C element is summed (the K blocks fix that), so it may
   // follow the thread count: row blocks are cut evenly, and smaller (down to
-  // kMinPanels panels) until every thread has a few to balance with.
-  const int64_t threads = num_threads();
+  // kMinPanels panels) until every CPU has a few to balance with.
+  // CPUs available, not the pool size: num_threads() takes the pool's lock,
+  // which a GEMM called from inside another kernel's parallel_for must not.
+  static const int64_t threads = default_num_threads();
   const int64_t tiles_n = ceil_div(l.panels_n, std::max<int64_t>(1, blk.nc / nr));
   const int64_t ncp = ceil_div(l.panels_n, tiles_n);
   int64_t tiles_m = ceil_div(l.panels_m, std::max<int64_t>(1, blk.mc / mr));
   constexpr int64_t kMinPanels = 4;
   while (threads > 1 && p.batch * tiles_m < 4 * threads && l.panels_m / (tiles_m + 1) >= kMinPanels) ++tiles_m;
-  const int64_t mcp = ceil_div(l.panels_m, tiles_m);
-  tiles_m = ceil_div(l.panels_m, mcp);
+  // A whole number of row blocks per CPU where the rows allow it; blocks
+  // differ by at most one panel (row block ti: panels [ti*P/T, (ti+1)*P/T)).
+  if (threads > 1 && p.batch == 1 && tiles_m % threads != 0) {
+    const int64_t up = round_up(tiles_m, threads);
+    if (l.panels_m / up >= kMinPanels) tiles_m = up;
+  }
+  // Column groups (each repacks its rows of A, a few % of the work) when the
+  // row blocks do not divide evenly among the CPUs or are too few: the
+  // fewest that make the task count a multiple of the CPUs, else enough tasks.
   int64_t groups = 1;
-  while (threads > 1 && p.batch * tiles_m * groups < 2 * threads && groups < tiles_n) ++groups;
-  const int64_t tiles_per_group = ceil_div(tiles_n, groups);
-  groups = ceil_div(tiles_n, tiles_per_group);
+  if (threads > 1 && (p.batch * tiles_m % threads != 0 || p.batch * tiles_m < 2 * threads)) {
+    int64_t g = 1;
+    while (g < l.panels_n && (p.batch * tiles_m * g % threads != 0 || p.batch * tiles_m * g < 2 * threads)) ++g;
+    if (p.batch * tiles_m * g % threads == 0) {
+      groups = g;
+    } else {
+      while (p.batch * tiles_m * groups < 2 * threads && groups < l.panels_n) ++groups;
+    }
+  }
   const int64_t tasks = p.batch * tiles_m * groups;
-  // SwiGLU partial sums over K blocks need both halves, and C only has room
-  // for the gated result: they wait in a per-task scratch block.
-  const bool scratch_needed = p.swiglu && l.nkb > 1;
+  // With several K blocks, partial sums wait in a per-task scratch block of
+  // one column tile (it stays in L2 while the K blocks go by) rather than in
+  // C: C's row stride is often a multiple of 4 KiB (N = 1024, 2048, ...),
+  // which would put a micro-tile's rows in one L1 set. SwiGLU needs the
+  // scratch anyway (C only has room for the gated result). The padding keeps
+  // the scratch's own stride off such multiples.
+  const bool scratch_needed = l.nkb > 1;
+  const int64_t lds = ncp * nr + 16;
 
   parallel_for(tasks, 1, [&](int64_t t0, int64_t t1) {
     thread_local Workspace a_ws, s_ws;
@@ -283,64 +284,69 @@ void run(const Problem& p) {
     for (int64_t task = t0; task < t1; ++task) {
       const int64_t bb = task / (tiles_m * groups);
       const int64_t ti = (task / groups) % tiles_m, g = task % groups;
-      const int64_t ip0 = ti * mcp, ip1 = std::min(l.panels_m, ip0 + mcp);
-      const int64_t tj0 = g * tiles_per_group, tj1 = std::min(tiles_n, tj0 + tiles_per_group);
-      const int64_t jp0 = tj0 * ncp, jp1 = std::min(l.panels_n, tj1 * ncp);
-      const int64_t lds = (jp1 - jp0) * nr;
-      char* a_blk = a_ws.get(static_cast<size_t>((ip1 - ip0) * l.kcb * mr * l.a_elem));
-      float* scratch =
-          scratch_needed ? reinterpret_cast<float*>(s_ws.get(static_cast<size_t>((ip1 - ip0) * mr * lds) * 4)) : nullptr;
+      const int64_t ip0 = ti * l.panels_m / tiles_m, ip1 = (ti + 1) * l.panels_m / tiles_m, np = ip1 - ip0;
+      // This group's column panels, cut evenly; walked in tiles of up to ncp panels.
+      const int64_t jg0 = g * l.panels_n / groups, jg1 = (g + 1) * l.panels_n / groups;
       const float* a_base = p.a + (p.a_boff ? p.a_boff[bb] : 0);
       const char* b_blk = b_base + bb * b_batch_bytes;
       float* c_base = p.c + (p.c_boff ? p.c_boff[bb] : 0);
       const float* r_base = p.r ? p.r + (p.r_boff ? p.r_boff[bb] : 0) : nullptr;
 
-      for (int64_t kb = 0; kb < l.nkb; ++kb) {
-        const int64_t pc = kb * l.kcb;
-        const int64_t kc = std::min(l.kcb, l.kp - pc);
-        const bool first = kb == 0, last = kb == l.nkb - 1;
-        const int64_t a_panel = kc * mr * l.a_elem;
-        for (int64_t ip = ip0; ip < ip1; ++ip) {
-          for (int i = 0; i < mr; ++i) {
-            const int64_t row = ip * mr + i;
-            rows[i] = row < p.m ? a_base + p.a_rows.offset(row) : nullptr;
-          }
-          v.pack_a(rows, p.a_ks, p.a_koff, pc, kc, p.k, a_blk + (ip - ip0) * a_panel);
+      // The task's rows of A, all K blocks ([kb][panel][kc][mr]), packed once.
+      char* a_blk = a_ws.get(static_cast<size_t>(np * l.kp * mr * l.a_elem));
+      for (int64_t ip = ip0; ip < ip1; ++ip) {
+        for (int i = 0; i < mr; ++i) {
+          const int64_t row = ip * mr + i;
+          rows[i] = row < p.m ? a_base + p.a_rows.offset(row) : nullptr;
         }
-        auto call = [&](int64_t ip, int64_t jp) {
-          GemmTile t;
-          t.kc = kc / kg;
-          t.a = a_blk + (ip - ip0) * a_panel;
-          t.b = b_blk + l.b_off(l.panels_n, pc, kc, jp);
-          const int64_t row0 = ip * mr, col0 = jp * l.ocols;
-          t.m = static_cast<int>(std::min<int64_t>(mr, p.m - row0));
-          t.nout = static_cast<int>(std::min<int64_t>(l.ocols, p.n - col0));
-          float* c_out = c_base + row0 * p.ldc + col0;
-          if (p.swiglu) {
-            float* s = scratch ? scratch + (ip - ip0) * mr * lds + (jp - jp0) * nr : nullptr;
-            t.acc = first ? nullptr : s;
-            t.ldacc = lds;
-            t.n = nr;
-            t.c = last ? c_out : s;
-            t.ldc = last ? p.ldc : lds;
-          } else {
-            t.acc = first ? nullptr : c_out;
-            t.ldacc = p.ldc;
-            t.n = t.nout;
-            t.c = c_out;
-            t.ldc = p.ldc;
+        for (int64_t pc = 0; pc < l.kp; pc += l.kcb) {
+          const int64_t kc = std::min(l.kcb, l.kp - pc);
+          v.pack_a(rows, p.a_ks, p.a_koff, pc, kc, p.k, a_blk + (pc * np + (ip - ip0) * kc) * mr * l.a_elem);
+        }
+      }
+      float* scratch =
+          scratch_needed ? reinterpret_cast<float*>(s_ws.get(static_cast<size_t>(np * mr * lds) * 4)) : nullptr;
+
+      for (int64_t ja = jg0; ja < jg1; ja += ncp) {
+        const int64_t jb = std::min(jg1, ja + ncp);
+        for (int64_t kb = 0; kb < l.nkb; ++kb) {
+          const int64_t pc = kb * l.kcb;
+          const int64_t kc = std::min(l.kcb, l.kp - pc);
+          const bool first = kb == 0, last = kb == l.nkb - 1;
+          for (int64_t ip = ip0; ip < ip1; ++ip) {
+            const char* a_panel = a_blk + (pc * np + (ip - ip0) * kc) * mr * l.a_elem;
+            for (int64_t jp = ja; jp < jb; ++jp) {
+              GemmTile t;
+              t.kc = kc / kg;
+              t.a = a_panel;
+              t.b = b_blk + l.b_off(l.panels_n, pc, kc, jp);
+              const int64_t row0 = ip * mr, col0 = jp * l.ocols;
+              t.m = static_cast<int>(std::min<int64_t>(mr, p.m - row0));
+              t.nout = static_cast<int>(std::min<int64_t>(l.ocols, p.n - col0));
+              float* c_out = c_base + row0 * p.ldc + col0;
+              float* s = scratch ? scratch + (ip - ip0) * mr * lds + (jp - ja) * nr : nullptr;
+              t.acc = first ? nullptr : s;
+              t.ldacc = lds;
+              t.n = s ? nr : t.nout;  // the scratch holds whole panels
+              t.c = last ? c_out : s;
+              t.ldc = last ? p.ldc : lds;
+              t.final_store = last ? 1 : 0;
+              t.bias = p.bias && !p.swiglu ? p.bias + col0 : nullptr;
+              t.res = r_base ? r_base + row0 * p.ldr + col0 : nullptr;
+              t.ldres = p.ldr;
+              t.act = p.swiglu ? kGemmActSwiglu : kGemmActNone;
+              // The next call writes the neighbouring tile, or the first of the
+              // next row of tiles: prefetched a whole call ahead. (Prefetches
+              // never fault, so rows past the end do no harm.)
+              t.next = nullptr;
+              t.ldnext = t.ldc;
+              if (jp + 1 < jb)
+                t.next = t.c + (last ? l.ocols : nr);
+              else if (ip + 1 < ip1)
+                t.next = last ? c_base + (row0 + mr) * p.ldc + ja * l.ocols : scratch + (ip + 1 - ip0) * mr * lds;
+              v.kernel(&t);
+            }
           }
-          t.final_store = last ? 1 : 0;
-          t.bias = p.bias && !p.swiglu ? p.bias + col0 : nullptr;
-          t.res = r_base ? r_base + row0 * p.ldr + col0 : nullptr;
-          t.ldres = p.ldr;
-          t.act = p.swiglu ? kGemmActSwiglu : kGemmActNone;
-          v.kernel(&t);
-        };
-        for (int64_t tj = tj0; tj < tj1; ++tj) {
-          const int64_t ja = tj * ncp, jb = std::min(jp1, ja + ncp);
-          for (int64_t ip = ip0; ip < ip1; ++ip)
-            for (int64_t jp = ja; jp < jb; ++jp) call(ip, jp);
         }
       }
       a_ws.trim();

@@ -3,18 +3,18 @@
 // transposes, batches and the patch-conv gather need no copies.
 //
 // Blocking (BLIS style): A and B are packed into micro-panels (mr rows or nr
-// columns, k innermost-but-one, see cpu/simd/gemm_isa.h); C is cut into
-// macro-tiles of MC x NC that the thread pool shares out; inside a tile K
-// runs in blocks of KC. The K blocks depend only on K, and each C element
-// is summed by exactly one micro-kernel call sequence, so results are the
-// same for any thread count.
+// columns, see cpu/simd/gemm_isa.h) and K is cut into blocks of about KC.
+// The thread pool shares out row blocks of about MC rows (tasks); a task
+// packs its rows of A, then for each NC-wide column block and each K block
+// runs the register-blocked micro-kernel over its tiles. The K blocks depend
+// only on K, and each C element is summed by exactly one micro-kernel call
+// sequence, so results are the same for any thread count.
 //
 // No N-API or tensor types here: bench/native builds this with the
 // per-ISA kernels, the thread pool and the CPU feature detection alone.
 #pragma once
 #include <cstddef>
 #include <cstdint>
-#include <vector>
 
 #include "cpu/simd/gemm_isa.h"
 
@@ -22,7 +22,6 @@ namespace vl {
 namespace gemm {
 
 enum class WType : int { F32 = 0, BF16 = 1 };
-const char* wtype_name(WType t);
 
 // Maps a flat index to an element offset through nested dims (outermost
 // first): index i = ((i0 * s1 + i1) * s2 + i2)... -> sum(i_d * stride_d).
@@ -32,10 +31,7 @@ struct DimMap {
   int64_t stride[8] = {};
   static DimMap linear(int64_t n, int64_t stride);
   void push(int64_t size, int64_t stride);  // appends an inner dim (size 1 dims are dropped)
-  int64_t count() const;
   int64_t offset(int64_t i) const;
-  // Merges dims that are equivalent to one stride; true when a single stride remains.
-  bool single(int64_t* stride) const;
 };
 
 // Weights packed once. The bytes are the panels of gemm_kernels() (layout id

@@ -54,7 +54,7 @@ inline void store_n(float* p, int n, __m256 v) {
 
 template <int MR>
 inline void start(const GemmTile* t, __m256* c0, __m256* c1) {
-  for (int i = 0; i < MR; ++i) {
+  _Pragma("GCC unroll 8") for (int i = 0; i < MR; ++i) {
     if (t->acc && i < t->m) {
       c0[i] = load_n(t->acc + i * t->ldacc, t->n);
       c1[i] = load_n(t->acc + i * t->ldacc + 8, t->n - 8);
@@ -68,14 +68,16 @@ template <int MR>
 inline void finish(const GemmTile* t, const __m256* c0, const __m256* c1) {
   const int m = t->m;
   if (!t->final_store) {
-    for (int i = 0; i < MR && i < m; ++i) {
+    _Pragma("GCC unroll 8") for (int i = 0; i < MR; ++i) {
+      if (i >= m) break;
       store_n(t->c + i * t->ldc, t->n, c0[i]);
       store_n(t->c + i * t->ldc + 8, t->n - 8, c1[i]);
     }
     return;
   }
   if (t->act == kGemmActSwiglu) {
-    for (int i = 0; i < MR && i < m; ++i) {
+    _Pragma("GCC unroll 8") for (int i = 0; i < MR; ++i) {
+      if (i >= m) break;
       __m256 v = swiglu256(c0[i], c1[i]);
       if (t->res) v = _mm256_add_ps(v, load_n(t->res + i * t->ldres, t->nout));
       store_n(t->c + i * t->ldc, t->nout, v);
@@ -84,7 +86,8 @@ inline void finish(const GemmTile* t, const __m256* c0, const __m256* c1) {
   }
   const __m256 b0 = t->bias ? load_n(t->bias, t->nout) : _mm256_setzero_ps();
   const __m256 b1 = t->bias ? load_n(t->bias + 8, t->nout - 8) : _mm256_setzero_ps();
-  for (int i = 0; i < MR && i < m; ++i) {
+  _Pragma("GCC unroll 8") for (int i = 0; i < MR; ++i) {
+    if (i >= m) break;
     __m256 v0 = _mm256_add_ps(c0[i], b0), v1 = _mm256_add_ps(c1[i], b1);
     if (t->res) {
       v0 = _mm256_add_ps(v0, load_n(t->res + i * t->ldres, t->nout));

@@ -1,7 +1,7 @@
 // AVX-512 GEMM micro-kernels (F, BW, VL, DQ + FMA). The f32 tile is 14x32:
-// 28 zmm accumulators, two B vectors per k step and the A values broadcast
-// straight from the packed panel as FMA memory operands, so 30 of the 32
-// registers do the work and each k step is 28 FMAs for 2 loads + 14 broadcasts.
+// 28 zmm accumulators, two B vectors per k step and one broadcast A value
+// per row feeding two FMAs, so 31 of the 32 registers do the work and each
+// k step is 28 FMAs for 2 loads + 14 broadcasts (FMA-bound on 2 FMA pipes).
 // The bf16 variant here is the fallback for CPUs without AVX512_BF16: it
 // widens the packed bf16 pairs of B to f32 in registers (12x32 tile).
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -28,10 +28,6 @@ void kernel_f32(const GemmTile* t) {
   for (; k >= 2; k -= 2) {
 #pragma GCC unroll 2
     for (int u = 0; u < 2; ++u) {
-#ifdef VL_PF_B
-      _mm_prefetch(reinterpret_cast<const char*>(b + VL_PF_B * kNr), _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(b + VL_PF_B * kNr + 16), _MM_HINT_T0);
-#endif
       const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
 #pragma GCC unroll 14
       for (int i = 0; i < kMr; ++i) {
@@ -118,37 +114,7 @@ void pack_a_f32_t(const float* const* rows, int64_t ks, const int64_t* koff, int
     for (; k + 16 <= kc; k += 16) {
       __m512 v[16];
       for (int i = 0; i < MR; ++i) v[i] = _mm512_loadu_ps(rows[i] + k0 + k);
-      for (int i = MR; i < 16; ++i) v[i] = _mm512_setzero_ps();
-      // 16x16 transpose: v[i][j] -> w[j][i].
-      __m512 t[16];
-      for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_ps(v[i], v[i + 1]);
-        t[i + 1] = _mm512_unpackhi_ps(v[i], v[i + 1]);
-      }
-      for (int i = 0; i < 16; i += 4) {
-        v[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
-        v[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
-        v[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
-        v[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
-      }
-      // v[4q + r], lane L: column 4L + r of rows 4q..4q+3. Two lane shuffles finish it.
-      for (int i = 0; i < 16; i += 8) {
-        for (int r = 0; r < 4; ++r) {
-          t[i + r] = _mm512_shuffle_f32x4(v[i + r], v[i + 4 + r], 0x88);      // lanes 0,2 of each
-          t[i + 4 + r] = _mm512_shuffle_f32x4(v[i + r], v[i + 4 + r], 0xdd);  // lanes 1,3 of each
-        }
-      }
-      // Full 16-wide stores in increasing order: each one's 16 - MR extra
-      // lanes are overwritten by the next. Only the panel's very last row
-      // is masked (masked stores are slow on some cores, and past it lies
-      // memory another thread may be packing).
-      for (int r = 0; r < 8; ++r) _mm512_storeu_ps(d + (k + r) * MR, _mm512_shuffle_f32x4(t[r], t[8 + r], 0x88));
-      for (int r = 0; r < 7; ++r) _mm512_storeu_ps(d + (k + 8 + r) * MR, _mm512_shuffle_f32x4(t[r], t[8 + r], 0xdd));
-      const __m512 last = _mm512_shuffle_f32x4(t[7], t[15], 0xdd);
-      if (k + 16 < kc)
-        _mm512_storeu_ps(d + (k + 15) * MR, last);
-      else
-        _mm512_mask_storeu_ps(d + (k + 15) * MR, static_cast<__mmask16>((1u << MR) - 1u), last);
+      store_transposed<MR>(v, d + k * MR, k + 16 >= kc);
     }
   }
   for (; k < kc; ++k)

@@ -67,35 +67,40 @@ inline float at(const float* row, int64_t ks, const int64_t* koff, int64_t k, in
   return koff ? row[koff[k]] : row[k * ks];
 }
 
-// A panel of bf16 pairs [kc/2][14][2]: row i's pair p is a 32-bit word.
+inline uint32_t round_bf16(float f) {
+  uint32_t u;
+  __builtin_memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (u >> 16) | 0x0040u;
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return u >> 16;
+}
+
+// A panel of bf16 pairs [kc/2][14][2]: row i's pair p is one 32-bit word.
+// Whole rows with unit k stride go 32 k at a time: each row's 16 pairs are
+// rounded in one vector, then the 14 x 16 words are transposed like f32.
 void pack_a_bf16(const float* const* rows, int64_t ks, const int64_t* koff, int64_t k0, int64_t kc, int64_t klimit,
                  void* dst) {
   uint32_t* d = static_cast<uint32_t*>(dst);
-  float tmp[2 * 16 * kMr];  // 32 k values of each row, then rounded 16 pairs at a time
-  for (int64_t k = 0; k < kc; k += 32) {
-    const int64_t kn = kc - k < 32 ? kc - k : 32;
-    for (int i = 0; i < kMr; ++i) {
-      const float* row = rows[i];
-      float* t = tmp + i * 32;
-      if (row && ks == 1 && !koff && k0 + k + 32 <= klimit && kn == 32) {
-        _mm512_storeu_ps(t, _mm512_loadu_ps(row + k0 + k));
-        _mm512_storeu_ps(t + 16, _mm512_loadu_ps(row + k0 + k + 16));
-      } else {
-        for (int j = 0; j < 32; ++j) t[j] = j < kn ? at(row, ks, koff, k0 + k + j, klimit) : 0.0f;
-      }
-    }
-    // Row i: 16 pairs (even k, odd k) -> words; then scatter to [pair][row].
+  bool fast = ks == 1 && !koff && k0 + kc <= klimit;
+  for (int i = 0; i < kMr && fast; ++i) fast = rows[i] != nullptr;
+  int64_t k = 0;
+  if (fast) {
     const __m512i even_idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const __m512i odd_idx = _mm512_add_epi32(even_idx, _mm512_set1_epi32(1));
-    uint32_t words[kMr][16];
-    for (int i = 0; i < kMr; ++i) {
-      const __m512 lo = _mm512_loadu_ps(tmp + i * 32), hi = _mm512_loadu_ps(tmp + i * 32 + 16);
-      const __m512 ev = _mm512_permutex2var_ps(lo, even_idx, hi), od = _mm512_permutex2var_ps(lo, odd_idx, hi);
-      _mm512_storeu_si512(words[i], round_pairs(ev, od));
+    for (; k + 32 <= kc; k += 32) {
+      __m512 v[16];
+      for (int i = 0; i < kMr; ++i) {
+        const __m512 lo = _mm512_loadu_ps(rows[i] + k0 + k), hi = _mm512_loadu_ps(rows[i] + k0 + k + 16);
+        v[i] = _mm512_castsi512_ps(
+            round_pairs(_mm512_permutex2var_ps(lo, even_idx, hi), _mm512_permutex2var_ps(lo, odd_idx, hi)));
+      }
+      store_transposed<kMr>(v, reinterpret_cast<float*>(d + k / 2 * kMr), k + 32 >= kc);
     }
-    for (int64_t p = 0; p < kn / 2; ++p)
-      for (int i = 0; i < kMr; ++i) d[(k / 2 + p) * kMr + i] = words[i][p];
   }
+  for (; k < kc; k += 2)
+    for (int i = 0; i < kMr; ++i)
+      d[k / 2 * kMr + i] = round_bf16(at(rows[i], ks, koff, k0 + k, klimit)) |
+                           round_bf16(at(rows[i], ks, koff, k0 + k + 1, klimit)) << 16;
 }
 
 }  // namespace

@@ -39,6 +39,8 @@ struct GemmTile {
   const float* res;    // final: residual rows added last, row stride ldres (nullptr: none)
   int64_t ldres;
   int act;             // final: kGemmAct*
+  const float* next;   // the next call's destination rows (stride ldnext), prefetched early; may be nullptr
+  int64_t ldnext;
 };
 
 struct GemmVariant {
@@ -69,9 +71,9 @@ struct GemmKernels {
 extern const GemmKernels kGemmScalar;
 extern const GemmKernels kGemmAvx2;
 extern const GemmKernels kGemmAvx512;
-// Only the bf16 variant: vdpbf16ps (needs AVX512_BF16 at run time).
+// Only the bf16 variant: vdpbf16ps (needs AVX512_BF16 at run time); it uses
+// kGemmAvx512's B packing (same panels).
 extern const GemmVariant kGemmAvx512Bf16Variant;
-// vcvtne2ps2bf16-free A packing for the variant above lives with it.
 
 // The kernels for the active ISA (VLLAMA_CPU_ISA) and, on AVX-512, whether
 // the CPU has AVX512_BF16.
