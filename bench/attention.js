@@ -6,21 +6,8 @@
 'use strict';
 require('../test/register-ts.js');
 const vl = require('../lib/index.ts');
+const { best } = require('./timing.js');
 const { attention, splitQKV, matmul, softmax } = vl.ops;
-
-async function best(fn, seconds) {
-  await fn();
-  let best = Infinity, total = 0, n = 0;
-  while (total < seconds * 1000 || n < 3) {
-    const t0 = performance.now();
-    await fn();
-    const dt = performance.now() - t0;
-    best = Math.min(best, dt);
-    total += dt;
-    n += 1;
-  }
-  return best;
-}
 
 async function attentionBench(args) {
   const json = args.includes('--json');

@@ -10,6 +10,7 @@ const fs = require('fs');
 const path = require('path');
 require('../test/register-ts.js');
 const vl = require('../lib/index.ts');
+const { best } = require('./timing.js');
 
 const root = path.join(__dirname, '..');
 const outDir = path.join(root, 'build', 'bench');
@@ -28,20 +29,6 @@ function prepare(preset) {
   const made = fs.readdirSync(outDir).find((f) => f.startsWith(preset) && f.endsWith('.safetensors'));
   if (made && made !== path.basename(weights)) fs.renameSync(path.join(outDir, made), weights);
   return { onnx, weights };
-}
-
-async function best(fn, seconds) {
-  await fn();
-  let b = Infinity, total = 0, n = 0;
-  while (total < seconds * 1000 || n < 2) {
-    const t0 = performance.now();
-    await fn();
-    const dt = performance.now() - t0;
-    b = Math.min(b, dt);
-    total += dt;
-    n += 1;
-  }
-  return b;
 }
 
 async function modelBench(args) {
@@ -78,9 +65,9 @@ async function modelBench(args) {
       };
       const ms = { ort: Infinity, f32: Infinity, bf16: Infinity };
       for (let round = 0; round < 2; ++round) {
-        ms.ort = Math.min(ms.ort, await best(runOrt, seconds / 2));
-        ms.f32 = Math.min(ms.f32, await best(runOurs('f32'), seconds / 2));
-        ms.bf16 = Math.min(ms.bf16, await best(runOurs('bf16'), seconds / 2));
+        ms.ort = Math.min(ms.ort, await best(runOrt, seconds / 2, 2));
+        ms.f32 = Math.min(ms.f32, await best(runOurs('f32'), seconds / 2, 2));
+        ms.bf16 = Math.min(ms.bf16, await best(runOurs('bf16'), seconds / 2, 2));
       }
       let scale = 0, d32 = 0, d16 = 0;
       for (let i = 0; i < ref.length; ++i) {

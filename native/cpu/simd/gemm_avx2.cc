@@ -3,6 +3,7 @@
 #include <immintrin.h>
 
 #include "cpu/simd/gemm_isa.h"
+#include "cpu/simd/vec_math_avx2.h"
 
 namespace vl {
 namespace {
@@ -11,30 +12,7 @@ constexpr int kMr = 6;
 constexpr int kNr = 16;
 constexpr int kMrBf = 4;
 
-// exp(x), Cephes expf polynomial; 2^n built in the exponent field (n is
-// clamped to the normal range first, so no overflow into the sign bit).
-inline __m256 exp256(__m256 x) {
-  x = _mm256_max_ps(_mm256_min_ps(x, _mm256_set1_ps(88.0f)), _mm256_set1_ps(-87.3365478515625f));
-  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-  p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-  // n in [-126, 127]: 2^n is a normal float; exp(x) below ~2^-126 is not needed at this accuracy.
-  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-}
-
-inline __m256 swiglu256(__m256 g, __m256 u) {
-  const __m256 e = exp256(_mm256_sub_ps(_mm256_setzero_ps(), g));
-  return _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(_mm256_set1_ps(1.0f), e)), u);
-}
+inline __m256 swiglu256(__m256 g, __m256 u) { return _mm256_mul_ps(silu256(g), u); }
 
 // Partial vectors go through a small buffer: AVX2 has masked moves only for
 // whole 32-bit lanes (maskload/maskstore), which is what these use.

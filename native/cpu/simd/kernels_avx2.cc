@@ -4,6 +4,7 @@
 
 #include "core/half.h"
 #include "cpu/simd/isa.h"
+#include "cpu/simd/vec_math_avx2.h"
 
 namespace vl {
 namespace {
@@ -81,30 +82,6 @@ float sum(const float* x, int64_t n) {
   return s;
 }
 
-// exp as in kernels_avx512.cc; 2^n is applied in two halves so that the
-// result underflows to subnormals/zero and overflows to Inf correctly.
-inline __m256 pow2i(__m256i n) {
-  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n, _mm256_set1_epi32(127)), 23));
-}
-inline __m256 exp8(__m256 x) {
-  x = _mm256_max_ps(_mm256_set1_ps(-104.0f), _mm256_min_ps(_mm256_set1_ps(89.0f), x));
-  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-  p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-  const __m256i ni = _mm256_cvtps_epi32(n);
-  const __m256i n1 = _mm256_srai_epi32(ni, 1);
-  const __m256 out = _mm256_mul_ps(_mm256_mul_ps(p, pow2i(n1)), pow2i(_mm256_sub_epi32(ni, n1)));
-  return _mm256_blendv_ps(out, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));  // NaN in, NaN out
-}
-
 inline float hsum8(__m256 v) {
   __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   h = _mm_add_ps(h, _mm_movehl_ps(h, h));
@@ -114,21 +91,19 @@ inline float hsum8(__m256 v) {
 
 void exp_(const float* x, float* y, int64_t n) {
   int64_t i = 0;
-  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, exp8(_mm256_loadu_ps(x + i)));
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, exp256(_mm256_loadu_ps(x + i)));
   for (; i < n; ++i) {
     float t[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     t[0] = x[i];
-    _mm256_storeu_ps(t, exp8(_mm256_loadu_ps(t)));
+    _mm256_storeu_ps(t, exp256(_mm256_loadu_ps(t)));
     y[i] = t[0];
   }
 }
 
 void silu(const float* x, float* y, int64_t n) {
   int64_t i = 0;
-  const __m256 one = _mm256_set1_ps(1.0f);
   for (; i + 8 <= n; i += 8) {
-    const __m256 v = _mm256_loadu_ps(x + i);
-    _mm256_storeu_ps(y + i, _mm256_div_ps(v, _mm256_add_ps(one, exp8(_mm256_sub_ps(_mm256_setzero_ps(), v)))));
+    _mm256_storeu_ps(y + i, silu256(_mm256_loadu_ps(x + i)));
   }
   for (; i < n; ++i) {
     float e;
@@ -176,7 +151,7 @@ void softmax_row(const float* x, float* y, int64_t n, float* lse) {
   const __m256 vm = _mm256_set1_ps(mx);
   __m256 acc = _mm256_setzero_ps();
   for (; i + 8 <= n; i += 8) {
-    const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm));
+    const __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm));
     acc = _mm256_add_ps(acc, e);
     _mm256_storeu_ps(y + i, e);
   }
