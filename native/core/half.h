@@ -1,4 +1,6 @@
-// Scalar conversions between fp32 and the 16-bit float formats.
+// Scalar conversions between fp32 and the 16-bit float formats, with integer
+// bit operations only, so the CPU and the CUDA kernels (which include this
+// header too) agree bit for bit, NaN payloads included.
 // Every function is `static inline` on purpose: this header is included by the
 // per-ISA translation units (compiled with -mavx512f etc.), and internal
 // linkage keeps the linker from picking an AVX-512 copy for generic callers.
@@ -6,30 +8,44 @@
 #include <cstdint>
 #include <cstring>
 
+#if defined(__CUDACC__)
+#define VL_HALF_FN static inline __host__ __device__
+#else
+#define VL_HALF_FN static inline
+#endif
+
 namespace vl {
 
-static inline uint32_t f32_bits(float f) {
+VL_HALF_FN uint32_t f32_bits(float f) {
+#if defined(__CUDA_ARCH__)
+  return __float_as_uint(f);
+#else
   uint32_t u;
   std::memcpy(&u, &f, 4);
   return u;
+#endif
 }
-static inline float bits_f32(uint32_t u) {
+VL_HALF_FN float bits_f32(uint32_t u) {
+#if defined(__CUDA_ARCH__)
+  return __uint_as_float(u);
+#else
   float f;
   std::memcpy(&f, &u, 4);
   return f;
+#endif
 }
 
 // Round to nearest even; NaN stays NaN (quiet, sign kept), +-Inf stays Inf.
-static inline uint16_t f32_to_bf16(float f) {
+VL_HALF_FN uint16_t f32_to_bf16(float f) {
   uint32_t u = f32_bits(f);
   if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x0040u);
   u += 0x7fffu + ((u >> 16) & 1u);
   return static_cast<uint16_t>(u >> 16);
 }
-static inline float bf16_to_f32(uint16_t h) { return bits_f32(static_cast<uint32_t>(h) << 16); }
+VL_HALF_FN float bf16_to_f32(uint16_t h) { return bits_f32(static_cast<uint32_t>(h) << 16); }
 
 // IEEE binary16, round to nearest even, subnormals kept, overflow to Inf.
-static inline uint16_t f32_to_f16(float f) {
+VL_HALF_FN uint16_t f32_to_f16(float f) {
   const uint32_t u = f32_bits(f);
   const uint16_t sign = static_cast<uint16_t>((u >> 16) & 0x8000u);
   const uint32_t a = u & 0x7fffffffu;
@@ -53,7 +69,7 @@ static inline uint16_t f32_to_f16(float f) {
   return static_cast<uint16_t>(sign | (r >> 13));
 }
 
-static inline float f16_to_f32(uint16_t h) {
+VL_HALF_FN float f16_to_f32(uint16_t h) {
   const uint32_t sign = (static_cast<uint32_t>(h) & 0x8000u) << 16;
   const uint32_t exp = (h >> 10) & 0x1fu;
   uint32_t mant = h & 0x3ffu;
@@ -73,7 +89,7 @@ static inline float f16_to_f32(uint16_t h) {
 
 // double -> float rounding to odd: a later round-to-nearest-even to bf16/f16
 // then equals a single correct rounding of the double (no double rounding).
-static inline float f64_to_f32_round_odd(double d) {
+VL_HALF_FN float f64_to_f32_round_odd(double d) {
   float f = static_cast<float>(d);
   const double back = static_cast<double>(f);
   if (back == d || d != d) return f;  // exact, or NaN

@@ -12,6 +12,7 @@
 
 #include "core/dispatch.h"
 #include "core/error.h"
+#include "core/half.h"
 
 #define VL_HD __host__ __device__ __forceinline__
 
@@ -25,74 +26,7 @@ struct f16_t {
   uint16_t bits;
 };
 
-VL_HD uint32_t f32_bits(float f) {
-#if defined(__CUDA_ARCH__)
-  return __float_as_uint(f);
-#else
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return u;
-#endif
-}
-VL_HD float bits_f32(uint32_t u) {
-#if defined(__CUDA_ARCH__)
-  return __uint_as_float(u);
-#else
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-#endif
-}
-
-// The conversions below are core/half.h with integer bit operations only
-// (no hardware cvt), so results match the CPU bit for bit, NaN payloads included.
-VL_HD uint16_t f32_to_bf16(float f) {
-  uint32_t u = f32_bits(f);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x0040u);
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return static_cast<uint16_t>(u >> 16);
-}
-VL_HD float bf16_to_f32(uint16_t h) { return bits_f32(static_cast<uint32_t>(h) << 16); }
-
-VL_HD uint16_t f32_to_f16(float f) {
-  const uint32_t u = f32_bits(f);
-  const uint16_t sign = static_cast<uint16_t>((u >> 16) & 0x8000u);
-  const uint32_t a = u & 0x7fffffffu;
-  if (a > 0x7f800000u) return static_cast<uint16_t>(sign | 0x7e00u | ((a >> 13) & 0x3ffu));  // NaN
-  if (a >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // rounds to >= 65520: Inf
-  if (a < 0x38800000u) {
-    if (a < 0x33000000u) return sign;  // below half the smallest subnormal
-    const uint32_t exp = a >> 23;
-    const uint32_t mant = (a & 0x7fffffu) | 0x800000u;
-    const uint32_t shift = 126u - exp;
-    uint32_t r = mant >> shift;
-    const uint32_t rem = mant & ((1u << shift) - 1u);
-    const uint32_t half = 1u << (shift - 1u);
-    if (rem > half || (rem == half && (r & 1u))) ++r;
-    return static_cast<uint16_t>(sign | r);
-  }
-  uint32_t r = a - 0x38000000u;
-  r += 0xfffu + ((r >> 13) & 1u);
-  return static_cast<uint16_t>(sign | (r >> 13));
-}
-
-VL_HD float f16_to_f32(uint16_t h) {
-  const uint32_t sign = (static_cast<uint32_t>(h) & 0x8000u) << 16;
-  const uint32_t exp = (h >> 10) & 0x1fu;
-  uint32_t mant = h & 0x3ffu;
-  if (exp == 0x1fu) return bits_f32(sign | 0x7f800000u | (mant << 13));  // Inf / NaN
-  if (exp == 0) {
-    if (mant == 0) return bits_f32(sign);
-    uint32_t e = 113;  // subnormal: normalize
-    while ((mant & 0x400u) == 0) {
-      mant <<= 1;
-      --e;
-    }
-    return bits_f32(sign | (e << 23) | ((mant & 0x3ffu) << 13));
-  }
-  return bits_f32(sign | ((exp + 112u) << 23) | (mant << 13));
-}
-
+// Conversions: core/half.h (host and device).
 template <typename T> struct Elem;
 template <> struct Elem<float> {
   using Compute = float;
