@@ -30,6 +30,8 @@ namespace {
 constexpr int64_t kMinTasks = 8;
 // ... as long as a range still does this much work (multiply-adds).
 constexpr double kMinRangeMacs = 1e6;
+// ... and their partial sums of dk, dv take at most this much memory in all.
+constexpr double kMaxPartialBytes = 4 << 20;
 // Key rows per job when split pairs' partial sums are added up.
 constexpr int64_t kReduceRows = 64;
 
@@ -63,7 +65,9 @@ void attention_backward(const KernelCall& c) {
   int64_t ranges = 1;
   if (pairs < kMinTasks && ntiles > 1) {
     ranges = std::min(ntiles, (kMinTasks + pairs - 1) / pairs);
-    ranges = std::max<int64_t>(1, std::min(ranges, static_cast<int64_t>(ntiles * tile_macs / kMinRangeMacs)));
+    ranges = std::min(ranges, static_cast<int64_t>(ntiles * tile_macs / kMinRangeMacs));
+    ranges = std::min(ranges, static_cast<int64_t>(kMaxPartialBytes / (4.0 * static_cast<double>(pairs * acc_floats))));
+    ranges = std::max<int64_t>(1, ranges);
   }
   const int64_t range_tiles = (ntiles + ranges - 1) / ranges;
   ranges = ntiles == 0 ? 1 : (ntiles + range_tiles - 1) / range_tiles;
