@@ -44,7 +44,7 @@ struct AttnBwdTile {
   int64_t kv_stride;
   float* dq;  // dq row r at dq + r * dq_stride (D floats), written
   int64_t dq_stride;
-  // Accumulators [M][acc_stride] (acc_stride a multiple of 16 and >= D):
+  // Accumulators [M][acc_stride] (acc_stride >= D rounded up to a multiple of 16; the padding is scratch):
   // dk += the gradient of the rotated keys, dv += that of the values.
   float *dk, *dv;
   int64_t acc_stride;
