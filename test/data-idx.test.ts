@@ -92,7 +92,8 @@ describe('Fashion-MNIST', () => {
     ]));
     for (const f of files) expect(fs.statSync(path.join(FASHION_MNIST_BUNDLED_DIR, f)).size).toBeLessThan(20 * 1024 * 1024);
     for (const part of [1, 2]) {
-      const head = zlib.gunzipSync(fs.readFileSync(path.join(FASHION_MNIST_BUNDLED_DIR, `train-images-idx3-ubyte.part${part}.gz`))).subarray(0, 16);
+      const gz = fs.readFileSync(path.join(FASHION_MNIST_BUNDLED_DIR, `train-images-idx3-ubyte.part${part}.gz`));
+      const head = zlib.gunzipSync(gz.subarray(0, 4096), { finishFlush: zlib.constants.Z_SYNC_FLUSH }).subarray(0, 16); // just the header
       expect([0, 4, 8, 12].map((o) => head.readUInt32BE(o))).toEqual([0x803, 30000, 28, 28]);
     }
   });

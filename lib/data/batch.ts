@@ -4,7 +4,7 @@
  * streams (seed, epoch, dataset index) and a per-batch stream for mixup, so a
  * batch does not depend on which worker builds it.
  */
-import { VisionLlamaError } from '../errors';
+import { ArgumentError, VisionLlamaError } from '../errors';
 import { decodeImage } from './decode';
 import { mixBatch, MixupOptions } from './mixup';
 import { Rng } from './rng';
@@ -58,11 +58,13 @@ async function loadSample(setup: WorkerSetup, job: BatchJob, row: number, out: F
     const image = source.images.subarray(index * plane, (index + 1) * plane);
     if (t.kind === 'gray-train') augmentGray(image, source.height, source.width, t, rng(), out);
     else if (t.kind === 'gray-eval') normalizeGray(image, t, out);
+    else throw new ArgumentError(`transform '${t.kind}' does not apply to grayscale arrays`);
     return;
   }
   const path = job.paths![row];
   if (t.kind === 'rgb-train') out.set(await decodeTrainImage(path, t, rng()));
   else if (t.kind === 'rgb-eval') out.set((await decodeImage(path, t)).data);
+  else throw new ArgumentError(`transform '${t.kind}' does not apply to image files`);
 }
 
 export async function buildBatch(setup: WorkerSetup, job: BatchJob): Promise<BatchImages> {

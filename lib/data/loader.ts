@@ -109,21 +109,31 @@ export class DataLoader {
       throw new ArgumentError(`DataLoader: startBatch must be an integer in [0, ${this.numBatches}], got ${start}`);
     }
     const order = this.order(epoch);
-    const pending: Promise<Batch>[] = [];
+    const pending: { id: number; batch: Promise<Batch> }[] = [];
     let next = start;
     const fill = () => {
       while (next < this.numBatches && pending.length < this.prefetch) {
-        const p = this.request(epoch, next++, order);
-        p.catch(() => {}); // awaited in turn below; this only keeps a later batch's failure from going unhandled meanwhile
-        pending.push(p);
+        const r = this.request(epoch, next++, order);
+        r.batch.catch(() => {}); // awaited in turn below; this only keeps a later batch's failure from going unhandled meanwhile
+        pending.push(r);
       }
     };
-    fill();
-    while (pending.length) {
-      const batch = await pending.shift()!;
-      fill(); // keep the workers busy while the consumer works on this batch
-      yield batch;
+    try {
+      fill();
+      while (pending.length) {
+        const batch = await pending.shift()!.batch;
+        fill(); // keep the workers busy while the consumer works on this batch
+        yield batch;
+      }
+    } finally {
+      // Broken off (or failed): drop this epoch's batches that no worker has started.
+      this.pool?.cancel(new Set(pending.map((r) => r.id)));
     }
+  }
+
+  /** Worker threads running now: none before the first batch is requested, nor after close(). */
+  get activeWorkers(): number {
+    return this.pool?.running ?? 0;
   }
 
   /** Stops the workers. Pending batches are rejected; later epochs throw. */
@@ -136,14 +146,17 @@ export class DataLoader {
     await this.close();
   }
 
-  private async request(epoch: number, batch: number, order: Int32Array): Promise<Batch> {
+  private request(epoch: number, batch: number, order: Int32Array): { id: number; batch: Promise<Batch> } {
     const from = batch * this.batchSize;
     const indices = order.slice(from, Math.min(from + this.batchSize, this.numSamples));
     const labels = indices.map((i) => this.data.labels[i]);
     const paths = this.data.paths && Array.from(indices, (i) => this.data.paths![i]);
     const job: BatchJob = { id: this.nextId++, epoch, batch, indices, labels, paths };
-    const built = this.pool ? await this.pool.run(job) : await buildBatch(this.setup, job);
     const [C, H, W] = this.sampleShape;
-    return { images: built.images, shape: [indices.length, C, H, W], labels, indices, targets: built.targets, epoch, batch };
+    const built = this.pool ? this.pool.run(job) : buildBatch(this.setup, job);
+    return {
+      id: job.id,
+      batch: built.then((r) => ({ images: r.images, shape: [indices.length, C, H, W], labels, indices, targets: r.targets, epoch, batch })),
+    };
   }
 }

@@ -16,6 +16,7 @@ interface Task {
 interface Slot {
   worker: Worker;
   task: Task | null;
+  exited: boolean;
 }
 
 type WorkerReply = { id: number; images: Float32Array; targets?: Float32Array } | { id: number; error: { name: string; message: string } };
@@ -29,6 +30,15 @@ function reviveError(e: { name: string; message: string }): Error {
   const err = new (ERROR_CLASSES[e.name] ?? Error)(e.message);
   if (!ERROR_CLASSES[e.name] && e.name) err.name = e.name;
   return err;
+}
+
+/**
+ * Arrays arriving in messages belong to the thread's main realm; a view made
+ * here belongs to this module's (they differ under vm contexts such as jest's),
+ * so instanceof Float32Array holds for callers. No copy.
+ */
+function ownRealm(a: Float32Array | undefined): Float32Array | undefined {
+  return a && new Float32Array(a.buffer, a.byteOffset, a.length);
 }
 
 function startWorker(setup: WorkerSetup): Worker {
@@ -58,6 +68,16 @@ export class WorkerPool {
     });
   }
 
+  /** Drops queued jobs with these ids (those already in a worker run to completion and are ignored). */
+  cancel(ids: Set<number>): void {
+    const keep: Task[] = [];
+    for (const task of this.queue) {
+      if (ids.has(task.job.id)) task.reject(new VisionLlamaError(`DataLoader: batch ${task.job.batch} cancelled`));
+      else keep.push(task);
+    }
+    this.queue = keep;
+  }
+
   /** Terminates the workers; batches still pending are rejected. */
   async close(): Promise<void> {
     if (this.closed) return;
@@ -66,16 +86,18 @@ export class WorkerPool {
     await Promise.all(this.slots.map((s) => s.worker.terminate()));
   }
 
-  get started(): number {
-    return this.slots.length;
+  /** Worker threads started and not yet exited. */
+  get running(): number {
+    return this.slots.filter((s) => !s.exited).length;
   }
 
   private start(): void {
     for (let i = 0; i < this.size; ++i) {
-      const slot: Slot = { worker: startWorker(this.setup), task: null };
+      const slot: Slot = { worker: startWorker(this.setup), task: null, exited: false };
       slot.worker.on('message', (msg: WorkerReply) => this.onReply(slot, msg));
       slot.worker.on('error', (err) => this.fail(new VisionLlamaError(`DataLoader worker ${i} failed: ${err.message}`)));
       slot.worker.on('exit', (code) => {
+        slot.exited = true;
         if (!this.closed) this.fail(new VisionLlamaError(`DataLoader worker ${i} exited unexpectedly (code ${code})`));
       });
       slot.worker.unref();
@@ -99,7 +121,7 @@ export class WorkerPool {
     slot.task = null;
     if (task) {
       if ('error' in msg) task.reject(reviveError(msg.error));
-      else task.resolve({ images: msg.images, targets: msg.targets });
+      else task.resolve({ images: ownRealm(msg.images)!, targets: ownRealm(msg.targets) });
     }
     this.dispatch();
     if (!slot.task) slot.worker.unref();
