@@ -9,6 +9,8 @@ const fs = require('fs');
 const path = require('path');
 
 const cacheDir = path.join(__dirname, '..', 'node_modules', '.cache', 'visionllama-ts');
+// Outputs depend on the source, the compiler version and this hook's options (so on this file).
+const salt = `${require('typescript/package.json').version}\0${fs.readFileSync(__filename, 'utf8')}`;
 let ts = null;
 
 function transpile(source, filename) {
@@ -21,7 +23,7 @@ function transpile(source, filename) {
 
 require.extensions['.ts'] = function (module, filename) {
   const source = fs.readFileSync(filename, 'utf8');
-  const key = crypto.createHash('sha256').update(`${require('typescript/package.json').version}\0${filename}\0${source}`).digest('hex');
+  const key = crypto.createHash('sha256').update(`${salt}\0${filename}\0${source}`).digest('hex');
   const cached = path.join(cacheDir, `${key}.js`);
   let out;
   try {

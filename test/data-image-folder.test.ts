@@ -63,8 +63,8 @@ describe('ImageFolder', () => {
   test('an unreadable image is an error naming the file', async () => {
     const ds = new ImageFolder(root);
     const broken = ds.samples[5].path;
-    for (const p of [ds.getEval(5), ds.getTrain(5, { size: 8 }, new Rng(1))]) {
-      const err = await p.catch((e) => e);
+    for (const load of [() => ds.getEval(5), () => ds.getTrain(5, { size: 8 }, new Rng(1))]) {
+      const err = await load().catch((e) => e);
       expect(err).toBeInstanceOf(vl.FormatError);
       expect(err.message).toContain(broken);
     }

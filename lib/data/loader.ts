@@ -15,7 +15,7 @@ import { Rng } from './rng';
 import { DatasetSpec, ResolvedDataset, resolveDataset, sampleShape, TransformSpec } from './spec';
 
 export interface DataLoaderOptions {
-  /** A descriptor, or an object that gives one (ImageFolder). */
+  /** A descriptor, or an object that gives one (ImageFolder); a 'fashion-mnist' one is read (blocking) when the loader is made. */
   dataset: DatasetSpec | { describe(): DatasetSpec };
   transform: TransformSpec;
   batchSize: number;
@@ -29,7 +29,7 @@ export interface DataLoaderOptions {
   workers?: number;
   /** Batches requested ahead of the consumer (default 2 per worker). */
   prefetch?: number;
-  /** Mixup/CutMix and label smoothing of each batch (in the workers); batches then carry `targets`. */
+  /** Mixup/CutMix and label smoothing of each batch (in the workers); batches then carry `targets`. numClasses defaults to the dataset's. */
   mixup?: Omit<MixupOptions, 'numClasses'> & { numClasses?: number };
 }
 
@@ -86,9 +86,9 @@ export class DataLoader {
     this.data = resolveDataset(spec);
     this.sampleShape = sampleShape(this.data.source, options.transform);
     this.numSamples = this.data.count;
-    this.numClasses = options.mixup?.numClasses ?? this.data.numClasses;
+    this.numClasses = this.data.numClasses;
     this.numBatches = this.dropLast ? Math.floor(this.numSamples / this.batchSize) : Math.ceil(this.numSamples / this.batchSize);
-    const mixup = options.mixup ? { ...options.mixup, numClasses: this.numClasses } : undefined;
+    const mixup = options.mixup ? { ...options.mixup, numClasses: options.mixup.numClasses ?? this.numClasses } : undefined;
     if (mixup) checkMixup(mixup);
     this.setup = { source: this.data.source, transform: options.transform, sampleShape: this.sampleShape, seed: this.seed, mixup };
     this.pool = this.workers > 0 ? new WorkerPool(this.workers, this.setup) : null;
