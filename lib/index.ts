@@ -23,5 +23,6 @@ export * as ops from './ops';
 export * as models from './models';
 export * as nn from './nn';
 export * as optim from './optim';
+export * as train from './train';
 export { Module } from './nn/module';
 export type { LoadReport } from './nn/module';

@@ -6,6 +6,7 @@ import { VisionLlamaError } from '../errors';
 import { convertCommand } from './convert';
 import { forwardCommand } from './forward';
 import { predictCommand } from './predict';
+import { demoCommand, trainCommand } from './train';
 
 const usage = `usage: visionllama <command>
 
@@ -16,6 +17,9 @@ commands:
   forward     --model M --weights W --input X.npy --output Y.npy [--dtype f32|bf16]: logits
               of float32 images, for conformance checks
   predict     --model M --weights W [--labels L] [--json] IMAGE...: top-5 classes of images
+  train       --model M --data fashion-mnist|DIR [--epochs N] [--batch B] [--lr LR] [--opt adamw|lamb|sgd]
+              [--out DIR] [--resume] ...: train a model (see visionllama train --help)
+  demo        train a small VisionLLaMA on Fashion-MNIST, report its test accuracy, classify a few images
   --version   the package version
 `;
 
@@ -40,6 +44,8 @@ async function main(argv: string[]): Promise<number> {
   if (cmd === 'convert') return convertCommand(argv.slice(1));
   if (cmd === 'forward') return forwardCommand(argv.slice(1));
   if (cmd === 'predict') return predictCommand(argv.slice(1));
+  if (cmd === 'train') return trainCommand(argv.slice(1));
+  if (cmd === 'demo') return demoCommand(argv.slice(1));
   process.stderr.write(cmd && cmd !== '--help' && cmd !== '-h' ? `unknown command '${cmd}'\n\n${usage}` : usage);
   return cmd && cmd !== '--help' && cmd !== '-h' ? 2 : 0;
 }

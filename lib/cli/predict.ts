@@ -10,9 +10,27 @@ export const predictUsage = `usage: visionllama predict --model CONFIG.json|PRES
                           [--topk 5] [--resize 256] [--crop 224] [--batch 8] [--dtype f32|bf16] IMAGE...
 
   Decodes JPEG, PNG or WebP, resizes the shorter side (bicubic), center-crops, normalizes with
-  the ImageNet mean/std and prints the top classes. An unreadable image is reported by name and
-  the others still run (the exit code is then 1).
+  the ImageNet mean/std and prints the top classes. A model config written by \`visionllama train\`
+  carries its own preprocessing (size, channels, mean/std) and class names, used unless flags
+  say otherwise. An unreadable image is reported by name and the others still run (the exit
+  code is then 1).
 `;
+
+/** What a config file written by training says about its inputs and classes. */
+interface ConfigExtras {
+  preprocess?: { resize?: number; crop?: number; mean?: number[]; std?: number[] };
+  classes?: string[];
+}
+
+function configExtras(model: string): ConfigExtras {
+  if (!model.toLowerCase().endsWith('.json')) return {};
+  try {
+    const c = JSON.parse(fs.readFileSync(model, 'utf8'));
+    return { preprocess: c.preprocess, classes: Array.isArray(c.classes) ? c.classes.map(String) : undefined };
+  } catch {
+    return {};  // loadModel reports a bad file
+  }
+}
 
 export interface Prediction {
   image: string;
@@ -34,8 +52,13 @@ export async function predictCommand(argv: string[]): Promise<number> {
   if (dtype !== 'f32' && dtype !== 'bf16') throw new ArgumentError(`predict: --dtype must be f32 or bf16, got '${dtype}'`);
   const topk = intFlag('predict', f, 'topk', 5, 1);
   const batch = intFlag('predict', f, 'batch', 8, 1);
-  const transform = { resize: intFlag('predict', f, 'resize', 256), crop: intFlag('predict', f, 'crop', 224) };
-  let labels: string[] | undefined;
+  const extras = configExtras(f.values.get('model')!);
+  const pre = extras.preprocess ?? {};
+  const transform = {
+    resize: intFlag('predict', f, 'resize', pre.resize ?? 256), crop: intFlag('predict', f, 'crop', pre.crop ?? 224),
+    mean: pre.mean, std: pre.std,
+  };
+  let labels: string[] | undefined = extras.classes;
   if (f.values.has('labels')) {
     labels = fs.readFileSync(f.values.get('labels')!, 'utf8').split(/\r?\n/).map((l) => l.trim()).filter((l, i, a) => l.length || i < a.length - 1);
   }

@@ -15,6 +15,7 @@ export interface EvalTransform {
   resize?: number;
   /** Side of the center crop (default 224); 0 skips the crop. */
   crop?: number;
+  /** Per-channel mean/std: 3 values (RGB) or 1 (the image is converted to grayscale). */
   mean?: readonly number[];
   std?: readonly number[];
 }
@@ -39,8 +40,9 @@ export async function decodeImage(input: string | Buffer, transform: EvalTransfo
   if (!Number.isInteger(resize) || resize < 0 || !Number.isInteger(crop) || crop < 0) {
     throw new ArgumentError(`image transform: resize and crop must be non-negative integers, got ${resize} and ${crop}`);
   }
-  if (mean.length !== 3 || std.length !== 3 || std.some((s) => !(s > 0))) {
-    throw new ArgumentError('image transform: mean and std need 3 values each (std > 0)');
+  const channels = mean.length;
+  if ((channels !== 3 && channels !== 1) || std.length !== channels || std.some((s) => !(s > 0))) {
+    throw new ArgumentError('image transform: mean and std need 3 values each (RGB) or 1 each (grayscale), std > 0');
   }
   let pipeline: ReturnType<typeof sharp>;
   let width: number;
@@ -73,24 +75,29 @@ export async function decodeImage(input: string | Buffer, transform: EvalTransfo
   }
   let raw: Buffer;
   try {
-    raw = await pipeline.removeAlpha().toColourspace('srgb').raw().toBuffer();
+    raw = await pipeline.removeAlpha().toColourspace(channels === 1 ? 'b-w' : 'srgb').raw().toBuffer();
   } catch (err) {
     throw new FormatError(`${describeInput(input)}: not a readable image (${(err as Error).message})`);
   }
   const plane = width * height;
-  if (raw.length !== plane * 3) throw new FormatError(`${describeInput(input)}: decoded to ${raw.length} bytes, expected ${plane * 3}`);
-  return { data: rgbToChw(raw, height, width, mean, std), height, width };
+  if (raw.length !== plane * channels) throw new FormatError(`${describeInput(input)}: decoded to ${raw.length} bytes, expected ${plane * channels}`);
+  return { data: pixelsToChw(raw, height, width, mean, std), height, width };
 }
 
-/** Interleaved 8-bit RGB to normalized channels-first floats; `flip` mirrors left-right (the training flip, at no extra cost). */
-export function rgbToChw(raw: Uint8Array, height: number, width: number, mean: readonly number[], std: readonly number[], flip = false): Float32Array {
+/**
+ * Interleaved 8-bit pixels (as many channels as `mean` has values) to
+ * normalized channels-first floats; `flip` mirrors left-right (the training
+ * flip, at no extra cost).
+ */
+export function pixelsToChw(raw: Uint8Array, height: number, width: number, mean: readonly number[], std: readonly number[], flip = false): Float32Array {
   const plane = height * width;
-  const data = new Float32Array(3 * plane);
-  for (let c = 0; c < 3; ++c) {
+  const C = mean.length;
+  const data = new Float32Array(C * plane);
+  for (let c = 0; c < C; ++c) {
     const m = mean[c], s = std[c];
     for (let y = 0; y < height; ++y) {
       const row = y * width;
-      for (let x = 0; x < width; ++x) data[c * plane + row + x] = (raw[(row + (flip ? width - 1 - x : x)) * 3 + c] / 255 - m) / s;
+      for (let x = 0; x < width; ++x) data[c * plane + row + x] = (raw[(row + (flip ? width - 1 - x : x)) * C + c] / 255 - m) / s;
     }
   }
   return data;

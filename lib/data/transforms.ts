@@ -8,7 +8,7 @@
  */
 import sharp from 'sharp';
 import { ArgumentError, FormatError } from '../errors';
-import { describeInput, IMAGENET_MEAN, IMAGENET_STD, rgbToChw } from './decode';
+import { describeInput, IMAGENET_MEAN, IMAGENET_STD, pixelsToChw } from './decode';
 import { Rng } from './rng';
 
 export interface RandomResizedCropOptions {
@@ -122,7 +122,7 @@ export async function decodeTrainImage(input: string | Buffer, t: RgbTrainTransf
   }
   if (raw.length !== t.size * t.size * 3) throw new FormatError(`${describeInput(input)}: decoded to ${raw.length} bytes, expected ${t.size * t.size * 3}`);
   const flip = rng.next() < (t.flip ?? 0.5);
-  return rgbToChw(raw, t.size, t.size, t.mean ?? IMAGENET_MEAN, t.std ?? IMAGENET_STD, flip);
+  return pixelsToChw(raw, t.size, t.size, t.mean ?? IMAGENET_MEAN, t.std ?? IMAGENET_STD, flip);
 }
 
 /** Grayscale uint8 [H, W] to normalized floats [1, H, W]. */

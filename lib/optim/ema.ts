@@ -36,6 +36,20 @@ export class WeightEma {
     return new Map(this.shadow);
   }
 
+  /** Copies saved averages in (same names and shapes as the parameters). */
+  load(state: Map<string, Tensor>): void {
+    noGrad(() => {
+      for (const [name, cur] of this.shadow) {
+        const t = state.get(name);
+        if (!t || t.shape.some((d, i) => d !== cur.shape[i])) throw new ArgumentError(`WeightEma.load: no matching average for '${name}'`);
+        const moved = t.to({ dtype: 'f32', device: cur.device });
+        this.shadow.set(name, keep(moved.add(0)));  // a copy of its own
+        moved.dispose();
+        cur.dispose();
+      }
+    });
+  }
+
   dispose(): void {
     for (const t of this.shadow.values()) t.dispose();
     this.shadow.clear();

@@ -1,4 +1,10 @@
-/** Training utilities that do not need autograd: learning-rate schedules, progress, metrics log, curves. */
+/** Training: the Trainer loop, checkpoints, schedules, progress, metrics log and curves. */
+export { Trainer } from './trainer';
+export type { TrainerOptions, BatchSource, HostBatch, StepInfo, EpochInfo, EvalResult, TrainableModel } from './trainer';
+export { saveCheckpoint, loadCheckpoint, hasCheckpoint, readTrainState, checkpointPaths } from './checkpoint';
+export type { TrainState, CheckpointParts } from './checkpoint';
+export { runTraining } from './run';
+export type { TrainRunOptions, TrainRunResult } from './run';
 export { warmupCosine, stepDecay, constant, scheduleFromJSON } from './schedule';
 export type { LrSchedule, ScheduleJSON, WarmupCosineOptions, StepDecayOptions } from './schedule';
 export { ProgressBar, formatProgress, formatDuration } from './progress';
