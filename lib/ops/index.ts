@@ -7,3 +7,6 @@ export * from './attention';
 export * from './nn';
 export * from './loss';
 export * from './optim';
+// The same functions grouped, for code that prefers vl.ops.loss.* / vl.ops.optim.*.
+export * as loss from './loss';
+export * as optim from './optim';
