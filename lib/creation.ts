@@ -3,7 +3,7 @@ import { DType, checkDType } from './dtype';
 import { ArgumentError, DTypeError, ShapeError } from './errors';
 import { native } from './native';
 import { defaultDevice } from './runtime';
-import { Device, Tensor } from './tensor';
+import { Device, Tensor, recordingHooks } from './tensor';
 
 export interface CreateOptions {
   dtype?: DType;
@@ -175,5 +175,7 @@ export function concat(tensors: readonly Tensor[], dim = 0): Tensor {
   if (!Array.isArray(tensors) || tensors.some((t) => !(t instanceof Tensor))) {
     throw new ArgumentError('concat: expected an array of tensors');
   }
+  const hooks = recordingHooks(tensors);
+  if (hooks) return hooks.concat(tensors, dim);
   return new Tensor(native().concat(tensors.map((t) => t.handle('concat')), dim));
 }

@@ -3,6 +3,7 @@
  * models, heads, training and serving build on it.
  */
 import './polyfill';
+import './autograd';
 
 export { Tensor } from './tensor';
 export type { Device } from './tensor';
@@ -11,11 +12,15 @@ export { DTYPES, dtypeSize } from './dtype';
 export { tensor, zeros, ones, full, arange, randn, rand, manualSeed, concat } from './creation';
 export type { CreateOptions, RandomOptions, TensorData } from './creation';
 export { tidy, keep } from './scope';
+export { noGrad, enableGrad, isGradEnabled } from './autograd';
+export type { BackwardOptions } from './tensor';
 export { memory, backends, backendInfo, cpuInfo, setNumThreads, synchronize, emptyCache, defaultDevice, setDefaultDevice } from './runtime';
 export type { MemoryStats } from './runtime';
 export * from './errors';
 export * as io from './io';
 export * as ops from './ops';
 export * as models from './models';
+export * as nn from './nn';
+export * as optim from './optim';
 export { Module } from './nn/module';
 export type { LoadReport } from './nn/module';

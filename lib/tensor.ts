@@ -2,7 +2,40 @@ import './polyfill';
 import { DataTypeMap, DType, DTYPES, TypedData, checkDType, dtypeSize, isFloatDType, readDType } from './dtype';
 import { ArgumentError, DisposedError, DTypeError, ShapeError } from './errors';
 import { NativeTensorHandle, native } from './native';
-import { track } from './scope';
+import { keep, track } from './scope';
+import type { GradEdge } from './autograd/node';
+
+/**
+ * @internal What the autograd module (lib/autograd) plugs into Tensor: the
+ * recording versions of the tensor methods, used when grad mode is on and an
+ * input requires grad. Kept as hooks so tensor.ts does not import autograd.
+ */
+export interface GradHooks {
+  enabled(): boolean;
+  binary(op: 'add' | 'sub' | 'mul' | 'div', a: Tensor, b: Tensor | number): Tensor;
+  sum(t: Tensor, dims: number[], keepdim: boolean): Tensor;
+  reshape(t: Tensor, shape: number[], view: boolean): Tensor;
+  permute(t: Tensor, dims: number[]): Tensor;
+  narrow(t: Tensor, dim: number, start: number, length: number): Tensor;
+  expand(t: Tensor, shape: number[]): Tensor;
+  contiguous(t: Tensor): Tensor;
+  concat(tensors: readonly Tensor[], dim: number): Tensor;
+  backward(t: Tensor, grad: Tensor | undefined, options: BackwardOptions): void;
+}
+
+export interface BackwardOptions {
+  /** Keep the graph (and its saved tensors) for another backward pass. */
+  retainGraph?: boolean;
+}
+
+let gradHooks: GradHooks | null = null;
+/** @internal */
+export function setGradHooks(h: GradHooks): void { gradHooks = h; }
+/** @internal The hooks, when an op on `inputs` is to be recorded. */
+export function recordingHooks(inputs: readonly unknown[]): GradHooks | null {
+  if (!gradHooks || !gradHooks.enabled()) return null;
+  return inputs.some((t) => t instanceof Tensor && t.requiresGrad) ? gradHooks : null;
+}
 
 /** 'cpu', 'cuda', 'cuda:N' (and 'cpu:N' when VLLAMA_CPU_DEVICES is set). */
 export type Device = string;
@@ -36,6 +69,14 @@ export class Tensor {
   readonly strides: readonly number[];
   readonly offset: number;
   readonly isContiguous: boolean;
+  #requiresGrad = false;
+  /** @internal Where this tensor's gradient flows (set on outputs of recorded ops). */
+  gradEdge: GradEdge | null = null;
+  /**
+   * The accumulated gradient of a leaf that requires grad (after backward());
+   * owned by this tensor and disposed with it.
+   */
+  grad: Tensor | null = null;
 
   /** @internal Tensors are made by the factory functions and ops. */
   constructor(handle: NativeTensorHandle) {
@@ -65,11 +106,58 @@ export class Tensor {
   describe(): string { return `${this.dtype}[${this.shape.join(',')}] on ${this.device}`; }
   toString(): string { return `Tensor(${this.describe()}${this.isDisposed ? ', disposed' : ''})`; }
 
-  /** Releases the native memory now (when no other view holds it). Idempotent. */
+  /**
+   * Whether gradients flow to this tensor: set it on leaves (parameters,
+   * inputs); outputs of recorded ops require grad when an input does.
+   */
+  get requiresGrad(): boolean { return this.#requiresGrad || this.gradEdge !== null; }
+  set requiresGrad(on: boolean) {
+    if (typeof on !== 'boolean') throw new ArgumentError(`requiresGrad must be a boolean, got ${typeof on}`);
+    if (this.gradEdge !== null) {
+      throw new ArgumentError(`requiresGrad: ${this.describe()} is the output of a recorded op; only leaves can be set (use detach())`);
+    }
+    if (on && !isFloatDType(this.dtype)) throw new DTypeError(`requiresGrad: only float tensors can require grad, got ${this.describe()}`);
+    this.#requiresGrad = on;
+  }
+
+  /** Whether this tensor was made by the user (or is a parameter) rather than by a recorded op. */
+  get isLeaf(): boolean { return this.gradEdge === null; }
+
+  /**
+   * Backpropagates from this tensor: a scalar by default, or any shape with
+   * an explicit gradient of the same shape. Leaves that require grad get
+   * (accumulate) `.grad`; the graph's saved tensors are released afterwards.
+   */
+  backward(grad?: Tensor, options: BackwardOptions = {}): void {
+    if (!gradHooks) throw new ArgumentError('backward: the autograd module is not loaded (import visionllama, not its tensor module)');
+    gradHooks.backward(this, grad, options);
+  }
+
+  /** A view of the same storage that is cut from the graph (requires no grad). */
+  detach(): Tensor {
+    return new Tensor(native().asStrided(this.handle('detach'), [...this.shape], [...this.strides], this.offset));
+  }
+
+  /** @internal A new handle on the same storage that no tidy() scope owns (autograd keeps these). */
+  alias(): Tensor {
+    return keep(this.detach());
+  }
+
+  private records(other?: Tensor | number): boolean {
+    return gradHooks !== null && gradHooks.enabled() &&
+      (this.requiresGrad || (other instanceof Tensor && other.requiresGrad));
+  }
+
+  /** Releases the native memory now (when no other view holds it), and the gradient. Idempotent. */
   dispose(): void {
     if (this.#handle !== null) {
       this.#handle.dispose();
       this.#handle = null;
+    }
+    this.gradEdge = null;
+    if (this.grad) {
+      this.grad.dispose();
+      this.grad = null;
     }
   }
   [Symbol.dispose](): void { this.dispose(); }
@@ -82,6 +170,7 @@ export class Tensor {
   /** A view with a new shape (one dim may be -1); copies only when no view can express it. */
   reshape(...shape: (number | readonly number[])[]): Tensor {
     const dims = shapeArgs(shape);
+    if (this.records()) return gradHooks!.reshape(this, dims, false);
     const n = native();
     try {
       return new Tensor(n.reshape(this.handle('reshape'), dims));
@@ -94,11 +183,13 @@ export class Tensor {
 
   /** Like reshape, but never copies: throws ShapeError when the layout does not allow a view. */
   view(...shape: (number | readonly number[])[]): Tensor {
+    if (this.records()) return gradHooks!.reshape(this, shapeArgs(shape), true);
     return new Tensor(native().reshape(this.handle('view'), shapeArgs(shape)));
   }
 
   /** A view with dimensions reordered. */
   permute(...dims: (number | readonly number[])[]): Tensor {
+    if (this.records()) return gradHooks!.permute(this, shapeArgs(dims));
     return new Tensor(native().permute(this.handle('permute'), shapeArgs(dims)));
   }
 
@@ -113,6 +204,7 @@ export class Tensor {
     const order = [...Array(n).keys()];
     order[a] = b;
     order[b] = a;
+    if (this.records()) return gradHooks!.permute(this, order);
     return new Tensor(native().permute(this.handle('transpose'), order));
   }
 
@@ -122,6 +214,7 @@ export class Tensor {
    */
   expand(...shape: (number | readonly number[])[]): Tensor {
     const dims = shapeArgs(shape);
+    if (this.records()) return gradHooks!.expand(this, dims);
     const lead = dims.length - this.ndim;
     if (lead < 0) throw new ShapeError(`expand: ${dims.length} dimensions are fewer than those of ${this.describe()}`);
     const strides = dims.map((d, i) => {
@@ -145,6 +238,7 @@ export class Tensor {
     if (!Number.isInteger(start) || !Number.isInteger(length) || start < 0 || length < 0 || start + length > this.shape[d]) {
       throw new ShapeError(`narrow: [${start}, ${start + length}) is not inside dimension ${d} of ${this.describe()}`);
     }
+    if (this.records()) return gradHooks!.narrow(this, d, start, length);
     const shape = [...this.shape];
     shape[d] = length;
     return new Tensor(native().asStrided(this.handle('narrow'), shape, [...this.strides], this.offset + start * this.strides[d]));
@@ -152,6 +246,7 @@ export class Tensor {
 
   /** A contiguous tensor: a new handle on the same storage when already contiguous, else a copy. */
   contiguous(): Tensor {
+    if (this.records()) return gradHooks!.contiguous(this);
     return new Tensor(native().contiguous(this.handle('contiguous')));
   }
 
@@ -200,7 +295,8 @@ export class Tensor {
   mul(other: Tensor | number): Tensor { return this.binary('mul', other); }
   div(other: Tensor | number): Tensor { return this.binary('div', other); }
 
-  private binary(op: string, other: Tensor | number): Tensor {
+  private binary(op: 'add' | 'sub' | 'mul' | 'div', other: Tensor | number): Tensor {
+    if (this.records(other)) return gradHooks!.binary(op, this, other);
     const n = native();
     if (typeof other === 'number') {
       if (!isFloatDType(this.dtype) && !Number.isInteger(other)) {
@@ -216,6 +312,7 @@ export class Tensor {
   /** Sum over `dims` (all by default). Float dtypes keep their dtype; integer sums are i64. */
   sum(dims?: number | readonly number[], options: { keepdim?: boolean } = {}): Tensor {
     const list = dims === undefined ? [] : typeof dims === 'number' ? [dims] : [...dims];
+    if (this.records()) return gradHooks!.sum(this, list, options.keepdim ?? false);
     return new Tensor(native().sum(this.handle('sum'), list, options.keepdim ?? false));
   }
 

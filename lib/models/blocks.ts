@@ -10,6 +10,7 @@ import { Tensor } from '../tensor';
 import { keep } from '../scope';
 import { Initializer, LayerNorm, Linear, PatchConv, SwiGLU, WeightDType } from '../nn/layers';
 import { Module } from '../nn/module';
+import * as F from '../nn/functional';
 import { swigluHidden } from './config';
 
 /** A packed output projection with γ folded in: γ ⊙ (x·Wᵀ + b) = x·(γW)ᵀ + γb. */
@@ -92,6 +93,30 @@ export abstract class BlockBase<P extends { mlp: PackedMlp }> extends Module {
 
   protected onModeChange(): void { this.dropPacked(); }
 
+  /** Stochastic-depth rate of this block's branches in training (0: off). */
+  dropPathRate = 0;
+  /** Per-sample keep masks for the next training forward (set by the model from its RNG). */
+  dropPathMask: Float32Array | null = null;
+
+  /** A branch output with LayerScale and stochastic depth applied (recorded). */
+  protected scaleBranch(branch: Tensor, gamma: Tensor): Tensor {
+    const scaled = branch.mul(gamma);
+    if (this.dropPathRate <= 0 || !this.dropPathMask) return scaled;
+    const out = F.dropPath(scaled, this.dropPathMask, this.dropPathRate);
+    scaled.dispose();
+    return out;
+  }
+
+  /** Training path of the MLP branch: γ2 ⊙ SwiGLU(y), differentiable in y and the weights. */
+  trainMlp(y: Tensor): Tensor {
+    const m = F.swiglu(y, this.mlp.c_fc1.weight, this.mlp.c_fc2.weight, this.mlp.c_proj.weight);
+    try {
+      return this.scaleBranch(m, this.gamma2);
+    } finally {
+      m.dispose();
+    }
+  }
+
   /** The MLP branch (γ2 folded in) of normalized tokens. */
   mlpBranch(y: Tensor, dtype: WeightDType): Tensor {
     const p = this.packed(dtype).mlp;
@@ -144,6 +169,33 @@ export class SelfAttentionBlock extends BlockBase<PackedSelfAttention> {
       return linear(a, p.proj.weight, { bias: p.proj.bias });
     } finally {
       a.dispose();
+    }
+  }
+
+  /** Training path of the attention branch: γ1 ⊙ proj(attn(qkv(y))). */
+  trainAttention(y: Tensor, pos: PositionSpec): Tensor {
+    const qkv = F.linear(y, this.attn.qkv.weight, this.attn.qkv.bias);
+    const a = F.attentionQKV(qkv, this.heads, { qPos: pos, kPos: pos });
+    const o = F.linear(a, this.attn.proj.weight, this.attn.proj.bias);
+    try {
+      return this.scaleBranch(o, this.gamma1);
+    } finally {
+      for (const t of [qkv, a, o]) t.dispose();
+    }
+  }
+
+  /** Training path of LSA (SPEC §3). */
+  trainWindow(y: Tensor, H: number, W: number, ws: number): Tensor {
+    const win = F.windowPartition(y, H, W, ws);
+    const qkv = F.linear(win, this.attn.qkv.weight, this.attn.qkv.bias);
+    const pos: PositionSpec = { grid: { cols: ws } };
+    const a = F.attentionQKV(qkv, this.heads, { qPos: pos, kPos: pos });
+    const merged = F.windowMerge(a, y.shape[0], H, W, ws);
+    const o = F.linear(merged, this.attn.proj.weight, this.attn.proj.bias);
+    try {
+      return this.scaleBranch(o, this.gamma1);
+    } finally {
+      for (const t of [win, qkv, a, merged, o]) t.dispose();
     }
   }
 
@@ -206,6 +258,37 @@ export class SubsampledAttentionBlock extends BlockBase<PackedSubsampled> {
     };
   }
 
+  /** Training path of GSA: the same computation as attentionBranch, recorded. */
+  trainAttention(y: Tensor, H: number, W: number): Tensor {
+    const [B, , C] = y.shape;
+    const sr = this.ratio;
+    const temps: Tensor[] = [];
+    const keep = <T extends Tensor>(t: T) => (temps.push(t), t);
+    try {
+      const q = keep(F.linear(y, this.attn.q.weight, this.attn.q.bias));
+      let r = y;
+      let Wr = W;
+      if (this.attn.sr && this.attn.norm) {
+        const hr = Math.floor(H / sr), wr = Math.floor(W / sr);
+        const map = keep(keep(y.view(B, H, W, C)).permute(0, 3, 1, 2));
+        const cropped = hr * sr === H && wr * sr === W ? map : keep(keep(map.narrow(2, 0, hr * sr)).narrow(3, 0, wr * sr));
+        const tokens = keep(F.convPatch(cropped, this.attn.sr.weight, this.attn.sr.bias, sr));
+        r = keep(F.layerNorm(tokens, { weight: this.attn.norm.weight, bias: this.attn.norm.bias, eps: 1e-5 }));
+        Wr = wr;
+      }
+      const kv = keep(F.linear(r, this.attn.kv.weight, this.attn.kv.bias));
+      const cols = this.keyLayout === 'full-width' ? W : Wr;
+      const a = keep(F.attentionKV(q, kv, this.heads, {
+        qPos: { grid: { cols: W } },
+        kPos: { grid: { cols, step: sr, bias: 1 - 1 / sr } },
+      }));
+      const o = keep(F.linear(a, this.attn.proj.weight, this.attn.proj.bias));
+      return this.scaleBranch(o, this.gamma1);
+    } finally {
+      for (const t of temps) t.dispose();
+    }
+  }
+
   attentionBranch(y: Tensor, H: number, W: number, dtype: WeightDType): Tensor {
     const p = this.packed(dtype);
     const [B, N, C] = y.shape;
@@ -243,7 +326,14 @@ export class SubsampledAttentionBlock extends BlockBase<PackedSubsampled> {
   }
 }
 
-/** The residual update fused with the next LayerNorm: sum = x + branch, y = LN(sum). */
+/** The residual update fused with the next LayerNorm: sum = x + branch, y = LN(sum). Records in training. */
 export function residualNorm(x: Tensor, branch: Tensor, norm: LayerNorm): { sum: Tensor; y: Tensor } {
-  return addLayerNorm(x, branch, { weight: norm.weight, bias: norm.bias, eps: norm.eps });
+  const p = { weight: norm.weight, bias: norm.bias, eps: norm.eps };
+  return x.requiresGrad || branch.requiresGrad ? F.addLayerNorm(x, branch, p) : addLayerNorm(x, branch, p);
+}
+
+/** LayerNorm with a module's parameters; records in training. */
+export function applyNorm(x: Tensor, norm: LayerNorm): Tensor {
+  const p = { weight: norm.weight, bias: norm.bias, eps: norm.eps };
+  return x.requiresGrad || norm.weight.requiresGrad ? F.layerNorm(x, p) : layerNorm(x, p);
 }

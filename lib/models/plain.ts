@@ -3,13 +3,14 @@ import { concat } from '../creation';
 import { ShapeError } from '../errors';
 import { convPatch, linear } from '../ops/linalg';
 import { PositionSpec } from '../ops/attention';
-import { layerNorm } from '../ops/nn';
 import { Tensor } from '../tensor';
 import { tidy } from '../scope';
 import { Initializer, LayerNorm, Linear, ModuleList, PatchConv, WeightDType } from '../nn/layers';
 import { Module } from '../nn/module';
 import { PlainConfig } from './config';
-import { residualNorm, SelfAttentionBlock } from './blocks';
+import { applyNorm, residualNorm, SelfAttentionBlock } from './blocks';
+import * as F from '../nn/functional';
+import { noGrad } from '../autograd/grad-mode';
 import { checkImages } from './input';
 
 class PatchEmbed extends Module {
@@ -36,8 +37,16 @@ export class PlainVisionLlama extends Module {
     this.head = this.child('head', new Linear(dim, numClasses, true, init));
   }
 
-  /** Final normalized tokens [B, 1 + N, C] (class token first) and the class token [B, C]. */
+  /**
+   * Final normalized tokens [B, 1 + N, C] (class token first) and the class
+   * token [B, C]. In training mode the computation is recorded for backward;
+   * in eval mode it runs on packed weights without recording.
+   */
   forwardFeatures(images: Tensor): { tokens: Tensor; cls: Tensor } {
+    return this.training ? this.features(images, true) : noGrad(() => this.features(images, false));
+  }
+
+  private features(images: Tensor, train: boolean): { tokens: Tensor; cls: Tensor } {
     const { patchSize: p, dim, autoScale, baseSize } = this.config;
     const [B, , H, W] = checkImages(images, this.config.inChans, 'forward');
     if (H % p !== 0 || W % p !== 0) {
@@ -46,29 +55,30 @@ export class PlainVisionLlama extends Module {
     const gw = W / p;
     const pos: PositionSpec = { grid: { cols: gw, step: autoScale ? baseSize / H : 1, indexOffset: -1 } };
     const blocks = this.blocks.items;
+    const { weight: pw, bias: pb } = this.patch_embed.proj;
     return tidy(() => {
-      const patches = convPatch(images, this.patch_embed.proj.weight, this.patch_embed.proj.bias, { patch: p });
+      const patches = train ? F.convPatch(images, pw, pb, p) : convPatch(images, pw, pb, { patch: p });
       let x = concat([this.p('cls_token').expand(B, 1, dim), patches], 1);
-      let y = blocks.length ? this.normOf(blocks[0].norm1, x) : x;
+      let y = blocks.length ? applyNorm(x, blocks[0].norm1) : x;
       blocks.forEach((blk, i) => {
-        ({ sum: x, y } = residualNorm(x, blk.attentionBranch(y, pos, this.weightDType), blk.norm2));
+        const attn = train ? blk.trainAttention(y, pos) : blk.attentionBranch(y, pos, this.weightDType);
+        ({ sum: x, y } = residualNorm(x, attn, blk.norm2));
         const next = i + 1 < blocks.length ? blocks[i + 1].norm1 : this.norm;
-        ({ sum: x, y } = residualNorm(x, blk.mlpBranch(y, this.weightDType), next));
+        const mlp = train ? blk.trainMlp(y) : blk.mlpBranch(y, this.weightDType);
+        ({ sum: x, y } = residualNorm(x, mlp, next));
       });
-      if (!blocks.length) y = this.normOf(this.norm, x);
+      if (!blocks.length) y = applyNorm(x, this.norm);
       return { tokens: y, cls: y.narrow(1, 0, 1).reshape(B, dim) };
     });
   }
 
   /** Class logits [B, numClasses]. */
   forward(images: Tensor): Tensor {
-    return tidy(() => {
-      const { cls } = this.forwardFeatures(images);
-      return linear(cls, this.head.weight, { bias: this.head.bias });
+    const run = () => tidy(() => {
+      const { cls } = this.features(images, this.training);
+      const { weight, bias } = this.head;
+      return this.training ? F.linear(cls, weight, bias) : linear(cls, weight, { bias });
     });
-  }
-
-  private normOf(n: LayerNorm, x: Tensor): Tensor {
-    return layerNorm(x, { weight: n.weight, bias: n.bias, eps: n.eps });
+    return this.training ? run() : noGrad(run);
   }
 }

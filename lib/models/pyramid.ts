@@ -4,13 +4,14 @@
  */
 import { ShapeError } from '../errors';
 import { convPatch, linear } from '../ops/linalg';
-import { layerNorm } from '../ops/nn';
 import { Tensor } from '../tensor';
 import { tidy } from '../scope';
 import { Initializer, LayerNorm, Linear, ModuleList, PatchConv, WeightDType } from '../nn/layers';
 import { Module } from '../nn/module';
 import { PyramidConfig } from './config';
-import { residualNorm, SelfAttentionBlock, SubsampledAttentionBlock } from './blocks';
+import { applyNorm, residualNorm, SelfAttentionBlock, SubsampledAttentionBlock } from './blocks';
+import * as F from '../nn/functional';
+import { noGrad } from '../autograd/grad-mode';
 import { checkImages } from './input';
 
 class StagePatchEmbed extends Module {
@@ -51,8 +52,15 @@ export class PyramidVisionLlama extends Module {
     this.head = this.child('head', new Linear(dims[3], numClasses, true, init));
   }
 
-  /** The four stage maps [B, C_i, H_i, W_i] and the final tokens of the last stage. */
+  /**
+   * The four stage maps [B, C_i, H_i, W_i] and the final tokens of the last
+   * stage; recorded for backward in training mode.
+   */
   forwardFeatures(images: Tensor): { stages: StageMap[]; tokens: Tensor } {
+    return this.training ? this.features(images, true) : noGrad(() => this.features(images, false));
+  }
+
+  private features(images: Tensor, train: boolean): { stages: StageMap[]; tokens: Tensor } {
     const [B, , H0, W0] = checkImages(images, this.config.inChans, 'forward');
     const smallest = this.config.patchSize * 8;
     if (H0 < smallest || W0 < smallest) {
@@ -69,16 +77,19 @@ export class PyramidVisionLlama extends Module {
         // Conv2d with stride = kernel drops what does not fill a whole patch.
         H = Math.floor(H / p);
         W = Math.floor(W / p);
-        const cropped = map.narrow(2, 0, H * p).narrow(3, 0, W * p);
-        const tokens = convPatch(cropped, pe.proj.weight, pe.proj.bias, { patch: p });
-        x = layerNorm(tokens, { weight: pe.norm.weight, bias: pe.norm.bias, eps: 1e-5 });
+        const full = map.shape[2] === H * p && map.shape[3] === W * p;
+        const cropped = full ? map : map.narrow(2, 0, H * p).narrow(3, 0, W * p);
+        const tokens = train ? F.convPatch(cropped, pe.proj.weight, pe.proj.bias, p) : convPatch(cropped, pe.proj.weight, pe.proj.bias, { patch: p });
+        x = applyNorm(tokens, pe.norm);
         const blocks = this.blocks.items[s].items;
         const ws = this.config.windowSizes[s];
-        let y = blocks.length ? layerNorm(x, { weight: blocks[0].norm1.weight, bias: blocks[0].norm1.bias, eps: 1e-5 }) : x;
+        let y = blocks.length ? applyNorm(x, blocks[0].norm1) : x;
         blocks.forEach((blk, j) => {
-          const branch = blk instanceof SelfAttentionBlock ? blk.windowBranch(y, H, W, ws, dt) : blk.attentionBranch(y, H, W, dt);
+          const branch = blk instanceof SelfAttentionBlock
+            ? (train ? blk.trainWindow(y, H, W, ws) : blk.windowBranch(y, H, W, ws, dt))
+            : (train ? blk.trainAttention(y, H, W) : blk.attentionBranch(y, H, W, dt));
           ({ sum: x, y } = residualNorm(x, branch, blk.norm2));
-          const mlp = blk.mlpBranch(y, dt);
+          const mlp = train ? blk.trainMlp(y) : blk.mlpBranch(y, dt);
           if (j + 1 < blocks.length) ({ sum: x, y } = residualNorm(x, mlp, blocks[j + 1].norm1));
           else x = x.add(mlp);
         });
@@ -91,12 +102,14 @@ export class PyramidVisionLlama extends Module {
 
   /** Class logits [B, numClasses]: head(LN(mean_tokens(LN(x)))), the same LN twice. */
   forward(images: Tensor): Tensor {
-    return tidy(() => {
-      const { tokens } = this.forwardFeatures(images);
-      const ln = { weight: this.norm.weight, bias: this.norm.bias, eps: 1e-5 };
-      const pooled = layerNorm(layerNorm(tokens, ln).mean(1), ln);
-      return linear(pooled, this.head.weight, { bias: this.head.bias });
+    const train = this.training;
+    const run = () => tidy(() => {
+      const { tokens } = this.features(images, train);
+      const pooled = applyNorm(applyNorm(tokens, this.norm).mean(1), this.norm);
+      const { weight, bias } = this.head;
+      return train ? F.linear(pooled, weight, bias) : linear(pooled, weight, { bias });
     });
+    return train ? run() : noGrad(run);
   }
 }
 

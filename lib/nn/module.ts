@@ -23,6 +23,8 @@ export abstract class Module {
   protected param(name: string, t: Tensor): Tensor {
     this.#params.get(name)?.dispose();
     this.#params.set(name, keep(t));
+    // Parameters are leaves of the recorded graph; eval-mode forwards run under noGrad.
+    if (t.isLeaf && (t.dtype === 'f32' || t.dtype === 'bf16' || t.dtype === 'f16')) t.requiresGrad = true;
     return t;
   }
 
@@ -49,6 +51,14 @@ export abstract class Module {
     let n = 0;
     for (const [, t] of this.namedParameters()) n += t.size;
     return n;
+  }
+
+  /** Drops every parameter's gradient (the next backward starts from zero). */
+  zeroGrad(): void {
+    for (const [, t] of this.namedParameters()) {
+      t.grad?.dispose();
+      t.grad = null;
+    }
   }
 
   get training(): boolean { return this.#training; }

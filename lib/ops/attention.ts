@@ -45,10 +45,20 @@ type NativePositions =
   | { x: NativeTensorHandle; y: NativeTensorHandle }
   | { cols: number; step: number; bias: number; indexOffset: number };
 
+export interface AttentionBackwardOptions {
+  qPos?: PositionSpec; kPos?: PositionSpec; rope?: boolean; scale?: number;   // the same meaning as for attention()
+  /** 'qkv': write dq|dk|dv into one new tensor [B, N, 3·h·D] ordered [q|k|v][head][d] (needs M == N);
+   *  'kv': write dk|dv into one new tensor [B, M, 2·h·D] ordered [k|v][head][d]. */
+  packed?: 'qkv' | 'kv';
+}
+
 /** The native functions this module uses (see native/binding/attention_binding.cc). */
 interface AttentionAddon {
   attention(q: NativeTensorHandle, k: NativeTensorHandle, v: NativeTensorHandle, qPos: NativePositions | undefined,
     kPos: NativePositions | undefined, rope: boolean, scale: number | undefined, returnLse: boolean): NativeTensorHandle[];
+  attentionBackward(dOut: NativeTensorHandle, q: NativeTensorHandle, k: NativeTensorHandle, v: NativeTensorHandle,
+    out: NativeTensorHandle, lse: NativeTensorHandle, qPos: NativePositions | undefined, kPos: NativePositions | undefined,
+    rope: boolean, scale: number | undefined, packed: 'qkv' | 'kv' | undefined): NativeTensorHandle[];
   asStrided(t: NativeTensorHandle, shape: number[], strides: number[], offset: number): NativeTensorHandle;
 }
 
@@ -63,41 +73,52 @@ function describeValue(v: unknown): string {
 }
 
 /** Resolves a position spec; tensors it had to make from arrays go to `temps`. */
-function positions(spec: PositionSpec | undefined, name: string, device: string, temps: Tensor[]): NativePositions | undefined {
+function positions(spec: PositionSpec | undefined, name: string, device: string, temps: Tensor[], fn = 'attention'): NativePositions | undefined {
   if (spec === undefined) return undefined;
   if (spec === null || typeof spec !== 'object') {
-    throw new ArgumentError(`attention: ${name} must be {x, y} or {grid: {cols, step?, bias?, indexOffset?}}, got ${describeValue(spec)}`);
+    throw new ArgumentError(`${fn}: ${name} must be {x, y} or {grid: {cols, step?, bias?, indexOffset?}}, got ${describeValue(spec)}`);
   }
   if ('grid' in spec) {
     const g = spec.grid;
-    if (g === null || typeof g !== 'object') throw new ArgumentError(`attention: ${name}.grid must be an object {cols, step?, bias?, indexOffset?}, got ${describeValue(g)}`);
+    if (g === null || typeof g !== 'object') throw new ArgumentError(`${fn}: ${name}.grid must be an object {cols, step?, bias?, indexOffset?}, got ${describeValue(g)}`);
     const { cols, step = 1, bias = 0, indexOffset = 0 } = g;
     if (typeof cols !== 'number' || !Number.isInteger(cols) || cols < 1) {
-      throw new ArgumentError(`attention: ${name}.grid.cols must be a positive integer, got ${describeValue(cols)}`);
+      throw new ArgumentError(`${fn}: ${name}.grid.cols must be a positive integer, got ${describeValue(cols)}`);
     }
     for (const [key, value] of Object.entries({ step, bias })) {
       if (typeof value !== 'number' || !Number.isFinite(value)) {
-        throw new ArgumentError(`attention: ${name}.grid.${key} must be a finite number, got ${describeValue(value)}`);
+        throw new ArgumentError(`${fn}: ${name}.grid.${key} must be a finite number, got ${describeValue(value)}`);
       }
     }
     if (typeof indexOffset !== 'number' || !Number.isSafeInteger(indexOffset)) {
-      throw new ArgumentError(`attention: ${name}.grid.indexOffset must be an integer, got ${describeValue(indexOffset)}`);
+      throw new ArgumentError(`${fn}: ${name}.grid.indexOffset must be an integer, got ${describeValue(indexOffset)}`);
     }
     return { cols, step, bias, indexOffset };
   }
   if (!('x' in spec) || !('y' in spec)) {
-    throw new ArgumentError(`attention: ${name} must have both x and y, or grid`);
+    throw new ArgumentError(`${fn}: ${name} must have both x and y, or grid`);
   }
   const handle = (values: PositionValues, axis: string): NativeTensorHandle => {
-    if (values instanceof Tensor) return values.handle('attention');
+    if (values instanceof Tensor) return values.handle(fn);
     if (!(values instanceof Float32Array) && !Array.isArray(values)) {
-      throw new ArgumentError(`attention: ${name}.${axis} must be a Float32Array, an array of numbers or a Tensor, got ${describeValue(values)}`);
+      throw new ArgumentError(`${fn}: ${name}.${axis} must be a Float32Array, an array of numbers or a Tensor, got ${describeValue(values)}`);
     }
     const t = tensor(values instanceof Float32Array ? values : Float32Array.from(values as number[]), undefined, { dtype: 'f32', device });
     temps.push(t);
-    return t.handle('attention');
+    return t.handle(fn);
   };
   return { x: handle(spec.x, 'x'), y: handle(spec.y, 'y') };
+}
+
+/** Checks the options attention() and attentionBackward() share. */
+function checkCommonOptions(options: AttentionOptions | AttentionBackwardOptions, fn: string): { rope: boolean; scale: number | undefined } {
+  if (options === null || typeof options !== 'object') throw new ArgumentError(`${fn}: options must be an object, got ${describeValue(options)}`);
+  const { rope = true, scale } = options;
+  if (typeof rope !== 'boolean') throw new ArgumentError(`${fn}: rope must be a boolean, got ${describeValue(rope)}`);
+  if (scale !== undefined && (typeof scale !== 'number' || !Number.isFinite(scale))) {
+    throw new ArgumentError(`${fn}: scale must be a finite number, got ${describeValue(scale)}`);
+  }
+  return { rope, scale };
 }
 
 /**
@@ -114,13 +135,9 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOpt
   for (const [name, t] of Object.entries({ q, k, v })) {
     if (!(t instanceof Tensor)) throw new ArgumentError(`attention: ${name} must be a Tensor, got ${describeValue(t)}`);
   }
-  if (options === null || typeof options !== 'object') throw new ArgumentError(`attention: options must be an object, got ${describeValue(options)}`);
-  const { rope = true, scale, returnLse = false } = options;
-  if (typeof rope !== 'boolean') throw new ArgumentError(`attention: rope must be a boolean, got ${describeValue(rope)}`);
+  const { rope, scale } = checkCommonOptions(options, 'attention');
+  const { returnLse = false } = options;
   if (typeof returnLse !== 'boolean') throw new ArgumentError(`attention: returnLse must be a boolean, got ${describeValue(returnLse)}`);
-  if (scale !== undefined && (typeof scale !== 'number' || !Number.isFinite(scale))) {
-    throw new ArgumentError(`attention: scale must be a finite number, got ${describeValue(scale)}`);
-  }
   const temps: Tensor[] = [];
   try {
     const qPos = rope ? positions(options.qPos, 'qPos', q.device, temps) : undefined;
@@ -128,6 +145,43 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOpt
     const handles = addon().attention(q.handle('attention'), k.handle('attention'), v.handle('attention'), qPos, kPos, rope, scale, returnLse);
     const out = new Tensor(handles[0]);
     return returnLse ? { out, lse: new Tensor(handles[1]) } : out;
+  } finally {
+    for (const t of temps) t.dispose();
+  }
+}
+
+/**
+ * Gradients of attention() with respect to q, k (before their rotation) and
+ * v, given the incoming gradient dOut [B, N, heads·D] of its output, the
+ * forward's inputs q [B, N, heads, D], k and v [B, M, heads, D] (any strides
+ * with a contiguous last dim, as passed to the forward), its output out
+ * [B, N, heads·D] and its log-sum-exp lse [B, heads, N] (returnLse: true).
+ * The options must be those the forward ran with. The softmax is recomputed
+ * tile by tile from lse; no N×M matrix is stored.
+ *
+ * Returns dq [B, N, heads, D], dk and dv [B, M, heads, D]: new contiguous
+ * tensors, or with `packed` views into `packed` for the gradients it holds
+ * (the rest new contiguous tensors).
+ */
+export function attentionBackward(dOut: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor,
+  options: AttentionBackwardOptions = {}): { dq: Tensor; dk: Tensor; dv: Tensor; packed?: Tensor } {
+  const fn = 'attentionBackward';
+  for (const [name, t] of Object.entries({ dOut, q, k, v, out, lse })) {
+    if (!(t instanceof Tensor)) throw new ArgumentError(`${fn}: ${name} must be a Tensor, got ${describeValue(t)}`);
+  }
+  const { rope, scale } = checkCommonOptions(options, fn);
+  const { packed } = options;
+  if (packed !== undefined && packed !== 'qkv' && packed !== 'kv') {
+    throw new ArgumentError(`${fn}: packed must be 'qkv' or 'kv' (or left out), got ${describeValue(packed)}`);
+  }
+  const temps: Tensor[] = [];
+  try {
+    const qPos = rope ? positions(options.qPos, 'qPos', q.device, temps, fn) : undefined;
+    const kPos = rope ? positions(options.kPos, 'kPos', q.device, temps, fn) : undefined;
+    const handles = addon().attentionBackward(dOut.handle(fn), q.handle(fn), k.handle(fn), v.handle(fn), out.handle(fn),
+      lse.handle(fn), qPos, kPos, rope, scale, packed);
+    const [dq, dk, dv] = handles.slice(0, 3).map((h) => new Tensor(h));
+    return handles.length > 3 ? { dq, dk, dv, packed: new Tensor(handles[3]) } : { dq, dk, dv };
   } finally {
     for (const t of temps) t.dispose();
   }

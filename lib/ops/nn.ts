@@ -55,6 +55,14 @@ export function addLayerNorm(x: Tensor, residual: Tensor, options: LayerNormOpti
   return { sum, y };
 }
 
+/** addLayerNorm that also returns the row statistics of the sum (for backward). */
+export function addLayerNormWithStats(x: Tensor, residual: Tensor, options: LayerNormOptions = {}): { sum: Tensor; y: Tensor; mean: Tensor; rstd: Tensor } {
+  const [w, b, eps] = affine('addLayerNorm', options);
+  const [sum, y, mean, rstd] = nn().addLayerNorm(x.handle('addLayerNorm'), residual.handle('addLayerNorm'), w, b, eps, true)
+    .map((h) => new Tensor(h));
+  return { sum, y, mean, rstd };
+}
+
 /** Softmax over the last dimension. */
 export function softmax(x: Tensor): Tensor {
   return new Tensor(nn().softmax(x.handle('softmax'), false)[0]);

@@ -38,5 +38,35 @@ struct AttentionResult {
 // D is a multiple of 4 from 16 to 256.
 AttentionResult attention(const TensorPtr& q, const TensorPtr& k, const TensorPtr& v, const AttentionOptions& options);
 
+// Where attention_backward writes the gradients.
+enum class AttentionGradLayout {
+  Separate,  // dq, dk, dv: new contiguous tensors
+  PackedQKV,  // dq|dk|dv as views of one new [B, N, 3·heads·D] tensor ordered [q|k|v][head][d] (needs M == N)
+  PackedKV,  // dk|dv as views of one new [B, M, 2·heads·D] tensor ordered [k|v][head][d]; dq new
+};
+
+struct AttentionBackwardOptions {
+  // As for attention(), and the same values the forward ran with.
+  std::optional<RopePositions> q_pos;
+  std::optional<RopePositions> k_pos;
+  bool rope = true;
+  std::optional<double> scale;
+  AttentionGradLayout layout = AttentionGradLayout::Separate;
+};
+
+struct AttentionGrads {
+  TensorPtr dq;  // [B, N, heads, D]
+  TensorPtr dk, dv;  // [B, M, heads, D]
+  TensorPtr packed;  // the tensor dq|dk|dv or dk|dv are views of, when a packed layout was asked for
+};
+
+// Gradients of attention() with respect to q, k (both before rotation) and v,
+// given the incoming gradient dout [B, N, heads·D], the forward's inputs, its
+// output out [B, N, heads·D] and its log-sum-exp lse [B, heads, N]. The
+// softmax is recomputed tile by tile from lse (flash-attention-2 style); no
+// N×M matrix is stored.
+AttentionGrads attention_backward(const TensorPtr& dout, const TensorPtr& q, const TensorPtr& k, const TensorPtr& v,
+                                  const TensorPtr& out, const TensorPtr& lse, const AttentionBackwardOptions& options);
+
 }  // namespace ops
 }  // namespace vl

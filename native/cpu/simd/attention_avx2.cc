@@ -58,9 +58,11 @@ void transpose(const float* src, int64_t ss, int64_t nr, int64_t nc, float* dst,
 }
 
 #include "cpu/simd/attention_tile.inc"
+#include "cpu/simd/attention_backward_tile.inc"
 
 }  // namespace
 
-const AttentionIsa kAvx2Attention = {"avx2", kBr, scratch_floats, tile, pack_rows};
+const AttentionIsa kAvx2Attention = {"avx2", kBr, scratch_floats, tile, pack_rows,
+                                         bwd_scratch_floats, bwd_tile, rotate_rows};
 
 }  // namespace vl

@@ -25,6 +25,34 @@ struct AttnTile {
   float* scratch;  // scratch_floats(D) floats, 64-byte aligned, private to the caller's thread
 };
 
+// Backward of one tile of queries of one (batch, head) against all M keys
+// (flash-attention-2 style): P = exp(scale·q̃·k̃ᵀ − lse) is recomputed block by
+// block, dS = P ⊙ (dO·vᵀ − Δ) with Δ = rowsum(dO ⊙ O), then
+// dv += Pᵀ·dO, dk̃ += scale·dSᵀ·q̃ (accumulated across tiles by the caller)
+// and dq = Rᵀ·(scale·dS·k̃) (written, un-rotated).
+struct AttnBwdTile {
+  const float* q;     // query row r at q + r * q_stride (as passed to the forward, not rotated)
+  const float* dout;  // incoming gradient row r at dout + r * dout_stride (D floats)
+  const float* out;   // the forward's output row r at out + r * out_stride
+  const float* lse;   // the forward's log-sum-exp of the tile's rows, natural log
+  int64_t q_stride, dout_stride, out_stride;
+  // Query RoPE tables at the tile's first row (see AttnTile), and the sines of
+  // the transposed rotation (+sin, −sin) for un-rotating dq; all null: no rotation.
+  const float *q_cos, *q_sin, *q_sin_t;
+  const float* k;  // rotated key row m at k + m * kv_stride
+  const float* v;  // value row m at v + m * kv_stride
+  int64_t kv_stride;
+  float* dq;  // dq row r at dq + r * dq_stride (D floats), written
+  int64_t dq_stride;
+  // Accumulators [M][acc_stride] (acc_stride >= D rounded up to a multiple of 16; the padding is scratch):
+  // dk += the gradient of the rotated keys, dv += that of the values.
+  float *dk, *dv;
+  int64_t acc_stride;
+  int64_t rows, M, D;
+  float scale;
+  float* scratch;  // bwd_scratch_floats(D) floats, 64-byte aligned, private to the caller's thread
+};
+
 struct AttentionIsa {
   const char* name;
   int64_t tile_rows;  // most query rows one tile() call takes
@@ -34,6 +62,12 @@ struct AttentionIsa {
   // row r (plain copy when cos is null).
   void (*pack_rows)(const float* src, int64_t src_stride, const float* cos, const float* sin, float* dst, int64_t rows,
                     int64_t D);
+  int64_t (*bwd_scratch_floats)(int64_t D);
+  void (*bwd_tile)(const AttnBwdTile* t);
+  // dst row r (stride dst_stride) = src row r (stride src_stride) rotated by the
+  // tables' row r (stride D), times scale; cos null: scaled copy.
+  void (*rotate_rows)(const float* src, int64_t src_stride, const float* cos, const float* sin, float scale, float* dst,
+                      int64_t dst_stride, int64_t rows, int64_t D);
 };
 
 extern const AttentionIsa kScalarAttention;

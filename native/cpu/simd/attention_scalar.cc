@@ -36,9 +36,11 @@ void transpose(const float* src, int64_t ss, int64_t nr, int64_t nc, float* dst,
 }
 
 #include "cpu/simd/attention_tile.inc"
+#include "cpu/simd/attention_backward_tile.inc"
 
 }  // namespace
 
-const AttentionIsa kScalarAttention = {"scalar", kBr, scratch_floats, tile, pack_rows};
+const AttentionIsa kScalarAttention = {"scalar", kBr, scratch_floats, tile, pack_rows,
+                                         bwd_scratch_floats, bwd_tile, rotate_rows};
 
 }  // namespace vl

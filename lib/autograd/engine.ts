@@ -1,0 +1,113 @@
+/**
+ * Reverse-mode backward over the recorded graph: nodes run in dependency
+ * order, gradients arriving at a node from several consumers are summed
+ * first, every intermediate gradient is disposed as soon as it is consumed,
+ * and each node's saved tensors are released right after its backward ran.
+ */
+import { ones } from '../creation';
+import { ArgumentError, ShapeError } from '../errors';
+import { keep } from '../scope';
+import { BackwardOptions, Tensor } from '../tensor';
+import { noGrad } from './grad-mode';
+import { AccumulateGrad, GradNode, edgeOf } from './node';
+
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+/** Adds `g` into a leaf's `.grad` (gradients accumulate across backward passes until zeroGrad). */
+function accumulate(leaf: Tensor, g: Tensor): void {
+  if (!sameShape(leaf.shape, g.shape)) {
+    g.dispose();
+    throw new ShapeError(`backward: the gradient for ${leaf.describe()} came out as [${g.shape}]`);
+  }
+  if (leaf.isDisposed) { g.dispose(); return; }
+  if (leaf.grad === null || leaf.grad.isDisposed) {
+    const c = g.isContiguous ? g : g.contiguous();
+    if (c !== g) g.dispose();
+    leaf.grad = keep(c);
+    return;
+  }
+  const sum = leaf.grad.add(g);
+  leaf.grad.dispose();
+  g.dispose();
+  leaf.grad = keep(sum);
+}
+
+/** The nodes reachable from `root`, with how many edges lead into each. */
+function dependencies(root: GradNode): Map<GradNode, number> {
+  const deps = new Map<GradNode, number>([[root, 0]]);
+  const stack = [root];
+  while (stack.length) {
+    const n = stack.pop()!;
+    for (const e of n.next) {
+      if (!e) continue;
+      const seen = deps.has(e.node);
+      deps.set(e.node, (deps.get(e.node) ?? 0) + 1);
+      if (!seen) stack.push(e.node);
+    }
+  }
+  return deps;
+}
+
+export function backward(root: Tensor, grad: Tensor | undefined, options: BackwardOptions = {}): void {
+  const edge = edgeOf(root);
+  if (!edge) throw new ArgumentError(`backward: ${root.describe()} does not require grad (no input of the ops that made it requires grad)`);
+  if (grad === undefined && root.size !== 1) {
+    throw new ShapeError(`backward: ${root.describe()} is not a scalar; pass its gradient: backward(grad)`);
+  }
+  if (grad !== undefined) {
+    if (!(grad instanceof Tensor)) throw new ArgumentError('backward: grad must be a Tensor');
+    if (!sameShape(grad.shape, root.shape)) throw new ShapeError(`backward: grad ${grad.describe()} must have the shape of ${root.describe()}`);
+  }
+  const retain = options.retainGraph ?? false;
+  noGrad(() => {
+    const deps = dependencies(edge.node);
+    const buffers = new Map<GradNode, (Tensor | null)[]>();
+    const put = (node: GradNode, index: number, g: Tensor) => {
+      let slots = buffers.get(node);
+      if (!slots) buffers.set(node, (slots = new Array<Tensor | null>(node.outputs).fill(null)));
+      const prev = slots[index];
+      if (prev === null) { slots[index] = g; return; }
+      slots[index] = prev.add(g);
+      prev.dispose();
+      g.dispose();
+    };
+    put(edge.node, edge.index, grad ? grad.alias() : ones(root.shape, { dtype: root.dtype, device: root.device }));
+    const ready: GradNode[] = [edge.node];
+    try {
+      while (ready.length) {
+        const node = ready.pop()!;
+        const grads = buffers.get(node) ?? new Array<Tensor | null>(node.outputs).fill(null);
+        buffers.delete(node);
+        if (node instanceof AccumulateGrad) {
+          if (grads[0]) accumulate(node.leaf, grads[0]);
+          continue;
+        }
+        const live = grads.some((g) => g !== null);
+        let inputs: (Tensor | null)[] = [];
+        try {
+          inputs = live ? node.apply(grads) : [];
+        } finally {
+          if (!retain) node.release();
+        }
+        // Route each input gradient; one tensor sent to two inputs gets a second handle.
+        const routed = new Set<Tensor>();
+        node.next.forEach((e, i) => {
+          const g = inputs[i] ?? null;
+          if (e && g) put(e.node, e.index, routed.has(g) ? g.alias() : g);
+          if (e && g) routed.add(g);
+        });
+        for (const g of [...grads, ...inputs]) if (g && !routed.has(g)) g.dispose();
+        for (const e of node.next) {
+          if (!e) continue;
+          const left = deps.get(e.node)! - 1;
+          deps.set(e.node, left);
+          if (left === 0) ready.push(e.node);
+        }
+      }
+    } finally {
+      for (const slots of buffers.values()) for (const g of slots) g?.dispose();
+    }
+  });
+}

@@ -1,0 +1,158 @@
+/**
+ * The optimizer base: parameters by name, per-parameter state tensors, the
+ * weight-decay exclusion rule, and a state dict for checkpoints. Updates run
+ * in place on the parameters (no new tensors per step).
+ */
+import { zeros } from '../creation';
+import { ArgumentError, StateDictError } from '../errors';
+import { noGrad } from '../autograd/grad-mode';
+import { keep } from '../scope';
+import { Tensor } from '../tensor';
+
+export type NamedParameters = Iterable<[string, Tensor]>;
+
+/**
+ * Names that get no weight decay by default: LayerNorm weights and biases,
+ * every bias, the LayerScale gammas and the class token.
+ */
+export const DEFAULT_NO_DECAY: readonly (string | RegExp)[] = [/(^|\.)norm\d*\./, /(^|\.)bias$/, /(^|\.)gamma_\d+$/, /(^|\.)cls_token$/];
+
+/** A name pattern: a RegExp, or a string with `*` wildcards matched against the whole name or any dotted part of it. */
+export function matchesPattern(name: string, pattern: string | RegExp): boolean {
+  if (pattern instanceof RegExp) return pattern.test(name);
+  const re = new RegExp(`(^|\\.)${pattern.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}($|\\.)`);
+  return re.test(name);
+}
+
+export interface ParamSlot {
+  name: string;
+  param: Tensor;
+  decay: boolean;
+  step: number;
+  state: Map<string, Tensor>;
+}
+
+export interface OptimizerState {
+  /** Scalars: lr, hyper-parameters, per-parameter step counts. */
+  meta: Record<string, unknown>;
+  /** State tensors as `<param name>.<state name>` (e.g. `blocks.0.attn.qkv.weight.exp_avg`). */
+  tensors: Map<string, Tensor>;
+}
+
+export abstract class Optimizer {
+  protected readonly slots: ParamSlot[];
+  /** The learning rate of the next step (schedules set it every step). */
+  lr: number;
+  abstract readonly kind: string;
+
+  protected constructor(params: NamedParameters, lr: number, noDecay: readonly (string | RegExp)[] | undefined) {
+    if (!(typeof lr === 'number' && lr >= 0 && Number.isFinite(lr))) throw new ArgumentError(`optimizer: lr must be a non-negative number, got ${String(lr)}`);
+    if (params === null || typeof params !== 'object' || !(Symbol.iterator in Object(params))) {
+      throw new ArgumentError('optimizer: expected the named parameters, e.g. model.namedParameters()');
+    }
+    const patterns = noDecay ?? DEFAULT_NO_DECAY;
+    if (!Array.isArray(patterns)) throw new ArgumentError('optimizer: noDecay must be an array of name patterns');
+    this.slots = [];
+    const seen = new Set<string>();
+    for (const entry of params) {
+      if (!Array.isArray(entry) || typeof entry[0] !== 'string' || !(entry[1] instanceof Tensor)) {
+        throw new ArgumentError('optimizer: each parameter must be a [name, Tensor] pair (use model.namedParameters())');
+      }
+      const [name, param] = entry;
+      if (seen.has(name)) throw new ArgumentError(`optimizer: parameter '${name}' is listed twice`);
+      seen.add(name);
+      if (param.dtype !== 'f32') throw new ArgumentError(`optimizer: parameter '${name}' is ${param.describe()}; training updates f32 parameters`);
+      if (!param.isContiguous) throw new ArgumentError(`optimizer: parameter '${name}' is not contiguous; it must own its storage to be updated in place`);
+      this.slots.push({ name, param, decay: !patterns.some((p) => matchesPattern(name, p)), step: 0, state: new Map() });
+    }
+    if (!this.slots.length) throw new ArgumentError('optimizer: no parameters given');
+    this.lr = lr;
+  }
+
+  /** Names of the parameters that get weight decay. */
+  get decayed(): string[] { return this.slots.filter((s) => s.decay).map((s) => s.name); }
+
+  /** Drops every parameter's gradient. */
+  zeroGrad(): void {
+    for (const s of this.slots) {
+      s.param.grad?.dispose();
+      s.param.grad = null;
+    }
+  }
+
+  /** One update of every parameter that has a gradient. */
+  step(): void {
+    noGrad(() => {
+      for (const s of this.slots) {
+        const g = s.param.grad;
+        if (!g) continue;
+        if (s.param.isDisposed) throw new ArgumentError(`${this.kind}.step: parameter '${s.name}' was disposed (was the model reloaded? make a new optimizer)`);
+        s.step += 1;
+        this.update(s, g);
+      }
+    });
+  }
+
+  protected abstract update(slot: ParamSlot, grad: Tensor): void;
+  protected abstract hyper(): Record<string, unknown>;
+
+  /** A zero state tensor shaped like the parameter, made once. */
+  protected buffer(slot: ParamSlot, name: string): Tensor {
+    let t = slot.state.get(name);
+    if (!t) {
+      t = keep(zeros([...slot.param.shape], { device: slot.param.device }));
+      slot.state.set(name, t);
+    }
+    return t;
+  }
+
+  stateDict(): OptimizerState {
+    const tensors = new Map<string, Tensor>();
+    const steps: Record<string, number> = {};
+    for (const s of this.slots) {
+      steps[s.name] = s.step;
+      for (const [k, t] of s.state) tensors.set(`${s.name}.${k}`, t);
+    }
+    return { meta: { kind: this.kind, lr: this.lr, ...this.hyper(), steps }, tensors };
+  }
+
+  /** Restores what stateDict() returned (tensors are copied into this optimizer's buffers). */
+  loadStateDict(state: OptimizerState): void {
+    const meta = state.meta;
+    if (meta.kind !== this.kind) throw new StateDictError(`${this.kind}.loadStateDict: the state is of a ${String(meta.kind)} optimizer`, { missing: [], unexpected: [], mismatched: [] });
+    const steps = (meta.steps ?? {}) as Record<string, number>;
+    const known = new Set(this.slots.map((s) => s.name));
+    const unexpected = Object.keys(steps).filter((n) => !known.has(n));
+    const missing = this.slots.filter((s) => !(s.name in steps)).map((s) => s.name);
+    if (unexpected.length || missing.length) {
+      throw new StateDictError(`${this.kind}.loadStateDict: the parameters differ (missing: ${missing.slice(0, 10).join(', ') || 'none'}; unexpected: ${unexpected.slice(0, 10).join(', ') || 'none'})`,
+        { missing, unexpected, mismatched: [] });
+    }
+    noGrad(() => {
+      for (const s of this.slots) {
+        s.step = steps[s.name];
+        for (const t of s.state.values()) t.dispose();
+        s.state.clear();
+      }
+      for (const [key, t] of state.tensors) {
+        const slot = this.slots.find((s) => key.startsWith(`${s.name}.`) && !key.slice(s.name.length + 1).includes('.'));
+        if (!slot) throw new StateDictError(`${this.kind}.loadStateDict: state tensor '${key}' names no parameter`, { missing: [], unexpected: [key], mismatched: [] });
+        if (t.shape.length !== slot.param.shape.length || t.shape.some((d, i) => d !== slot.param.shape[i])) {
+          throw new StateDictError(`${this.kind}.loadStateDict: '${key}' is [${t.shape}] but the parameter is [${slot.param.shape}]`,
+            { missing: [], unexpected: [], mismatched: [{ name: key, expected: [...slot.param.shape], got: [...t.shape] }] });
+        }
+        slot.state.set(key.slice(slot.name.length + 1), keep(t.to({ dtype: 'f32', device: slot.param.device }).contiguous()));
+      }
+    });
+    if (typeof meta.lr === 'number') this.lr = meta.lr;
+  }
+
+  /** Releases the state tensors. */
+  dispose(): void {
+    for (const s of this.slots) {
+      for (const t of s.state.values()) t.dispose();
+      s.state.clear();
+    }
+  }
+  [Symbol.dispose](): void { this.dispose(); }
+}
