@@ -18,6 +18,7 @@ export { memory, backends, backendInfo, cpuInfo, setNumThreads, synchronize, emp
 export type { MemoryStats } from './runtime';
 export * from './errors';
 export * as io from './io';
+export * as data from './data';
 export * as ops from './ops';
 export * as models from './models';
 export * as nn from './nn';
