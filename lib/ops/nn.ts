@@ -2,12 +2,17 @@
 import { ArgumentError } from '../errors';
 import { NativeTensorHandle, native } from '../native';
 import { Tensor } from '../tensor';
+import { optionalTensorArg, tensorArg } from './args';
 
 interface NnNative {
   layerNorm(x: NativeTensorHandle, w: NativeTensorHandle | null, b: NativeTensorHandle | null, eps: number, stats: boolean): NativeTensorHandle[];
   addLayerNorm(x: NativeTensorHandle, r: NativeTensorHandle, w: NativeTensorHandle | null, b: NativeTensorHandle | null, eps: number, stats: boolean): NativeTensorHandle[];
   softmax(x: NativeTensorHandle, lse: boolean): NativeTensorHandle[];
   activation(kind: string, x: NativeTensorHandle): NativeTensorHandle;
+  layerNormBackward(dy: NativeTensorHandle, x: NativeTensorHandle, mean: NativeTensorHandle, rstd: NativeTensorHandle, w: NativeTensorHandle | null): NativeTensorHandle[];
+  activationBackward(kind: string, dy: NativeTensorHandle, x: NativeTensorHandle): NativeTensorHandle;
+  swigluGate(a: NativeTensorHandle): NativeTensorHandle;
+  swigluGateBackward(dh: NativeTensorHandle, a: NativeTensorHandle): NativeTensorHandle;
   windowPartition(x: NativeTensorHandle, height: number, width: number, window: number): NativeTensorHandle;
   windowMerge(x: NativeTensorHandle, batch: number, height: number, width: number, window: number): NativeTensorHandle;
 }
@@ -77,6 +82,46 @@ export function silu(x: Tensor): Tensor {
 /** GELU with the exact erf. */
 export function gelu(x: Tensor): Tensor {
   return new Tensor(nn().activation('gelu', x.handle('gelu')));
+}
+
+/**
+ * Gradients of LayerNorm from the forward's row statistics (`layerNormWithStats`,
+ * or the stats of addLayerNorm): x and dy [..., C], mean and rstd [...].
+ * With a weight, also dweight = Σ dy·x̂ and dbias = Σ dy over the rows ([C];
+ * a bias-free LayerNorm ignores dbias). The parameter gradients are summed in
+ * fixed row chunks and a fixed order: identical for any thread count.
+ */
+export function layerNormBackward(dy: Tensor, x: Tensor, mean: Tensor, rstd: Tensor, weight: Tensor | null):
+  { dx: Tensor; dweight?: Tensor; dbias?: Tensor } {
+  const op = 'layerNormBackward';
+  const [dx, dweight, dbias] = nn().layerNormBackward(tensorArg(dy, op, 'dy'), tensorArg(x, op, 'x'),
+    tensorArg(mean, op, 'mean'), tensorArg(rstd, op, 'rstd'), optionalTensorArg(weight, op, 'weight')).map((h) => new Tensor(h));
+  return weight ? { dx, dweight, dbias } : { dx };
+}
+
+/** dx of silu given dy and the forward's input x: dy·σ(x)·(1 + x·(1 − σ(x))). */
+export function siluBackward(dy: Tensor, x: Tensor): Tensor {
+  return new Tensor(nn().activationBackward('silu', tensorArg(dy, 'siluBackward', 'dy'), tensorArg(x, 'siluBackward', 'x')));
+}
+
+/** dx of the exact-erf GELU given dy and the forward's input x: dy·(Φ(x) + x·φ(x)). */
+export function geluBackward(dy: Tensor, x: Tensor): Tensor {
+  return new Tensor(nn().activationBackward('gelu', tensorArg(dy, 'geluBackward', 'dy'), tensorArg(x, 'geluBackward', 'x')));
+}
+
+/**
+ * The SwiGLU gate of a feed-forward whose two input projections ran as one
+ * GEMM with the row-concatenated weight [W1; W2]: a [..., 2H] holds
+ * a1 = x·W1ᵀ in its first H channels and a2 = x·W2ᵀ in its last H.
+ * Returns silu(a1) ⊙ a2 [..., H].
+ */
+export function swigluGate(a: Tensor): Tensor {
+  return new Tensor(nn().swigluGate(tensorArg(a, 'swigluGate', 'a')));
+}
+
+/** The gradient of swigluGate: da [..., 2H] = [dh⊙a2⊙silu'(a1) | dh⊙silu(a1)] for dh [..., H]. */
+export function swigluGateBackward(dh: Tensor, a: Tensor): Tensor {
+  return new Tensor(nn().swigluGateBackward(tensorArg(dh, 'swigluGateBackward', 'dh'), tensorArg(a, 'swigluGateBackward', 'a')));
 }
 
 /**

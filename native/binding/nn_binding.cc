@@ -45,6 +45,29 @@ Napi::Value activation(const Napi::CallbackInfo& info) {
   return TensorHandle::wrap(info.Env(), ops::activation(a.string(0, "kind"), a.tensor(1)));
 }
 
+// layerNormBackward(dy, x, mean, rstd, weight|null) -> [dx, dweight?, dbias?]
+Napi::Value layer_norm_backward(const Napi::CallbackInfo& info) {
+  Args a{info, "layerNormBackward"};
+  return wrap_all(info.Env(), ops::layer_norm_backward(a.tensor(0), a.tensor(1), a.tensor(2), a.tensor(3),
+                                                       optional_tensor(a, 4)));
+}
+
+// activationBackward(kind, dy, x) -> dx
+Napi::Value activation_backward(const Napi::CallbackInfo& info) {
+  Args a{info, "activationBackward"};
+  return TensorHandle::wrap(info.Env(), ops::activation_backward(a.string(0, "kind"), a.tensor(1), a.tensor(2)));
+}
+
+Napi::Value swiglu_gate(const Napi::CallbackInfo& info) {
+  Args a{info, "swigluGate"};
+  return TensorHandle::wrap(info.Env(), ops::swiglu_gate(a.tensor(0)));
+}
+
+Napi::Value swiglu_gate_backward(const Napi::CallbackInfo& info) {
+  Args a{info, "swigluGateBackward"};
+  return TensorHandle::wrap(info.Env(), ops::swiglu_gate_backward(a.tensor(0), a.tensor(1)));
+}
+
 Napi::Value window_partition(const Napi::CallbackInfo& info) {
   Args a{info, "windowPartition"};
   return TensorHandle::wrap(info.Env(), ops::window_partition(a.tensor(0), a.integer(1, "height"),
@@ -62,6 +85,10 @@ void init_nn(Napi::Object exports) {
   VL_EXPORT(exports, "addLayerNorm", add_layer_norm);
   VL_EXPORT(exports, "softmax", softmax);
   VL_EXPORT(exports, "activation", activation);
+  VL_EXPORT(exports, "layerNormBackward", layer_norm_backward);
+  VL_EXPORT(exports, "activationBackward", activation_backward);
+  VL_EXPORT(exports, "swigluGate", swiglu_gate);
+  VL_EXPORT(exports, "swigluGateBackward", swiglu_gate_backward);
   VL_EXPORT(exports, "windowPartition", window_partition);
   VL_EXPORT(exports, "windowMerge", window_merge);
 }

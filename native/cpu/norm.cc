@@ -1,6 +1,9 @@
-// LayerNorm over the last dimension, and the fused residual add + LayerNorm
-// of pre-norm transformer blocks (s = x + r; y = LN(s)) in one pass per row.
+// LayerNorm over the last dimension, the fused residual add + LayerNorm
+// of pre-norm transformer blocks (s = x + r; y = LN(s)) in one pass per row,
+// and the LayerNorm backward.
+#include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "core/dispatch.h"
 #include "core/thread_pool.h"
@@ -55,10 +58,57 @@ void add_layer_norm(const KernelCall& c) {
   });
 }
 
+// At most this many row chunks in the backward: its per-chunk weight-gradient
+// partials ([chunks, 2, C]) stay small for any number of rows.
+constexpr int64_t kMaxBackwardChunks = 64;
+
+// in: dy, x [rows, C], mean, rstd [rows], weight [C]?; out: dx, [dweight, dbias [C]]
+void layer_norm_backward(const KernelCall& c) {
+  const TensorArg& x = c.in[1];
+  const int64_t C = x.shape[x.ndim - 1], rows = C ? x.numel / C : 0;
+  const float* pdy = static_cast<const float*>(c.in[0].data);
+  const float* px = static_cast<const float*>(x.data);
+  const float* mean = static_cast<const float*>(c.in[2].data);
+  const float* rstd = static_cast<const float*>(c.in[3].data);
+  const float* w = c.in.size() > 4 ? static_cast<const float*>(c.in[4].data) : nullptr;
+  float* pdx = static_cast<float*>(c.out[0].data);
+  const bool grads = c.out.size() > 2;
+  // Chunk boundaries depend only on rows and C, and each chunk owns its
+  // partial sums, so dweight/dbias do not depend on the thread count.
+  const int64_t grain = std::max(row_grain(C), (rows + kMaxBackwardChunks - 1) / kMaxBackwardChunks);
+  const int64_t chunks = (rows + grain - 1) / grain;
+  std::vector<float> partial(grads ? static_cast<size_t>(chunks * 2 * C) : 0, 0.0f);
+  const auto row = isa_kernels().layer_norm_backward_row;
+  parallel_for(rows, grain, [&](int64_t s, int64_t e) {
+    // A range may span several chunks when parallel_for runs inline.
+    for (int64_t cs = s; cs < e; cs += grain) {
+      float* dw = grads ? partial.data() + (cs / grain) * 2 * C : nullptr;
+      float* db = grads ? dw + C : nullptr;
+      for (int64_t r = cs; r < std::min(e, cs + grain); ++r)
+        row(pdy + r * C, px + r * C, w, mean[r], rstd[r], pdx + r * C, dw, db, C);
+    }
+  });
+  if (!grads) return;
+  float* dweight = static_cast<float*>(c.out[1].data);
+  float* dbias = static_cast<float*>(c.out[2].data);
+  parallel_for(C, 1024, [&](int64_t s, int64_t e) {
+    for (int64_t j = s; j < e; ++j) {
+      float sw = 0.0f, sb = 0.0f;
+      for (int64_t k = 0; k < chunks; ++k) {  // fixed order
+        sw += partial[k * 2 * C + j];
+        sb += partial[k * 2 * C + C + j];
+      }
+      dweight[j] = sw;
+      dbias[j] = sb;
+    }
+  });
+}
+
 }  // namespace
 
 VL_REGISTER_KERNEL(layer_norm, CPU, layer_norm);
 VL_REGISTER_KERNEL(add_layer_norm, CPU, add_layer_norm);
+VL_REGISTER_KERNEL(layer_norm_backward, CPU, layer_norm_backward);
 
 }  // namespace cpu
 }  // namespace vl

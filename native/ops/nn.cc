@@ -30,6 +30,24 @@ void check_affine(const TensorPtr& p, int64_t C, const TensorPtr& x, const char*
 
 Shape row_shape(const TensorPtr& x) { return Shape(x->shape().begin(), x->shape().end() - 1); }
 
+// A tensor that must match `like` in shape (a gradient, a statistic): f32, copied once if strided.
+TensorPtr f32_like(const TensorPtr& t, const Shape& shape, const char* op, const char* what, const TensorPtr& like) {
+  check_f32(t, op, what);
+  VL_CHECK(t->shape() == shape, ErrorCode::Shape, op, ": ", what, " must have shape ", shape_str(shape), " to match ",
+           like->describe(), ", got ", t->describe());
+  return contiguous(t);
+}
+
+// The SwiGLU pre-activations [..., 2H] and their H.
+TensorPtr gate_input(const TensorPtr& a_in, const char* op) {
+  const TensorPtr a = rows_of(a_in, op);
+  VL_CHECK(a->shape().back() % 2 == 0, ErrorCode::Shape, op,
+           ": expected the pre-activations [..., 2H] (the a1 = x W1^T half, then a2 = x W2^T) with an even last "
+           "dimension, got ",
+           a->describe());
+  return a;
+}
+
 }  // namespace
 
 std::vector<TensorPtr> layer_norm(const TensorPtr& x_in, const TensorPtr& weight, const TensorPtr& bias, double eps,
@@ -93,6 +111,62 @@ TensorPtr activation(const std::string& kind, const TensorPtr& x_in) {
   const TensorPtr x = contiguous(x_in);
   TensorPtr out = empty_tensor(x->shape(), DType::F32, x->device());
   if (x->numel() > 0) launch(kind, {x}, {out});
+  return out;
+}
+
+std::vector<TensorPtr> layer_norm_backward(const TensorPtr& dy_in, const TensorPtr& x_in, const TensorPtr& mean_in,
+                                           const TensorPtr& rstd_in, const TensorPtr& weight) {
+  const char* op = "layerNormBackward";
+  const TensorPtr x = rows_of(x_in, op);
+  const TensorPtr dy = f32_like(dy_in, x->shape(), op, "dy", x);
+  const TensorPtr mean = f32_like(mean_in, row_shape(x), op, "mean", x);
+  const TensorPtr rstd = f32_like(rstd_in, row_shape(x), op, "rstd", x);
+  const int64_t C = x->shape().back();
+  check_affine(weight, C, x, op, "weight");
+  std::vector<TensorPtr> out{empty_tensor(x->shape(), DType::F32, x->device())};
+  if (weight && x->numel() == 0) {  // no rows: the parameter gradients are zeros
+    out.push_back(full({C}, DType::F32, x->device(), 0.0));
+    out.push_back(full({C}, DType::F32, x->device(), 0.0));
+    return out;
+  }
+  if (weight) {
+    out.push_back(empty_tensor({C}, DType::F32, x->device()));
+    out.push_back(empty_tensor({C}, DType::F32, x->device()));
+  }
+  std::vector<TensorPtr> in{dy, x, mean, rstd};
+  if (weight) in.push_back(contiguous(weight));
+  if (x->numel() > 0) launch("layer_norm_backward", in, out);
+  return out;
+}
+
+TensorPtr activation_backward(const std::string& kind, const TensorPtr& dy_in, const TensorPtr& x_in) {
+  VL_CHECK(kind == "silu" || kind == "gelu", ErrorCode::Argument, "unknown activation '", kind,
+           "': expected silu or gelu");
+  const std::string name = kind + "Backward";
+  check_f32(x_in, name.c_str(), "x");
+  const TensorPtr x = contiguous(x_in);
+  const TensorPtr dy = f32_like(dy_in, x->shape(), name.c_str(), "dy", x);
+  TensorPtr out = empty_tensor(x->shape(), DType::F32, x->device());
+  if (x->numel() > 0) launch(kind + "_backward", {dy, x}, {out});
+  return out;
+}
+
+TensorPtr swiglu_gate(const TensorPtr& a_in) {
+  const TensorPtr a = gate_input(a_in, "swigluGate");
+  Shape shape = a->shape();
+  shape.back() /= 2;
+  TensorPtr out = empty_tensor(shape, DType::F32, a->device());
+  if (out->numel() > 0) launch("swiglu_gate", {a}, {out});
+  return out;
+}
+
+TensorPtr swiglu_gate_backward(const TensorPtr& dh_in, const TensorPtr& a_in) {
+  const TensorPtr a = gate_input(a_in, "swigluGateBackward");
+  Shape shape = a->shape();
+  shape.back() /= 2;
+  const TensorPtr dh = f32_like(dh_in, shape, "swigluGateBackward", "dh", a);
+  TensorPtr out = empty_tensor(a->shape(), DType::F32, a->device());
+  if (out->numel() > 0) launch("swiglu_gate_backward", {dh, a}, {out});
   return out;
 }
 

@@ -28,6 +28,20 @@ struct IsaKernels {
   void (*silu)(const float* x, float* y, int64_t n);
   // y = exp(x), relative error within a few ulp
   void (*exp)(const float* x, float* y, int64_t n);
+  // Sum of a[i] * b[i] in a fixed order for a given ISA and n.
+  float (*dot_f32)(const float* a, const float* b, int64_t n);
+  // dx = dy * silu'(x), silu'(x) = s * (1 + x * (1 - s)) with s = sigmoid(x).
+  void (*silu_backward)(const float* x, const float* dy, float* dx, int64_t n);
+  // SwiGLU gate: h = silu(a1) * a2.
+  void (*swiglu_gate)(const float* a1, const float* a2, float* h, int64_t n);
+  // Its gradient: da1 = dh * a2 * silu'(a1), da2 = dh * silu(a1).
+  void (*swiglu_gate_backward)(const float* dh, const float* a1, const float* a2, float* da1, float* da2, int64_t n);
+  // LayerNorm backward of one row from the forward's mean and rstd, with
+  // g = dy * w (dy when w is null) and xhat = (x - mean) * rstd:
+  // dx = rstd * (g - mean(g) - xhat * mean(g * xhat)). When dw is not null,
+  // also accumulates dw += dy * xhat and db += dy (the caller's partial sums).
+  void (*layer_norm_backward_row)(const float* dy, const float* x, const float* w, float mean, float rstd, float* dx,
+                                  float* dw, float* db, int64_t n);
 };
 
 extern const IsaKernels kScalarKernels;

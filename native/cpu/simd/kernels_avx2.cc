@@ -2,6 +2,8 @@
 // when the CPU has them. No shared inline/template code here (see isa.h).
 #include <immintrin.h>
 
+#include <cstring>
+
 #include "core/half.h"
 #include "cpu/simd/isa.h"
 #include "cpu/simd/vec_math_avx2.h"
@@ -166,9 +168,134 @@ void softmax_row(const float* x, float* y, int64_t n, float* lse) {
   if (lse) *lse = mx + __builtin_logf(s);
 }
 
+float dot(const float* a, const float* b, int64_t n) {
+  __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    a0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), a0);
+    a1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), a1);
+    a2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16), a2);
+    a3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), a3);
+  }
+  for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), a0);
+  float s = hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+// A function, not a namespace-scope constant: nothing in this file may run at load time.
+inline __m256 one8() { return _mm256_set1_ps(1.0f); }
+
+// silu'(x) from s = sigmoid(x): s * (1 + x * (1 - s))
+inline __m256 dsilu256(__m256 x, __m256 s) {
+  return _mm256_mul_ps(s, _mm256_add_ps(one8(), _mm256_mul_ps(x, _mm256_sub_ps(one8(), s))));
+}
+
+// The elementwise kernels below run their last partial block through the same
+// vector code on zero-padded copies, so an element's result does not depend on
+// where it falls in the array.
+inline void silu_backward8(const float* x, const float* dy, float* dx) {
+  const __m256 vx = _mm256_loadu_ps(x);
+  const __m256 s = _mm256_div_ps(one8(), _mm256_add_ps(one8(), exp256(_mm256_sub_ps(_mm256_setzero_ps(), vx))));
+  _mm256_storeu_ps(dx, _mm256_mul_ps(_mm256_loadu_ps(dy), dsilu256(vx, s)));
+}
+
+void silu_backward(const float* x, const float* dy, float* dx, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) silu_backward8(x + i, dy + i, dx + i);
+  if (i < n) {
+    float tx[8] = {0, 0, 0, 0, 0, 0, 0, 0}, td[8] = {0, 0, 0, 0, 0, 0, 0, 0}, to[8];
+    std::memcpy(tx, x + i, (n - i) * sizeof(float));
+    std::memcpy(td, dy + i, (n - i) * sizeof(float));
+    silu_backward8(tx, td, to);
+    std::memcpy(dx + i, to, (n - i) * sizeof(float));
+  }
+}
+
+inline void swiglu_gate8(const float* a1, const float* a2, float* h) {
+  _mm256_storeu_ps(h, _mm256_mul_ps(silu256(_mm256_loadu_ps(a1)), _mm256_loadu_ps(a2)));
+}
+
+void swiglu_gate(const float* a1, const float* a2, float* h, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) swiglu_gate8(a1 + i, a2 + i, h + i);
+  if (i < n) {
+    float t1[8] = {0, 0, 0, 0, 0, 0, 0, 0}, t2[8] = {0, 0, 0, 0, 0, 0, 0, 0}, to[8];
+    std::memcpy(t1, a1 + i, (n - i) * sizeof(float));
+    std::memcpy(t2, a2 + i, (n - i) * sizeof(float));
+    swiglu_gate8(t1, t2, to);
+    std::memcpy(h + i, to, (n - i) * sizeof(float));
+  }
+}
+
+inline void swiglu_gate_backward8(const float* dh, const float* a1, const float* a2, float* da1, float* da2) {
+  const __m256 v1 = _mm256_loadu_ps(a1), vdh = _mm256_loadu_ps(dh);
+  const __m256 e = _mm256_add_ps(one8(), exp256(_mm256_sub_ps(_mm256_setzero_ps(), v1)));
+  const __m256 s = _mm256_div_ps(one8(), e);
+  _mm256_storeu_ps(da1, _mm256_mul_ps(_mm256_mul_ps(vdh, _mm256_loadu_ps(a2)), dsilu256(v1, s)));
+  _mm256_storeu_ps(da2, _mm256_mul_ps(vdh, _mm256_div_ps(v1, e)));
+}
+
+void swiglu_gate_backward(const float* dh, const float* a1, const float* a2, float* da1, float* da2, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) swiglu_gate_backward8(dh + i, a1 + i, a2 + i, da1 + i, da2 + i);
+  if (i < n) {
+    float td[8] = {0, 0, 0, 0, 0, 0, 0, 0}, t1[8] = {0, 0, 0, 0, 0, 0, 0, 0}, t2[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    float o1[8], o2[8];
+    std::memcpy(td, dh + i, (n - i) * sizeof(float));
+    std::memcpy(t1, a1 + i, (n - i) * sizeof(float));
+    std::memcpy(t2, a2 + i, (n - i) * sizeof(float));
+    swiglu_gate_backward8(td, t1, t2, o1, o2);
+    std::memcpy(da1 + i, o1, (n - i) * sizeof(float));
+    std::memcpy(da2 + i, o2, (n - i) * sizeof(float));
+  }
+}
+
+void layer_norm_backward_row(const float* dy, const float* x, const float* w, float mean, float rstd, float* dx,
+                             float* dw, float* db, int64_t n) {
+  const __m256 vm = _mm256_set1_ps(mean), vr = _mm256_set1_ps(rstd);
+  __m256 sg = _mm256_setzero_ps(), sgx = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 d = _mm256_loadu_ps(dy + i);
+    const __m256 xh = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm), vr);
+    const __m256 g = w ? _mm256_mul_ps(d, _mm256_loadu_ps(w + i)) : d;
+    sg = _mm256_add_ps(sg, g);
+    sgx = _mm256_fmadd_ps(g, xh, sgx);
+    if (dw) {  // the row is in L1 now: accumulate the weight gradients in the same pass
+      _mm256_storeu_ps(dw + i, _mm256_fmadd_ps(d, xh, _mm256_loadu_ps(dw + i)));
+      _mm256_storeu_ps(db + i, _mm256_add_ps(_mm256_loadu_ps(db + i), d));
+    }
+  }
+  float s_g = hsum8(sg), s_gx = hsum8(sgx);
+  for (; i < n; ++i) {
+    const float xh = (x[i] - mean) * rstd, g = w ? dy[i] * w[i] : dy[i];
+    s_g += g;
+    s_gx += g * xh;
+    if (dw) {
+      dw[i] += dy[i] * xh;
+      db[i] += dy[i];
+    }
+  }
+  const float inv_n = 1.0f / static_cast<float>(n);
+  const float a = s_g * inv_n, b = s_gx * inv_n;
+  const __m256 va = _mm256_set1_ps(a), vb = _mm256_set1_ps(b);
+  for (i = 0; i + 8 <= n; i += 8) {
+    const __m256 d = _mm256_loadu_ps(dy + i);
+    const __m256 xh = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm), vr);
+    const __m256 g = w ? _mm256_mul_ps(d, _mm256_loadu_ps(w + i)) : d;
+    _mm256_storeu_ps(dx + i, _mm256_mul_ps(_mm256_fnmadd_ps(xh, vb, _mm256_sub_ps(g, va)), vr));
+  }
+  for (; i < n; ++i) {
+    const float xh = (x[i] - mean) * rstd, g = w ? dy[i] * w[i] : dy[i];
+    dx[i] = (g - a - xh * b) * rstd;
+  }
+}
+
 }  // namespace
 
 const IsaKernels kAvx2Kernels = {"avx2", f32_to_bf16, bf16_to_f32, f32_to_f16, f16_to_f32, add, sub, mul, div, sum,
-                                 layer_norm_row, softmax_row, silu, exp_};
+                                 layer_norm_row, softmax_row, silu, exp_, dot, silu_backward, swiglu_gate,
+                                 swiglu_gate_backward, layer_norm_backward_row};
 
 }  // namespace vl

@@ -153,9 +153,94 @@ void softmax_row(const float* x, float* y, int64_t n, float* lse) {
   if (lse) *lse = mx + __builtin_logf(s);
 }
 
+float dot(const float* a, const float* b, int64_t n) {
+  __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    a0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), a0);
+    a1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), a1);
+    a2 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 32), _mm512_loadu_ps(b + i + 32), a2);
+    a3 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 48), _mm512_loadu_ps(b + i + 48), a3);
+  }
+  for (; i + 16 <= n; i += 16) a0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), a0);
+  if (i < n) {
+    const __mmask16 m = tail_mask(n - i);
+    a1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), a1);
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+}
+
+inline __mmask16 block_mask(int64_t i, int64_t n) {
+  return n - i >= 16 ? static_cast<__mmask16>(0xffff) : tail_mask(n - i);
+}
+
+// silu'(x) from s = sigmoid(x): s * (1 + x * (1 - s))
+inline __m512 dsilu512(__m512 x, __m512 s) {
+  const __m512 one = _mm512_set1_ps(1.0f);
+  return _mm512_mul_ps(s, _mm512_add_ps(one, _mm512_mul_ps(x, _mm512_sub_ps(one, s))));
+}
+
+void silu_backward(const float* x, const float* dy, float* dx, int64_t n) {
+  const __m512 one = _mm512_set1_ps(1.0f);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = block_mask(i, n);
+    const __m512 vx = _mm512_maskz_loadu_ps(m, x + i);
+    const __m512 s = _mm512_div_ps(one, _mm512_add_ps(one, exp512(_mm512_sub_ps(_mm512_setzero_ps(), vx))));
+    _mm512_mask_storeu_ps(dx + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, dy + i), dsilu512(vx, s)));
+  }
+}
+
+void swiglu_gate(const float* a1, const float* a2, float* h, int64_t n) {
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = block_mask(i, n);
+    _mm512_mask_storeu_ps(h + i, m, _mm512_mul_ps(silu512(_mm512_maskz_loadu_ps(m, a1 + i)), _mm512_maskz_loadu_ps(m, a2 + i)));
+  }
+}
+
+void swiglu_gate_backward(const float* dh, const float* a1, const float* a2, float* da1, float* da2, int64_t n) {
+  const __m512 one = _mm512_set1_ps(1.0f);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = block_mask(i, n);
+    const __m512 v1 = _mm512_maskz_loadu_ps(m, a1 + i), vdh = _mm512_maskz_loadu_ps(m, dh + i);
+    const __m512 e = _mm512_add_ps(one, exp512(_mm512_sub_ps(_mm512_setzero_ps(), v1)));
+    const __m512 s = _mm512_div_ps(one, e);
+    _mm512_mask_storeu_ps(da1 + i, m, _mm512_mul_ps(_mm512_mul_ps(vdh, _mm512_maskz_loadu_ps(m, a2 + i)), dsilu512(v1, s)));
+    _mm512_mask_storeu_ps(da2 + i, m, _mm512_mul_ps(vdh, _mm512_div_ps(v1, e)));
+  }
+}
+
+void layer_norm_backward_row(const float* dy, const float* x, const float* w, float mean, float rstd, float* dx,
+                             float* dw, float* db, int64_t n) {
+  const __m512 vm = _mm512_set1_ps(mean), vr = _mm512_set1_ps(rstd);
+  __m512 sg = _mm512_setzero_ps(), sgx = _mm512_setzero_ps();
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = block_mask(i, n);
+    const __m512 d = _mm512_maskz_loadu_ps(m, dy + i);  // zero past the end: adds nothing below
+    const __m512 xh = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), vm), vr);
+    const __m512 g = w ? _mm512_mul_ps(d, _mm512_maskz_loadu_ps(m, w + i)) : d;
+    sg = _mm512_add_ps(sg, g);
+    sgx = _mm512_fmadd_ps(g, xh, sgx);
+    if (dw) {  // the row is in L1 now: accumulate the weight gradients in the same pass
+      _mm512_mask_storeu_ps(dw + i, m, _mm512_fmadd_ps(d, xh, _mm512_maskz_loadu_ps(m, dw + i)));
+      _mm512_mask_storeu_ps(db + i, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, db + i), d));
+    }
+  }
+  const float inv_n = 1.0f / static_cast<float>(n);
+  const __m512 va = _mm512_set1_ps(_mm512_reduce_add_ps(sg) * inv_n);
+  const __m512 vb = _mm512_set1_ps(_mm512_reduce_add_ps(sgx) * inv_n);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = block_mask(i, n);
+    const __m512 d = _mm512_maskz_loadu_ps(m, dy + i);
+    const __m512 xh = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), vm), vr);
+    const __m512 g = w ? _mm512_mul_ps(d, _mm512_maskz_loadu_ps(m, w + i)) : d;
+    _mm512_mask_storeu_ps(dx + i, m, _mm512_mul_ps(_mm512_fnmadd_ps(xh, vb, _mm512_sub_ps(g, va)), vr));
+  }
+}
+
 }  // namespace
 
 const IsaKernels kAvx512Kernels = {"avx512", f32_to_bf16, bf16_to_f32, f32_to_f16, f16_to_f32, add, sub, mul, div, sum,
-                                   layer_norm_row, softmax_row, silu, exp_};
+                                   layer_norm_row, softmax_row, silu, exp_, dot, silu_backward, swiglu_gate,
+                                   swiglu_gate_backward, layer_norm_backward_row};
 
 }  // namespace vl

@@ -80,9 +80,67 @@ void silu(const float* x, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = x[i] / (1.0f + std::exp(-x[i]));
 }
 
+float dot(const float* a, const float* b, int64_t n) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; ++k) acc[k] += a[i + k] * b[i + k];
+  for (; i < n; ++i) acc[0] += a[i] * b[i];
+  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+void silu_backward(const float* x, const float* dy, float* dx, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float s = 1.0f / (1.0f + std::exp(-x[i]));
+    dx[i] = dy[i] * (s * (1.0f + x[i] * (1.0f - s)));
+  }
+}
+
+void swiglu_gate(const float* a1, const float* a2, float* h, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) h[i] = a1[i] / (1.0f + std::exp(-a1[i])) * a2[i];
+}
+
+void swiglu_gate_backward(const float* dh, const float* a1, const float* a2, float* da1, float* da2, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float e = 1.0f + std::exp(-a1[i]);
+    const float s = 1.0f / e;
+    da1[i] = dh[i] * a2[i] * (s * (1.0f + a1[i] * (1.0f - s)));
+    da2[i] = dh[i] * (a1[i] / e);
+  }
+}
+
+void layer_norm_backward_row(const float* dy, const float* x, const float* w, float mean, float rstd, float* dx,
+                             float* dw, float* db, int64_t n) {
+  float sg[8] = {0, 0, 0, 0, 0, 0, 0, 0}, sgx[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; ++k) {
+      const float xh = (x[i + k] - mean) * rstd, g = w ? dy[i + k] * w[i + k] : dy[i + k];
+      sg[k] += g;
+      sgx[k] += g * xh;
+    }
+  for (; i < n; ++i) {
+    const float xh = (x[i] - mean) * rstd, g = w ? dy[i] * w[i] : dy[i];
+    sg[0] += g;
+    sgx[0] += g * xh;
+  }
+  const float inv_n = 1.0f / static_cast<float>(n);
+  const float a = (((sg[0] + sg[1]) + (sg[2] + sg[3])) + ((sg[4] + sg[5]) + (sg[6] + sg[7]))) * inv_n;
+  const float b = (((sgx[0] + sgx[1]) + (sgx[2] + sgx[3])) + ((sgx[4] + sgx[5]) + (sgx[6] + sgx[7]))) * inv_n;
+  for (int64_t j = 0; j < n; ++j) {
+    const float xh = (x[j] - mean) * rstd, g = w ? dy[j] * w[j] : dy[j];
+    dx[j] = (g - a - xh * b) * rstd;
+    if (dw) {
+      dw[j] += dy[j] * xh;
+      db[j] += dy[j];
+    }
+  }
+}
+
 }  // namespace
 
 const IsaKernels kScalarKernels = {"scalar", f32_to_bf16, bf16_to_f32, f32_to_f16, f16_to_f32, add, sub, mul, div, sum,
-                                   layer_norm_row, softmax_row, silu, exp_};
+                                   layer_norm_row, softmax_row, silu, exp_, dot, silu_backward, swiglu_gate,
+                                   swiglu_gate_backward, layer_norm_backward_row};
 
 }  // namespace vl

@@ -1,0 +1,107 @@
+/**
+ * In-place optimizer updates and training-loop helpers (native/ops/optim.h).
+ * Every tensor they update is used as it is: f32, contiguous, one shape and
+ * device, or a clear error (never a silent copy, whose update would be lost).
+ * They queue on the device stream like any op and return at once.
+ */
+import { NativeTensorHandle, native } from '../native';
+import { Tensor } from '../tensor';
+import { booleanOption, numberOption, optionalTensorArg, optionsArg, tensorArg } from './args';
+
+interface OptimNative {
+  adamwUpdate(p: NativeTensorHandle, g: NativeTensorHandle, m: NativeTensorHandle, v: NativeTensorHandle,
+    lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number): void;
+  sgdUpdate(p: NativeTensorHandle, g: NativeTensorHandle, buf: NativeTensorHandle | null, lr: number, momentum: number,
+    dampening: number, weightDecay: number, nesterov: boolean, firstStep: boolean): void;
+  lambUpdate(p: NativeTensorHandle, g: NativeTensorHandle, m: NativeTensorHandle, v: NativeTensorHandle,
+    lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number): void;
+  sumOfSquares(t: NativeTensorHandle): NativeTensorHandle;
+  scaleInPlace(t: NativeTensorHandle, s: number): void;
+  addInPlace(dst: NativeTensorHandle, src: NativeTensorHandle, alpha: number): void;
+  lerpInPlace(dst: NativeTensorHandle, src: NativeTensorHandle, weight: number): void;
+}
+const optimNative = () => native() as unknown as OptimNative;
+
+export interface AdamOptions {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  /** The number of this update, from 1 (for the bias corrections). */
+  step: number;
+}
+
+export interface SgdOptions {
+  lr: number;
+  momentum: number;
+  dampening: number;
+  weightDecay: number;
+  nesterov: boolean;
+  /** The first update with this momentum buffer: it starts as the gradient. */
+  firstStep: boolean;
+}
+
+const adamKeys = ['lr', 'beta1', 'beta2', 'eps', 'weightDecay', 'step'] as const;
+
+function adamArgs(o: unknown, op: string): [number, number, number, number, number, number] {
+  const opts = optionsArg<AdamOptions>(o ?? null, op) as Record<string, unknown>;
+  return adamKeys.map((k) => numberOption(opts, k, op)) as [number, number, number, number, number, number];
+}
+
+/**
+ * One AdamW step in place, in torch.optim.AdamW's order of operations (fp32):
+ * p *= 1 − lr·wd; m = lerp(m, g, 1 − β1); v = β2·v + (1 − β2)·g²;
+ * p −= (lr / (1 − β1^step))·m / (sqrt(v) / sqrt(1 − β2^step) + eps).
+ */
+export function adamwUpdate(param: Tensor, grad: Tensor, expAvg: Tensor, expAvgSq: Tensor, o: AdamOptions): void {
+  const op = 'adamwUpdate';
+  optimNative().adamwUpdate(tensorArg(param, op, 'param'), tensorArg(grad, op, 'grad'), tensorArg(expAvg, op, 'expAvg'),
+    tensorArg(expAvgSq, op, 'expAvgSq'), ...adamArgs(o, op));
+}
+
+/**
+ * One SGD step in place with torch.optim.SGD's semantics: g += wd·p;
+ * buf = firstStep ? g : momentum·buf + (1 − dampening)·g;
+ * g = nesterov ? g + momentum·buf : buf; p −= lr·g. The buffer is needed
+ * (and updated) only when momentum is not 0; grad is never changed.
+ */
+export function sgdUpdate(param: Tensor, grad: Tensor, momentumBuffer: Tensor | null, o: SgdOptions): void {
+  const op = 'sgdUpdate';
+  const opts = optionsArg<SgdOptions>(o ?? null, op) as Record<string, unknown>;
+  optimNative().sgdUpdate(tensorArg(param, op, 'param'), tensorArg(grad, op, 'grad'),
+    optionalTensorArg(momentumBuffer, op, 'momentumBuffer'), numberOption(opts, 'lr', op), numberOption(opts, 'momentum', op),
+    numberOption(opts, 'dampening', op), numberOption(opts, 'weightDecay', op), booleanOption(opts, 'nesterov', op),
+    booleanOption(opts, 'firstStep', op));
+}
+
+/**
+ * One LAMB step in place: Adam moments with bias correction,
+ * u = m̂/(sqrt(v̂) + eps) + wd·p, trust ratio r = ‖p‖/‖u‖ (1 when either is 0),
+ * p −= lr·r·u. One launch; both norms are reduced in a fixed order.
+ */
+export function lambUpdate(param: Tensor, grad: Tensor, expAvg: Tensor, expAvgSq: Tensor, o: AdamOptions): void {
+  const op = 'lambUpdate';
+  optimNative().lambUpdate(tensorArg(param, op, 'param'), tensorArg(grad, op, 'grad'), tensorArg(expAvg, op, 'expAvg'),
+    tensorArg(expAvgSq, op, 'expAvgSq'), ...adamArgs(o, op));
+}
+
+/** Σ t² as an f32 scalar [] (fixed reduction order; for global gradient-norm clipping). */
+export function sumOfSquares(t: Tensor): Tensor {
+  return new Tensor(optimNative().sumOfSquares(tensorArg(t, 'sumOfSquares', 't')));
+}
+
+/** t *= s, in place. */
+export function scaleInPlace(t: Tensor, s: number): void {
+  optimNative().scaleInPlace(tensorArg(t, 'scaleInPlace', 't'), s);
+}
+
+/** dst += α·src, in place (gradient accumulation). */
+export function addInPlace(dst: Tensor, src: Tensor, alpha = 1): void {
+  optimNative().addInPlace(tensorArg(dst, 'addInPlace', 'dst'), tensorArg(src, 'addInPlace', 'src'), alpha);
+}
+
+/** dst += w·(src − dst), in place (an exponential moving average of weights); w = 1 gives src exactly. */
+export function lerpInPlace(dst: Tensor, src: Tensor, weight: number): void {
+  optimNative().lerpInPlace(tensorArg(dst, 'lerpInPlace', 'dst'), tensorArg(src, 'lerpInPlace', 'src'), weight);
+}

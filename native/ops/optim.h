@@ -1,0 +1,42 @@
+// Launchers of the in-place optimizer updates and training-loop helpers.
+// Every tensor they update must be f32, contiguous and of one shape and
+// device: nothing is copied, since an update of a copy would be lost.
+#pragma once
+#include <cstdint>
+
+#include "core/tensor.h"
+
+namespace vl {
+namespace ops {
+
+struct AdamHyper {
+  double lr, beta1, beta2, eps, weight_decay;
+  int64_t step;  // 1 for the first update
+};
+
+// torch.optim.AdamW's update (decoupled weight decay), in place.
+void adamw_update(const TensorPtr& param, const TensorPtr& grad, const TensorPtr& exp_avg,
+                  const TensorPtr& exp_avg_sq, const AdamHyper& h);
+
+struct SgdHyper {
+  double lr, momentum, dampening, weight_decay;
+  bool nesterov, first_step;
+};
+
+// torch.optim.SGD's update; momentum_buffer may be null when momentum is 0.
+void sgd_update(const TensorPtr& param, const TensorPtr& grad, const TensorPtr& momentum_buffer, const SgdHyper& h);
+
+// LAMB: Adam moments with bias correction, u = m_hat / (sqrt(v_hat) + eps) + wd p,
+// p -= lr r u with the trust ratio r = |p| / |u| (1 when either is 0).
+void lamb_update(const TensorPtr& param, const TensorPtr& grad, const TensorPtr& exp_avg,
+                 const TensorPtr& exp_avg_sq, const AdamHyper& h);
+
+// sum(t^2) as an f32 scalar [], reduced in a fixed order.
+TensorPtr sum_of_squares(const TensorPtr& t);
+// t *= scale; dst += alpha src; dst = lerp(dst, src, weight) (all in place).
+void scale_inplace(const TensorPtr& t, double scale);
+void add_inplace(const TensorPtr& dst, const TensorPtr& src, double alpha);
+void lerp_inplace(const TensorPtr& dst, const TensorPtr& src, double weight);
+
+}  // namespace ops
+}  // namespace vl
