@@ -106,6 +106,7 @@ describe('autograd engine', () => {
     step();
     w.grad!.dispose();
     w.grad = null;
+    await vl.synchronize();
     await settleGc(() => vl.memory().cpu.gcReleased);
     const before = vl.memory().cpu;
     for (let i = 0; i < 3; ++i) {
@@ -113,6 +114,7 @@ describe('autograd engine', () => {
       w.grad!.dispose();
       w.grad = null;
     }
+    await vl.synchronize();  // queued kernels hold their tensors until they ran
     const after = vl.memory().cpu;
     expect(after.tensors).toBe(before.tensors);
     expect(after.allocatedBytes).toBe(before.allocatedBytes);
