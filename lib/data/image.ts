@@ -38,5 +38,6 @@ export async function loadImageBatch(inputs: (string | Buffer)[], transform: Eva
   if (!hw) return { images: null, ok, failed };
   const all = new Float32Array(planes.reduce((n, p) => n + p.length, 0));
   planes.reduce((off, p) => (all.set(p, off), off + p.length), 0);
-  return { images: tensor(all, [planes.length, 3, hw[0], hw[1]]), ok, failed };
+  const channels = planes[0].length / (hw[0] * hw[1]);  // 3, or 1 for a grayscale transform
+  return { images: tensor(all, [planes.length, channels, hw[0], hw[1]]), ok, failed };
 }

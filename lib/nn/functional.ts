@@ -3,6 +3,7 @@
  * fused kernels as inference, and (when an input requires grad) records a
  * node whose backward runs the matching backward kernels.
  */
+import '../autograd';  // registers the recording hooks on Tensor
 import { recordOp } from '../autograd/node';
 import { padAlong, sumTo } from '../autograd/tensor-ops';
 import { ArgumentError, ShapeError } from '../errors';

@@ -1,4 +1,5 @@
 /** Classification losses with their fused forward/backward kernels (lib/ops/loss). */
+import '../autograd';  // registers the recording hooks on Tensor
 import { tensor } from '../creation';
 import { ArgumentError, DTypeError, ShapeError } from '../errors';
 import { recordOp } from '../autograd/node';

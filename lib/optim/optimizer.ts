@@ -3,6 +3,7 @@
  * weight-decay exclusion rule, and a state dict for checkpoints. Updates run
  * in place on the parameters (no new tensors per step).
  */
+import '../autograd';  // registers the recording hooks on Tensor
 import { zeros } from '../creation';
 import { ArgumentError, StateDictError } from '../errors';
 import { noGrad } from '../autograd/grad-mode';
