@@ -12,7 +12,7 @@ export { DTYPES, dtypeSize } from './dtype';
 export { tensor, zeros, ones, full, arange, randn, rand, manualSeed, concat } from './creation';
 export type { CreateOptions, RandomOptions, TensorData } from './creation';
 export { tidy, keep } from './scope';
-export { noGrad, enableGrad, isGradEnabled } from './autograd';
+export { noGrad, enableGrad, isGradEnabled, checkpoint } from './autograd';
 export type { BackwardOptions } from './tensor';
 export { memory, backends, backendInfo, cpuInfo, setNumThreads, synchronize, emptyCache, defaultDevice, setDefaultDevice } from './runtime';
 export type { MemoryStats } from './runtime';

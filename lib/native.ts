@@ -44,6 +44,7 @@ export interface NativeAddon {
   random(shape: number[], dtype: string, device: string, normal: boolean, a: number, b: number, seed: number, stream: number): NativeTensorHandle;
   copy(t: NativeTensorHandle, dtype: string): NativeTensorHandle;
   contiguous(t: NativeTensorHandle): NativeTensorHandle;
+  assign(dst: NativeTensorHandle, src: NativeTensorHandle): void;
   toDevice(t: NativeTensorHandle, device: string): NativeTensorHandle;
   reshape(t: NativeTensorHandle, shape: number[]): NativeTensorHandle;
   permute(t: NativeTensorHandle, dims: number[]): NativeTensorHandle;

@@ -251,6 +251,18 @@ export class Tensor {
   }
 
   /**
+   * Overwrites this tensor's values with `src`'s (same shape, dtype and
+   * device), in place: views and holders of this tensor (an optimizer, a
+   * packed-weight cache keyed on it) see the new values. Not recorded by
+   * autograd. Returns this tensor.
+   */
+  assign(src: Tensor): this {
+    if (!(src instanceof Tensor)) throw new ArgumentError('assign: expected a Tensor');
+    native().assign(this.handle('assign'), src.handle('assign'));
+    return this;
+  }
+
+  /**
    * Converts dtype and/or moves device; always explicit, never implicit.
    * `to('bf16')`, `to('cuda')`, `to({ dtype: 'f16', device: 'cuda:1' })`.
    */

@@ -64,6 +64,40 @@ describe('autograd engine', () => {
     checkGrads([[1, 9, 10, 3], [4, 3, 2, 2], [4]], ([x, w, b]) => F.convPatch(x.permute(0, 3, 1, 2).narrow(2, 0, 8), w, b, 2));
   });
 
+  test('normalization, activations and the SwiGLU feed-forward', () => {
+    const p = (w: vl.Tensor, b: vl.Tensor) => ({ weight: w, bias: b, eps: 1e-5 });
+    checkGrads([[3, 5, 8], [8], [8]], ([x, w, b]) => F.layerNorm(x, p(w, b)));
+    checkGrads([[2, 4, 8], [2, 4, 8], [8], [8]], ([x, r, w, b]) => {
+      const { sum, y } = F.addLayerNorm(x, r, p(w, b));
+      return sum.mul(0.5).add(y);
+    });
+    checkGrads([[2, 3, 9]], ([x]) => F.silu(x).add(F.gelu(x)));
+    checkGrads([[2, 3, 8], [16, 8], [16, 8], [8, 16]], ([x, w1, w2, w3]) => F.swiglu(x, w1, w2, w3));
+  });
+
+  test('attention from packed projections, windows and stochastic depth', () => {
+    // Plain self-attention with a class token on a 2x3 grid (7 tokens), 2 heads of 16.
+    const grid = { grid: { cols: 3, step: 0.5, indexOffset: -1 } };
+    checkGrads([[2, 7, 96]], ([qkv]) => F.attentionQKV(qkv.mul(0.5), 2, { qPos: grid, kPos: grid }));
+    // GSA: 6 queries on a 2x3 map, 2 keys from a sub-sampled one (full-width key layout).
+    checkGrads([[1, 6, 32], [1, 2, 64]], ([q, kv]) => F.attentionKV(q, kv, 2, {
+      qPos: { grid: { cols: 3 } }, kPos: { grid: { cols: 3, step: 2, bias: 0.5 } },
+    }));
+    // LSA windows with padding: a 3x5 map in 2x2 windows.
+    checkGrads([[2, 15, 4]], ([x]) => F.windowMerge(F.windowPartition(x, 3, 5, 2).mul(2), 2, 3, 5, 2));
+    checkGrads([[3, 2, 4]], ([x]) => F.dropPath(x, Float32Array.from([1, 0, 1]), 0.25));
+  });
+
+  test('losses', () => {
+    const labels = Int32Array.from([2, 0, 4]);
+    checkGrads([[3, 5]], ([z]) => vl.nn.crossEntropy(z, labels, { labelSmoothing: 0.1 }).reshape([1]));
+    checkGrads([[3, 5]], ([z]) => vl.nn.crossEntropy(z, labels, { reduction: 'none' }));
+    const t = vl.tensor([0.7, 0.3, 0, 0, 0, 0, 0, 0.5, 0.5, 0, 0.1, 0.1, 0.1, 0.1, 0.6], [3, 5]);
+    checkGrads([[3, 5]], ([z]) => vl.nn.softTargetCrossEntropy(z, t).reshape([1]));
+    checkGrads([[3, 5]], ([z]) => vl.nn.binaryCrossEntropyWithLogits(z, t, { reduction: 'sum' }).reshape([1]));
+    t.dispose();
+  });
+
   test('gradients accumulate until cleared; a used graph cannot run twice', () => {
     const a = vl.tensor([1, 2, 3], [3]);
     a.requiresGrad = true;

@@ -34,10 +34,10 @@ function accumulate(leaf: Tensor, g: Tensor): void {
   leaf.grad = keep(sum);
 }
 
-/** The nodes reachable from `root`, with how many edges lead into each. */
-function dependencies(root: GradNode): Map<GradNode, number> {
-  const deps = new Map<GradNode, number>([[root, 0]]);
-  const stack = [root];
+/** The nodes reachable from the roots, with how many edges among them lead into each. */
+function dependencies(roots: readonly GradNode[]): Map<GradNode, number> {
+  const deps = new Map<GradNode, number>(roots.map((r) => [r, 0]));
+  const stack = [...deps.keys()];
   while (stack.length) {
     const n = stack.pop()!;
     for (const e of n.next) {
@@ -51,18 +51,30 @@ function dependencies(root: GradNode): Map<GradNode, number> {
 }
 
 export function backward(root: Tensor, grad: Tensor | undefined, options: BackwardOptions = {}): void {
-  const edge = edgeOf(root);
-  if (!edge) throw new ArgumentError(`backward: ${root.describe()} does not require grad (no input of the ops that made it requires grad)`);
-  if (grad === undefined && root.size !== 1) {
-    throw new ShapeError(`backward: ${root.describe()} is not a scalar; pass its gradient: backward(grad)`);
-  }
-  if (grad !== undefined) {
-    if (!(grad instanceof Tensor)) throw new ArgumentError('backward: grad must be a Tensor');
-    if (!sameShape(grad.shape, root.shape)) throw new ShapeError(`backward: grad ${grad.describe()} must have the shape of ${root.describe()}`);
-  }
+  backwardMany([root], [grad], options);
+}
+
+/**
+ * Backward from several outputs at once, each with its gradient (a scalar
+ * root may leave it undefined: ones).
+ */
+export function backwardMany(roots: readonly Tensor[], grads: readonly (Tensor | undefined)[], options: BackwardOptions = {}): void {
+  const edges = roots.map((root, i) => {
+    const edge = edgeOf(root);
+    if (!edge) throw new ArgumentError(`backward: ${root.describe()} does not require grad (no input of the ops that made it requires grad)`);
+    const g = grads[i];
+    if (g === undefined && root.size !== 1) {
+      throw new ShapeError(`backward: ${root.describe()} is not a scalar; pass its gradient: backward(grad)`);
+    }
+    if (g !== undefined) {
+      if (!(g instanceof Tensor)) throw new ArgumentError('backward: grad must be a Tensor');
+      if (!sameShape(g.shape, root.shape)) throw new ShapeError(`backward: grad ${g.describe()} must have the shape of ${root.describe()}`);
+    }
+    return edge;
+  });
   const retain = options.retainGraph ?? false;
   noGrad(() => {
-    const deps = dependencies(edge.node);
+    const deps = dependencies(edges.map((e) => e.node));
     const buffers = new Map<GradNode, (Tensor | null)[]>();
     const put = (node: GradNode, index: number, g: Tensor) => {
       let slots = buffers.get(node);
@@ -73,8 +85,11 @@ export function backward(root: Tensor, grad: Tensor | undefined, options: Backwa
       prev.dispose();
       g.dispose();
     };
-    put(edge.node, edge.index, grad ? grad.alias() : ones(root.shape, { dtype: root.dtype, device: root.device }));
-    const ready: GradNode[] = [edge.node];
+    edges.forEach((edge, i) => {
+      const g = grads[i];
+      put(edge.node, edge.index, g ? g.alias() : ones(roots[i].shape, { dtype: roots[i].dtype, device: roots[i].device }));
+    });
+    const ready: GradNode[] = [...new Set(edges.map((e) => e.node))].filter((n) => deps.get(n) === 0);
     try {
       while (ready.length) {
         const node = ready.pop()!;

@@ -19,4 +19,6 @@ setGradHooks({
 
 export { noGrad, enableGrad, isGradEnabled } from './grad-mode';
 export { recordOp } from './node';
+export { checkpoint } from './checkpoint';
+export { backwardMany } from './engine';
 export type { BackwardFn, GradEdge } from './node';

@@ -11,6 +11,7 @@ import { PlainConfig } from './config';
 import { applyNorm, residualNorm, SelfAttentionBlock } from './blocks';
 import * as F from '../nn/functional';
 import { noGrad } from '../autograd/grad-mode';
+import { checkpoint } from '../autograd/checkpoint';
 import { checkImages } from './input';
 
 class PatchEmbed extends Module {
@@ -26,6 +27,9 @@ export class PlainVisionLlama extends Module {
   readonly blocks: ModuleList<SelfAttentionBlock>;
   readonly norm: LayerNorm;
   readonly head: Linear;
+
+  /** Training: keep only each block's inputs and recompute its activations in backward. */
+  activationCheckpointing = false;
 
   constructor(readonly config: PlainConfig, init: Initializer, readonly weightDType: WeightDType = 'f32') {
     super();
@@ -61,11 +65,16 @@ export class PlainVisionLlama extends Module {
       let x = concat([this.p('cls_token').expand(B, 1, dim), patches], 1);
       let y = blocks.length ? applyNorm(x, blocks[0].norm1) : x;
       blocks.forEach((blk, i) => {
-        const attn = train ? blk.trainAttention(y, pos) : blk.attentionBranch(y, pos, this.weightDType);
-        ({ sum: x, y } = residualNorm(x, attn, blk.norm2));
         const next = i + 1 < blocks.length ? blocks[i + 1].norm1 : this.norm;
-        const mlp = train ? blk.trainMlp(y) : blk.mlpBranch(y, this.weightDType);
-        ({ sum: x, y } = residualNorm(x, mlp, next));
+        // The residual stream x and its normalized copy y go through the block.
+        const block = (xi: Tensor, yi: Tensor): Tensor[] => {
+          const attn = train ? blk.trainAttention(yi, pos) : blk.attentionBranch(yi, pos, this.weightDType);
+          const mid = residualNorm(xi, attn, blk.norm2);
+          const mlp = train ? blk.trainMlp(mid.y) : blk.mlpBranch(mid.y, this.weightDType);
+          const out = residualNorm(mid.sum, mlp, next);
+          return [out.sum, out.y];
+        };
+        [x, y] = train && this.activationCheckpointing ? checkpoint(block, [x, y]) : block(x, y);
       });
       if (!blocks.length) y = applyNorm(x, this.norm);
       return { tokens: y, cls: y.narrow(1, 0, 1).reshape(B, dim) };

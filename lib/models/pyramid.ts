@@ -12,6 +12,7 @@ import { PyramidConfig } from './config';
 import { applyNorm, residualNorm, SelfAttentionBlock, SubsampledAttentionBlock } from './blocks';
 import * as F from '../nn/functional';
 import { noGrad } from '../autograd/grad-mode';
+import { checkpoint } from '../autograd/checkpoint';
 import { checkImages } from './input';
 
 class StagePatchEmbed extends Module {
@@ -38,6 +39,9 @@ export class PyramidVisionLlama extends Module {
   readonly blocks: ModuleList<ModuleList<PyramidBlock>>;
   readonly norm: LayerNorm;
   readonly head: Linear;
+
+  /** Training: keep only each block's inputs and recompute its activations in backward. */
+  activationCheckpointing = false;
 
   constructor(readonly config: PyramidConfig, init: Initializer, readonly weightDType: WeightDType = 'f32') {
     super();
@@ -84,14 +88,22 @@ export class PyramidVisionLlama extends Module {
         const blocks = this.blocks.items[s].items;
         const ws = this.config.windowSizes[s];
         let y = blocks.length ? applyNorm(x, blocks[0].norm1) : x;
+        // Fixed for this stage: a checkpointed block runs again during backward, after H and W moved on.
+        const h = H, w = W;
         blocks.forEach((blk, j) => {
-          const branch = blk instanceof SelfAttentionBlock
-            ? (train ? blk.trainWindow(y, H, W, ws) : blk.windowBranch(y, H, W, ws, dt))
-            : (train ? blk.trainAttention(y, H, W) : blk.attentionBranch(y, H, W, dt));
-          ({ sum: x, y } = residualNorm(x, branch, blk.norm2));
-          const mlp = train ? blk.trainMlp(y) : blk.mlpBranch(y, dt);
-          if (j + 1 < blocks.length) ({ sum: x, y } = residualNorm(x, mlp, blocks[j + 1].norm1));
-          else x = x.add(mlp);
+          const block = (xi: Tensor, yi: Tensor): Tensor[] => {
+            const branch = blk instanceof SelfAttentionBlock
+              ? (train ? blk.trainWindow(yi, h, w, ws) : blk.windowBranch(yi, h, w, ws, dt))
+              : (train ? blk.trainAttention(yi, h, w) : blk.attentionBranch(yi, h, w, dt));
+            const mid = residualNorm(xi, branch, blk.norm2);
+            const mlp = train ? blk.trainMlp(mid.y) : blk.mlpBranch(mid.y, dt);
+            if (j + 1 < blocks.length) {
+              const out = residualNorm(mid.sum, mlp, blocks[j + 1].norm1);
+              return [out.sum, out.y];
+            }
+            return [mid.sum.add(mlp)];
+          };
+          [x, y] = train && this.activationCheckpointing ? checkpoint(block, [x, y]) : block(x, y);
         });
         map = x.view(B, H, W, this.config.dims[s]).permute(0, 3, 1, 2);
         stages.push({ map, height: H, width: W });

@@ -108,17 +108,23 @@ export abstract class Module {
     for (const [name, t] of entries) {
       if (skip.has(name)) continue;
       const p = params.get(name)!;
-      this.assign(name, t.to({ dtype: p.dtype, device: p.device }).contiguous());
+      // In place: optimizers and other holders of the parameter keep seeing it.
+      const src = t.to({ dtype: p.dtype, device: p.device });
+      try {
+        p.assign(src);
+      } finally {
+        src.dispose();
+      }
     }
     this.onModeChange();
     return report;
   }
 
   /** Replaces the parameter at a dotted path. */
-  private assign(path: string, t: Tensor): void {
+  private replaceParam(path: string, t: Tensor): void {
     const dot = path.indexOf('.');
     if (dot >= 0 && this.#children.has(path.slice(0, dot))) {
-      this.#children.get(path.slice(0, dot))!.assign(path.slice(dot + 1), t);
+      this.#children.get(path.slice(0, dot))!.replaceParam(path.slice(dot + 1), t);
       return;
     }
     if (!this.#params.has(path)) throw new ArgumentError(`no parameter '${path}'`);
@@ -127,7 +133,7 @@ export abstract class Module {
 
   /** Converts every parameter (e.g. to 'bf16' for inference, or to another device). */
   to(target: DType | string | { dtype?: DType; device?: string }): this {
-    for (const [name, t] of [...this.namedParameters()]) this.assign(name, t.to(target as never));
+    for (const [name, t] of [...this.namedParameters()]) this.replaceParam(name, t.to(target as never));
     this.onModeChange();
     return this;
   }

@@ -226,8 +226,12 @@ export class Trainer {
     return { loss: count ? loss / count : NaN, accuracy: count ? correct / count : NaN, count };
   }
 
-  /** Trains for the configured epochs (continuing a checkpoint in outDir with `resume`). */
-  async fit(train: BatchSource, evalSource?: BatchSource): Promise<{ epochs: EpochInfo[] }> {
+  /**
+   * Trains for the configured epochs (continuing a checkpoint in outDir with
+   * `resume`). `stopAfter` ends this call after that many epochs in total,
+   * with a checkpoint, as if interrupted: the schedule still spans `epochs`.
+   */
+  async fit(train: BatchSource, evalSource?: BatchSource, options: { stopAfter?: number } = {}): Promise<{ epochs: EpochInfo[] }> {
     const o = this.options;
     const perEpoch = train.numBatches;
     if (!(perEpoch > 0)) throw new ArgumentError('train: the training data has no batches');
@@ -239,7 +243,8 @@ export class Trainer {
     }
     const history: EpochInfo[] = (this.state.history as EpochInfo[] | undefined) ?? [];
     this.model.train();
-    while (this.state.epoch < o.epochs) {
+    const end = Math.min(o.epochs, options.stopAfter ?? o.epochs);
+    while (this.state.epoch < end) {
       const epoch = this.state.epoch;
       const start = Date.now();
       let sum = 0, seen = 0, imgs = 0;

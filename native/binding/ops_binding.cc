@@ -62,6 +62,12 @@ Napi::Value copy(const Napi::CallbackInfo& info) {
   return wrap(info, ops::copy(a.tensor(0), a.dtype(1)));
 }
 
+Napi::Value assign(const Napi::CallbackInfo& info) {
+  Args a{info, "assign"};
+  ops::assign(a.tensor(0), a.tensor(1));
+  return info.Env().Undefined();
+}
+
 Napi::Value contiguous(const Napi::CallbackInfo& info) {
   Args a{info, "contiguous"};
   return wrap(info, ops::contiguous(a.tensor(0)));
@@ -168,6 +174,7 @@ void init_ops(Napi::Object exports) {
   VL_EXPORT(exports, "arange", arange);
   VL_EXPORT(exports, "random", random);
   VL_EXPORT(exports, "copy", copy);
+  VL_EXPORT(exports, "assign", assign);
   VL_EXPORT(exports, "contiguous", contiguous);
   VL_EXPORT(exports, "toDevice", to_device);
   VL_EXPORT(exports, "reshape", reshape);

@@ -49,6 +49,17 @@ TensorPtr concat(const std::vector<TensorPtr>& parts, int64_t dim) {
   return out;
 }
 
+void assign(const TensorPtr& dst, const TensorPtr& src) {
+  VL_CHECK(dst->shape() == src->shape(), ErrorCode::Shape, "assign: ", src->describe(), " does not have the shape of ",
+           dst->describe());
+  VL_CHECK(dst->dtype() == src->dtype(), ErrorCode::DType, "assign: ", src->describe(), " has another dtype than ",
+           dst->describe(), "; convert it first with .to('", dtype_name(dst->dtype()), "')");
+  VL_CHECK(dst->device() == src->device(), ErrorCode::Device, "assign: ", src->describe(), " is on another device than ",
+           dst->describe(), "; move it first with .to('", dst->device().str(), "')");
+  if (dst->numel() > 0 && !(dst->storage() == src->storage() && dst->offset() == src->offset() && dst->strides() == src->strides()))
+    launch("copy_into", {src}, {dst});
+}
+
 namespace {
 const Device kCpu{DeviceType::CPU, 0};
 

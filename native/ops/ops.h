@@ -29,6 +29,8 @@ TensorPtr from_host(const void* src, HostKind kind, int64_t count, const Shape& 
 TensorPtr copy(const TensorPtr& t, DType dtype);
 // `t` itself when already contiguous, else a contiguous copy.
 TensorPtr contiguous(const TensorPtr& t);
+// Writes src's values into dst's memory (any strides), in stream order: same shape, dtype and device.
+void assign(const TensorPtr& dst, const TensorPtr& src);
 // Joins tensors along `dim` (same dtype and device; other dims equal).
 TensorPtr concat(const std::vector<TensorPtr>& parts, int64_t dim);
 // An explicit transfer to another device (the only way data changes device).
