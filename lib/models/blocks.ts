@@ -62,8 +62,8 @@ export abstract class BlockBase<P extends { mlp: PackedMlp }> extends Module {
     this.norm1 = this.child('norm1', new LayerNorm(dim, eps, init));
     this.norm2 = this.child('norm2', new LayerNorm(dim, eps, init));
     this.mlp = this.child('mlp', new SwiGLU(dim, swigluHidden(dim), init));
-    this.param('gamma_1', init.full([dim], 1e-4));
-    this.param('gamma_2', init.full([dim], 1e-4));
+    this.param('gamma_1', init.full([dim], init.layerScale));
+    this.param('gamma_2', init.full([dim], init.layerScale));
   }
 
   get gamma1(): Tensor { return this.p('gamma_1'); }

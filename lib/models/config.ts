@@ -46,6 +46,8 @@ export interface CreateModelOptions {
   device?: string;
   /** Seed of the random initialization (weights are usually loaded afterwards). */
   seed?: number;
+  /** Initial LayerScale γ of every block (default 1e-4). */
+  layerScaleInit?: number;
 }
 
 const PLAIN = {

@@ -1,4 +1,5 @@
 /** models.create(config, options): the plain and pyramid VisionLLaMA. */
+import { ArgumentError } from '../errors';
 import { Initializer } from '../nn/layers';
 import { CreateModelOptions, ModelConfig, resolveConfig } from './config';
 import { PlainVisionLlama } from './plain';
@@ -7,6 +8,7 @@ import { PyramidVisionLlama } from './pyramid';
 export { PRESETS, resolveConfig, swigluHidden } from './config';
 export type { ModelConfig, PlainConfig, PyramidConfig, CreateModelOptions } from './config';
 export { PlainVisionLlama } from './plain';
+export { loadModel } from './load';
 export { PyramidVisionLlama } from './pyramid';
 export type VisionLlama = PlainVisionLlama | PyramidVisionLlama;
 
@@ -17,7 +19,9 @@ export type VisionLlama = PlainVisionLlama | PyramidVisionLlama;
  */
 export function create(config: string | Record<string, unknown> | ModelConfig, options: CreateModelOptions = {}): VisionLlama {
   const cfg = resolveConfig(config as string | Record<string, unknown>, options);
-  const init = new Initializer(options.seed ?? 0, options.device);
+  const ls = options.layerScaleInit ?? 1e-4;
+  if (typeof ls !== 'number' || !Number.isFinite(ls)) throw new ArgumentError(`create: layerScaleInit must be a finite number, got ${String(ls)}`);
+  const init = new Initializer(options.seed ?? 0, options.device, ls);
   const dtype = options.dtype ?? 'f32';
   const model = cfg.arch === 'plain' ? new PlainVisionLlama(cfg, init, dtype) : new PyramidVisionLlama(cfg, init, dtype);
   return model.eval();

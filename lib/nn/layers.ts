@@ -15,7 +15,8 @@ export interface InitOptions {
 /** Seeds each parameter from the model seed and a running counter. */
 export class Initializer {
   #next = 0;
-  constructor(readonly seed: number, readonly device?: string) {}
+  /** `layerScale`: the initial LayerScale γ (1e-4 as in the released recipes; larger trains small models faster). */
+  constructor(readonly seed: number, readonly device?: string, readonly layerScale = 1e-4) {}
   normal(shape: number[], std = 0.02): Tensor {
     return randn(shape, { seed: this.seed * 100003 + this.#next++, std, device: this.device });
   }

@@ -36,6 +36,8 @@ export interface TrainRunOptions extends Omit<TrainerOptions, 'epochs' | 'outDir
   /** Use only the first N training / test images (quick checks). */
   limitTrain?: number;
   limitTest?: number;
+  /** Initial LayerScale γ of a new model (default 1e-4). */
+  layerScaleInit?: number;
   /** Initial weights (a state dict of the model). */
   weights?: Map<string, import('../tensor').Tensor>;
   log?: (line: string) => void;
@@ -105,7 +107,7 @@ export async function runTraining(o: TrainRunOptions): Promise<TrainRunResult> {
   };
   fs.mkdirSync(o.out, { recursive: true });
   const config = { ...resolveConfig(o.model, { numClasses: data.classes.length }), inChans: data.inChans };
-  const model = create(config, { seed: o.seed ?? 0 });
+  const model = create(config, { seed: o.seed ?? 0, layerScaleInit: o.layerScaleInit });
   let trainer: Trainer | null = null;
   const metrics = new MetricsLog(files.metrics, { truncate: !o.resume });
   try {
