@@ -15,7 +15,7 @@ export const trainUsage = `usage: visionllama train --model PRESET|CONFIG.json -
   DIR holds train/ and val/, each with one sub-folder of images per class. Options:
     --min-lr 1e-6  --warmup-epochs 1  --wd 0.05  --momentum 0.9 (sgd)  --label-smoothing 0.1
     --drop-path 0  --mixup ALPHA  --cutmix ALPHA  --clip-grad NORM  --ema DECAY  --seed 0
-    --layer-scale 1e-4 (initial LayerScale of a new model)
+    --layer-scale 1e-4 (initial LayerScale of a new model)  --pad 2 (Fashion-MNIST random-crop padding; 0: no crop)
     --image-size 224 (image folders)  --workers N  --limit-train N  --limit-test N  --no-progress
   Writes to --out (default ./visionllama-train): model.safetensors, model.json (config, preprocessing,
   classes), labels.txt, metrics.jsonl, curves.png and checkpoint/ (--resume continues from it).
@@ -23,7 +23,7 @@ export const trainUsage = `usage: visionllama train --model PRESET|CONFIG.json -
 
 const VALUES = ['model', 'data', 'epochs', 'batch', 'lr', 'min-lr', 'opt', 'out', 'weights', 'warmup-epochs', 'wd', 'momentum',
   'label-smoothing', 'drop-path', 'mixup', 'cutmix', 'clip-grad', 'ema', 'seed', 'image-size', 'workers', 'limit-train', 'limit-test',
-  'layer-scale'];
+  'layer-scale', 'pad'];
 const SWITCHES = ['resume', 'no-progress', 'help'];
 
 function numFlag(cmd: string, f: ParsedFlags, name: string, fallback: number | undefined): number | undefined {
@@ -69,6 +69,7 @@ function runOptions(cmd: string, f: ParsedFlags, defaults: Partial<TrainRunOptio
     emaDecay: numFlag(cmd, f, 'ema', undefined) ?? null,
     seed: intFlag(cmd, f, 'seed', defaults.seed ?? 0, 0),
     layerScaleInit: numFlag(cmd, f, 'layer-scale', defaults.layerScaleInit),
+    cropPadding: f.values.has('pad') ? intFlag(cmd, f, 'pad', 2, 0) : defaults.cropPadding,
     imageSize: f.values.has('image-size') ? intFlag(cmd, f, 'image-size', 224, 8) : defaults.imageSize,
     workers: f.values.has('workers') ? intFlag(cmd, f, 'workers', 1, 0) : defaults.workers,
     limitTrain: limit('limit-train'),

@@ -36,6 +36,8 @@ export interface TrainRunOptions extends Omit<TrainerOptions, 'epochs' | 'outDir
   /** Use only the first N training / test images (quick checks). */
   limitTrain?: number;
   limitTest?: number;
+  /** Fashion-MNIST: padding of the random crop (default 2; 0: no crop). */
+  cropPadding?: number;
   /** Initial LayerScale γ of a new model (default 1e-4). */
   layerScaleInit?: number;
   /** Initial weights (a state dict of the model). */
@@ -71,7 +73,7 @@ function setupData(o: TrainRunOptions): DataSetup {
   const mix = o.mixup || o.cutmix ? { mixupAlpha: o.mixup ?? 0, cutmixAlpha: o.cutmix ?? 0, labelSmoothing: o.labelSmoothing ?? 0 } : undefined;
   if (o.data === 'fashion-mnist') {
     const norm = { mean: FASHION_MNIST_MEAN, std: FASHION_MNIST_STD };
-    const trainT: TransformSpec = { kind: 'gray-train', pad: 2, flip: 0.5, ...norm };
+    const trainT: TransformSpec = { kind: 'gray-train', pad: o.cropPadding ?? 2, flip: 0.5, ...norm };
     const testT: TransformSpec = { kind: 'gray-eval', ...norm };
     return {
       train: new DataLoader({ ...common, dataset: limitArrays('train', o.limitTrain), transform: trainT, shuffle: true, dropLast: true, mixup: mix }),
