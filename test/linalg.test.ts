@@ -145,6 +145,24 @@ describe('linear', () => {
     }
   });
 
+  test('a transposed x with f32 and bf16 packed weights: the same as a contiguous x', async () => {
+    for (const [m, n, k] of [[15, 33, 385], [29, 65, 778], [3, 7, 1], [300, 40, 1001]]) {
+      const g = randn([k, m]), w = randn([n, k]);
+      const xt = g.transpose(), xc = xt.contiguous();
+      for (const dtype of ['f32', 'bf16'] as const) {
+        const packed = packLinear(w, { dtype });
+        const [a, c] = [linear(xt, packed), linear(xc, packed)];
+        expect(bitsEqual(await a.data(), await c.data())).toBe(true);
+        if (dtype === 'bf16') {
+          const xr = await xc.to('bf16').to('f32').data(), wr = await w.to('bf16').to('f32').data();
+          expectClose(await a.data(), refGemm(xr, wr, m, n, k), 1e-5);
+        }
+        for (const t of [packed, a, c]) t.dispose();
+      }
+      for (const t of [g, w, xt, xc]) t.dispose();
+    }
+  });
+
   test('packLinear takes bf16 weights and strided views', async () => {
     const w = randn([40, 50]);
     const x = randn([9, 50]);
@@ -257,6 +275,32 @@ describe('matmul', () => {
     expectClose(await y.data(), ref, 1e-5);
     for (const t of [a0, a, b0, b, y]) t.dispose();
   });
+
+  // dW = dYᵀ·X: A's rows are adjacent in memory (row stride 1, k stride M),
+  // packed from contiguous runs. The packed panels, and so the results, are
+  // the same as for a contiguous copy of A.
+  test.each([
+    [1, 1, 1], [2, 3, 5], [13, 17, 19], [14, 32, 384], [15, 33, 385], [29, 65, 777], [45, 100, 2], [300, 7, 1001],
+  ])('transposed A (weight gradient) M=%i N=%i K=%i', async (m, n, k) => {
+    const g = randn([k, m]), x = randn([k, n]);
+    const at = g.transpose(), ac = at.contiguous();
+    const y = matmul(at, x);
+    expect(y.shape).toEqual([m, n]);
+    const yc = matmul(ac, x);
+    const yd = await y.data();
+    expect(bitsEqual(yd, await yc.data())).toBe(true);
+    const [ad, xt] = [await ac.data(), await x.transpose().contiguous().data()];
+    expectClose(yd, refGemm(ad, xt, m, n, k), 1e-5);
+    // Batched ([B, K, M] transposed), with a per-batch and a shared B.
+    const gb = randn([3, k, m]), xb = randn([3, k, n]);
+    const gbt = gb.transpose(1, 2), gbc = gbt.contiguous();
+    for (const b of [xb, x]) {
+      const [p, q] = [matmul(gbt, b), matmul(gbc, b)];
+      expect(bitsEqual(await p.data(), await q.data())).toBe(true);
+      for (const t of [p, q]) t.dispose();
+    }
+    for (const t of [g, x, at, ac, y, yc, gb, xb, gbt, gbc]) t.dispose();
+  });
 });
 
 describe('convPatch', () => {
@@ -322,6 +366,9 @@ describe('determinism', () => {
       return [
         linear(x, w, { bias: b }), linear(x, packLinear(w, { dtype: 'bf16' })), swiglu(x, packSwiGLU(w1, w2)),
         matmul(vl.randn([6, 70, 64]), vl.randn([6, 90, 64]), { transposeB: true }), convPatch(img, cw, null, { patch: 16 }),
+        // Weight gradients: a transposed A, f32 and with bf16 weights.
+        matmul(vl.randn([1000, 301]).transpose(), vl.randn([1000, 97])),
+        linear(vl.randn([777, 45]).transpose(), packLinear(vl.randn([33, 777]), { dtype: 'bf16' })),
       ];
     });
     const data = await Promise.all(outs.map((t) => t.data()));
@@ -348,6 +395,8 @@ describe('instruction sets', () => {
       const w1 = vl.randn([50, 300], { seed: 4 }), w2 = vl.randn([50, 300], { seed: 5 });
       const img = vl.randn([1, 3, 32, 32], { seed: 6 }), cw = vl.randn([16, 3, 8, 8], { seed: 7 });
       const packed = L.packLinear(w);
+      const at = vl.randn([301, 45], { seed: 10 }).transpose(), ac = at.contiguous();
+      const xt = vl.randn([301, 37], { seed: 11 }), pt = L.packLinear(vl.randn([29, 301], { seed: 12 }), { dtype: 'bf16' });
       const out = {
         info: L.gemmInfo(),
         linear: Array.from(await L.linear(x, w, { bias: b }).data()),
@@ -356,6 +405,9 @@ describe('instruction sets', () => {
         swigluBf16: Array.from(await L.swiglu(x, L.packSwiGLU(w1, w2, { dtype: 'bf16' })).data()),
         matmul: Array.from(await L.matmul(vl.randn([3, 20, 30], { seed: 8 }), vl.randn([30, 25], { seed: 9 })).data()),
         conv: Array.from(await L.convPatch(img, cw, null, { patch: 8 }).data()),
+        // A transposed A (packed from its contiguous runs) against a contiguous copy of it.
+        transposed: await Promise.all([L.matmul(at, xt), L.matmul(ac, xt), L.linear(at, pt), L.linear(ac, pt)]
+          .map(async (t) => Buffer.from(await t.bytes()).toString('base64'))),
         packed: Buffer.from(await packed.tensor.bytes()).toString('base64'),
         packedInfo: packed.info,
       };
@@ -393,6 +445,9 @@ describe('instruction sets', () => {
         // Same inputs and rounding, different summation order.
         expect(worst).toBeLessThan(1e-5 * scale * 20);
       }
+      const [t32, c32, t16, c16] = r.transposed as string[];
+      expect(t32).toBe(c32);
+      expect(t16).toBe(c16);
     }
   });
 

@@ -143,3 +143,191 @@ describe('views and copies', () => {
     expect(Array.from(await p2.data())).toEqual([12, 13, 14, 15, 80, 81, 82, 83]);
   });
 });
+
+// The common broadcast layouts, leading-dim sums and transposing copies have
+// their own kernels; these check them against references computed here.
+describe('broadcast, reduction and copy fast paths', () => {
+  const f32 = Math.fround;
+  type Op = 'add' | 'sub' | 'mul' | 'div';
+  const ops: Op[] = ['add', 'sub', 'mul', 'div'];
+  const apply = (op: Op, a: number, b: number): number =>
+    op === 'add' ? a + b : op === 'sub' ? a - b : op === 'mul' ? a * b : a / b;
+
+  /** Row-major index of `out` element i in a broadcast operand of shape s (right-aligned). */
+  function bcastIndex(i: number, out: readonly number[], s: readonly number[]): number {
+    let idx = 0, stride = 1;
+    for (let d = out.length - 1, e = s.length - 1; d >= 0; --d, --e) {
+      const c = i % out[d];
+      i = Math.floor(i / out[d]);
+      if (e >= 0) {
+        if (s[e] !== 1) idx += c * stride;
+        stride *= s[e];
+      }
+    }
+    return idx;
+  }
+
+  /** a op b in f32 for every broadcast element (f32 ops are exact roundings of the double ones). */
+  function refBinary(op: Op, a: Float32Array, as: number[], b: Float32Array, bs: number[], out: number[]): Float32Array {
+    const n = out.reduce((p, q) => p * q, 1);
+    const r = new Float32Array(n);
+    for (let i = 0; i < n; ++i) r[i] = f32(apply(op, a[bcastIndex(i, out, as)], b[bcastIndex(i, out, bs)]));
+    return r;
+  }
+
+  const bits = (a: Float32Array): Buffer => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+
+  test.each([1, 7, 33, 384])('f32 broadcasts of [C], [1,C], [B,1,1], [B,N,1], [1,N,C], [B,1,C] and scalars are exact (C = %i)', async (C) => {
+    const [B, N] = [3, 5];
+    const layouts: number[][] = [[C], [1, C], [B, 1, 1], [B, N, 1], [1, N, C], [B, 1, C], [], [1], [1, 1, 1]];
+    {
+      const x = vl.randn([B, N, C], { seed: C });
+      const xd = await x.data();
+      for (const ls of layouts) {
+        const y = vl.rand(ls, { seed: C + ls.length, low: 0.5, high: 2 });
+        const yd = await y.data();
+        for (const op of ops) {
+          const xy = x[op](y), yx = y[op](x);
+          expect(xy.shape).toEqual([B, N, C]);
+          expect(bits(await xy.data()).equals(bits(refBinary(op, xd, [B, N, C], yd, ls, [B, N, C])))).toBe(true);
+          expect(bits(await yx.data()).equals(bits(refBinary(op, yd, ls, xd, [B, N, C], [B, N, C])))).toBe(true);
+        }
+      }
+      // A number operand, a strided operand (the generic path), an [N,1] x [1,C] outer product.
+      for (const op of ops) {
+        const r = await x[op](1.5).data();
+        expect(bits(r).equals(bits(refBinary(op, xd, [B, N, C], Float32Array.of(1.5), [], [B, N, C])))).toBe(true);
+        const t = x.transpose(0, 1);  // [N, B, C]
+        const g = vl.randn([C], { seed: 9 });
+        expect(bits(await t[op](g).data()).equals(bits(refBinary(op, await t.data(), [N, B, C], await g.data(), [C], [N, B, C])))).toBe(true);
+        const col = vl.rand([N, 1], { seed: 3, low: 1, high: 2 }), row = vl.rand([1, C], { seed: 4, low: 1, high: 2 });
+        expect(bits(await col[op](row).data()).equals(bits(refBinary(op, await col.data(), [N, 1], await row.data(), [1, C], [N, C])))).toBe(true);
+      }
+    }
+  });
+
+  test('long rows and short rows of a [R, C] against [C] and [R, 1]', async () => {
+    {
+      for (const [R, C] of [[3000, 5], [700, 129], [2, 40000]]) {
+        const x = vl.randn([R, C], { seed: R }), v = vl.rand([C], { seed: 1, low: 0.5, high: 2 });
+        const s = vl.rand([R, 1], { seed: 2, low: 0.5, high: 2 });
+        const xd = await x.data(), vd = await v.data(), sd = await s.data();
+        for (const op of ops) {
+          expect(bits(await x[op](v).data()).equals(bits(refBinary(op, xd, [R, C], vd, [C], [R, C])))).toBe(true);
+          expect(bits(await v[op](x).data()).equals(bits(refBinary(op, vd, [C], xd, [R, C], [R, C])))).toBe(true);
+          expect(bits(await s[op](x).data()).equals(bits(refBinary(op, sd, [R, 1], xd, [R, C], [R, C])))).toBe(true);
+        }
+      }
+    }
+  });
+
+  test('bf16 and integer broadcasts compute like their element-by-element definition', async () => {
+    {
+      const x = vl.randn([4, 6, 33], { seed: 5 }), g = vl.rand([33], { seed: 6, low: 0.5, high: 2 });
+      const s = vl.rand([4, 1, 1], { seed: 7, low: 0.5, high: 2 });
+      for (const op of ops) {
+        for (const y of [g, s]) {
+          // bf16: computed in f32, rounded once.
+          const xb = x.to('bf16'), yb = y.to('bf16');
+          const want = await xb.to('f32')[op](yb.to('f32')).to('bf16').data();
+          expect(Array.from(await xb[op](yb).data())).toEqual(Array.from(want));
+          const wantR = await yb.to('f32')[op](xb.to('f32')).to('bf16').data();
+          expect(Array.from(await yb[op](xb).data())).toEqual(Array.from(wantR));
+        }
+      }
+      const xi = vl.tensor(Array.from({ length: 2 * 3 * 7 }, (_, i) => i * 37 - 400), [2, 3, 7], { dtype: 'i32' });
+      const gi = vl.tensor([3, -5, 7, 2, -1, 9, 4], [7], { dtype: 'i32' });
+      const xa = Array.from(await xi.data()), ga = Array.from(await gi.data());
+      const idiv = (a: number, b: number): number => Math.trunc(a / b) | 0;
+      for (const op of ops) {
+        const f = op === 'div' ? idiv : (a: number, b: number) => apply(op, a, b);
+        expect(Array.from(await xi[op](gi).data())).toEqual(xa.map((v, i) => f(v, ga[i % 7])));
+        expect(Array.from(await gi[op](xi.add(1000)).data())).toEqual(xa.map((v, i) => f(ga[i % 7], v + 1000)));
+      }
+    }
+  });
+
+  /** Sum over `dims` in float64 (keepdim false). */
+  function refSum(d: ArrayLike<number>, shape: number[], dims: number[]): Float64Array {
+    const keep = shape.map((_, i) => !dims.includes(i));
+    const outShape = shape.filter((_, i) => keep[i]);
+    const out = new Float64Array(outShape.reduce((p, q) => p * q, 1));
+    const idx = new Array(shape.length).fill(0);
+    for (let i = 0; i < d.length; ++i) {
+      let o = 0;
+      for (let k = 0; k < shape.length; ++k) if (keep[k]) o = o * shape[k] + idx[k];
+      out[o] += d[i];
+      for (let k = shape.length - 1; k >= 0; --k) { if (++idx[k] < shape[k]) break; idx[k] = 0; }
+    }
+    return out;
+  }
+
+  test.each([
+    [[5, 9, 33], [0, 1]], [[5, 9, 384], [0, 1]], [[6400, 7], [0]], [[2, 3], [0]], [[1, 1, 4], [0, 1]],
+    [[3, 1, 5, 1, 7], [0, 2]], [[4, 300, 5], [1]], [[3, 50, 2051], [0, 1]], [[7, 9, 1, 33], [1]],
+  ] as [number[], number[]][])('sum of %j over leading dims %j, with and without keepdim', async (shape, dims) => {
+    {
+      const x = vl.randn(shape, { seed: shape.length + shape[0] });
+      const ref = refSum(await x.data(), shape, dims);
+      const s = x.sum(dims);
+      const k = x.sum(dims, { keepdim: true });
+      expect(k.shape).toEqual(shape.map((n, i) => (dims.includes(i) ? 1 : n)));
+      const got = await s.data();
+      expect(got.length).toBe(ref.length);
+      const rows = dims.reduce((p, d) => p * shape[d], 1);
+      for (let i = 0; i < ref.length; ++i) expect(Math.abs(got[i] - ref[i])).toBeLessThan(1e-6 * rows + 1e-6);
+      expect(bits(await k.data()).equals(bits(got))).toBe(true);
+      // Integers are exact; bf16 sums in f32 and rounds once.
+      const xi = x.mul(100).to('i32');
+      const refI = refSum(await xi.data(), shape, dims);
+      expect(Array.from(await xi.sum(dims).data()).map(Number)).toEqual(Array.from(refI));
+      const xb = x.to('bf16');
+      const refB = refSum(await xb.data(), shape, dims);
+      const gotB = await xb.sum(dims).data();
+      for (let i = 0; i < refB.length; ++i) expect(Math.abs(gotB[i] - refB[i])).toBeLessThanOrEqual(Math.abs(refB[i]) / 128 + 1e-6 * rows);
+    }
+  });
+
+  test('very long columns are summed accurately', async () => {
+    {
+      for (const C of [1, 7, 100]) {
+        using x = vl.rand([100000, C], { seed: C, low: 0, high: 1 });
+        const ref = refSum(await x.data(), [100000, C], [0]);
+        using s = x.sum(0);
+        const got = await s.data();
+        // About 50000 per column: within a few f32 ulps (float runs are short, chunk totals in double).
+        for (let i = 0; i < C; ++i) expect(Math.abs(got[i] - ref[i])).toBeLessThan(ref[i] * 2e-7 + 1e-3);
+      }
+    }
+  });
+
+  test('transposing and permuting copies of every element size', async () => {
+    {
+      const shapes: [number[], number[]][] = [
+        [[288, 70], [1, 0]], [[33, 17], [1, 0]], [[3, 5, 33, 7], [3, 2, 1, 0]], [[3, 5, 33, 7], [0, 2, 1, 3]],
+        [[3, 5, 33, 7], [1, 3, 0, 2]], [[2, 40, 3, 70], [0, 3, 2, 1]], [[65, 1, 130], [2, 1, 0]],
+      ];
+      for (const [shape, perm] of shapes) {
+        const n = shape.reduce((p, q) => p * q, 1);
+        const base = vl.arange(n).reshape(shape).mul(1 / 64);
+        const values = Array.from(await base.data());
+        const pshape = perm.map((d) => shape[d]);
+        const strides: number[] = [];
+        for (let d = shape.length - 1, s = 1; d >= 0; --d) { strides[d] = s; s *= shape[d]; }
+        const want: number[] = [];
+        const idx = new Array(shape.length).fill(0);
+        for (let i = 0; i < n; ++i) {
+          want.push(values[perm.reduce((o, d, k) => o + idx[k] * strides[d], 0)]);
+          for (let k = shape.length - 1; k >= 0; --k) { if (++idx[k] < pshape[k]) break; idx[k] = 0; }
+        }
+        for (const dtype of ['f32', 'bf16', 'i64', 'u8', 'i32'] as const) {
+          const t = base.to(dtype).permute(perm);
+          const c = t.contiguous();
+          expect(c.isContiguous).toBe(true);
+          const expected = dtype === 'f32' ? want : Array.from(await vl.tensor(want, [n]).to(dtype).data());
+          expect(Array.from(await c.data(), Number)).toEqual(expected.map(Number));
+        }
+      }
+    }
+  });
+});

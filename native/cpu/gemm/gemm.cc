@@ -277,6 +277,10 @@ void run(const Problem& p) {
   // the scratch's own stride off such multiples.
   const bool scratch_needed = l.nkb > 1;
   const int64_t lds = ncp * nr + 16;
+  // Column-major A (rows adjacent in memory, k strided, as dY^T in dW =
+  // dY^T X): panels whose rows are one contiguous run per k step are packed
+  // from those runs instead of element by element.
+  const bool a_cols = !p.a_koff && p.a_ks != 1 && p.a_rows.nd >= 1 && p.a_rows.stride[p.a_rows.nd - 1] == 1;
 
   parallel_for(tasks, 1, [&](int64_t t0, int64_t t1) {
     thread_local Workspace a_ws, s_ws;
@@ -293,16 +297,40 @@ void run(const Problem& p) {
       const float* r_base = p.r ? p.r + (p.r_boff ? p.r_boff[bb] : 0) : nullptr;
 
       // The task's rows of A, all K blocks ([kb][panel][kc][mr]), packed once.
-      char* a_blk = a_ws.get(static_cast<size_t>(np * l.kp * mr * l.a_elem));
-      for (int64_t ip = ip0; ip < ip1; ++ip) {
+      // With one column tile each K block is used once: it is packed just
+      // before its turn into a buffer of one block, which stays in L2 (the
+      // whole of a long K, as in weight gradients, would not).
+      const bool per_block = jg1 - jg0 <= ncp && l.nkb > 1;
+      char* a_blk = a_ws.get(static_cast<size_t>(np * (per_block ? l.kcb : l.kp) * mr * l.a_elem));
+      auto a_panel_at = [&](int64_t ip, int64_t pc, int64_t kc) {
+        return a_blk + ((per_block ? 0 : pc * np) + (ip - ip0) * kc) * mr * l.a_elem;
+      };
+      auto pack_panel = [&](int64_t ip, int64_t pc) {
+        const int64_t kc = std::min(l.kcb, l.kp - pc);
+        char* dst = a_panel_at(ip, pc, kc);
+        int n = 0;
         for (int i = 0; i < mr; ++i) {
           const int64_t row = ip * mr + i;
           rows[i] = row < p.m ? a_base + p.a_rows.offset(row) : nullptr;
+          n += row < p.m;
         }
-        for (int64_t pc = 0; pc < l.kp; pc += l.kcb) {
-          const int64_t kc = std::min(l.kcb, l.kp - pc);
-          v.pack_a(rows, p.a_ks, p.a_koff, pc, kc, p.k, a_blk + (pc * np + (ip - ip0) * kc) * mr * l.a_elem);
-        }
+        bool adjacent = a_cols;
+        for (int i = 1; i < n && adjacent; ++i) adjacent = rows[i] == rows[0] + i;
+        if (adjacent)
+          v.pack_a_cols(rows[0], n, p.a_ks, pc, kc, p.k, dst);
+        else
+          v.pack_a(rows, p.a_ks, p.a_koff, pc, kc, p.k, dst);
+      };
+      if (per_block) {
+        // packed in the K loop below
+      } else if (a_cols) {
+        // One K block of all the task's panels at a time: neighbouring
+        // panels share cache lines of each k step's run.
+        for (int64_t pc = 0; pc < l.kp; pc += l.kcb)
+          for (int64_t ip = ip0; ip < ip1; ++ip) pack_panel(ip, pc);
+      } else {
+        for (int64_t ip = ip0; ip < ip1; ++ip)
+          for (int64_t pc = 0; pc < l.kp; pc += l.kcb) pack_panel(ip, pc);
       }
       float* scratch =
           scratch_needed ? reinterpret_cast<float*>(s_ws.get(static_cast<size_t>(np * mr * lds) * 4)) : nullptr;
@@ -313,8 +341,10 @@ void run(const Problem& p) {
           const int64_t pc = kb * l.kcb;
           const int64_t kc = std::min(l.kcb, l.kp - pc);
           const bool first = kb == 0, last = kb == l.nkb - 1;
+          if (per_block)
+            for (int64_t ip = ip0; ip < ip1; ++ip) pack_panel(ip, pc);
           for (int64_t ip = ip0; ip < ip1; ++ip) {
-            const char* a_panel = a_blk + (pc * np + (ip - ip0) * kc) * mr * l.a_elem;
+            const char* a_panel = a_panel_at(ip, pc, kc);
             for (int64_t jp = ja; jp < jb; ++jp) {
               GemmTile t;
               t.kc = kc / kg;

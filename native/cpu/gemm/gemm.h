@@ -6,7 +6,10 @@
 // columns, see cpu/simd/gemm_isa.h) and K is cut into blocks of about KC.
 // The thread pool shares out row blocks of about MC rows (tasks); a task
 // packs its rows of A, then for each NC-wide column block and each K block
-// runs the register-blocked micro-kernel over its tiles. The K blocks depend
+// runs the register-blocked micro-kernel over its tiles (a task with one
+// column block packs each K block of A just before using it). A whose rows
+// are adjacent in memory (a transposed operand) is packed from contiguous
+// runs. The K blocks depend
 // only on K, and each C element is summed by exactly one micro-kernel call
 // sequence, so results are the same for any thread count.
 //

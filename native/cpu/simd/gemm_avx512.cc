@@ -132,6 +132,64 @@ void pack_a_pairs_f32(const float* const* rows, int64_t ks, const int64_t* koff,
     }
 }
 
+inline __mmask16 first_lanes(int n) { return static_cast<__mmask16>((1u << n) - 1u); }
+
+// Column-major A (rows adjacent): one masked load of the panel's rows per k;
+// the 16-lane stores overlap the next step's slot, which that step rewrites
+// (only the last is masked: past the panel lies another panel's memory).
+template <int MR>
+void pack_a_cols_f32(const float* a, int rows, int64_t ks, int64_t k0, int64_t kc, int64_t klimit, void* dst) {
+  float* d = static_cast<float*>(dst);
+  const __mmask16 m = first_lanes(rows);
+  const int64_t kin = klimit - k0 < kc ? (klimit - k0 > 0 ? klimit - k0 : 0) : kc;
+  const float* src = a + k0 * ks;
+  int64_t k = 0;
+  for (; k + 4 <= kin && k + 4 < kc; k += 4) {
+    const __m512 v0 = _mm512_maskz_loadu_ps(m, src + k * ks), v1 = _mm512_maskz_loadu_ps(m, src + (k + 1) * ks);
+    const __m512 v2 = _mm512_maskz_loadu_ps(m, src + (k + 2) * ks), v3 = _mm512_maskz_loadu_ps(m, src + (k + 3) * ks);
+    _mm512_storeu_ps(d + k * MR, v0);
+    _mm512_storeu_ps(d + (k + 1) * MR, v1);
+    _mm512_storeu_ps(d + (k + 2) * MR, v2);
+    _mm512_storeu_ps(d + (k + 3) * MR, v3);
+  }
+  for (; k < kc; ++k) {
+    const __m512 v = k < kin ? _mm512_maskz_loadu_ps(m, src + k * ks) : _mm512_setzero_ps();
+    if (k + 1 < kc)
+      _mm512_storeu_ps(d + k * MR, v);
+    else
+      _mm512_mask_storeu_ps(d + k * MR, first_lanes(MR), v);
+  }
+}
+
+// Rounds to bf16 (nearest even, NaN kept quiet) and back to f32, as round_bf16.
+inline __m512 bf16_round512(__m512 x) {
+  const __m512i u = _mm512_castps_si512(x);
+  const __mmask16 nan =
+      _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+  __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), lsb));
+  r = _mm512_mask_or_epi32(r, nan, u, _mm512_set1_epi32(0x400000));
+  return _mm512_castsi512_ps(_mm512_and_si512(r, _mm512_set1_epi32(static_cast<int>(0xffff0000u))));
+}
+
+// Column-major A for the widening bf16 kernel: panel [kc/2][mr][2] of
+// bf16-rounded f32, rows k and k+1 interleaved per pair.
+void pack_a_cols_pairs_f32(const float* a, int rows, int64_t ks, int64_t k0, int64_t kc, int64_t klimit, void* dst) {
+  static_assert(kMrBf <= 16 && kMrBf > 8, "two stores per pair");
+  float* d = static_cast<float*>(dst);
+  const __mmask16 m = first_lanes(rows);
+  const __m512i lo_idx = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i hi_idx = _mm512_add_epi32(lo_idx, _mm512_set1_epi32(8));
+  for (int64_t k = 0; k < kc; k += 2) {
+    const __m512 e = k0 + k < klimit ? _mm512_maskz_loadu_ps(m, a + (k0 + k) * ks) : _mm512_setzero_ps();
+    const __m512 o = k0 + k + 1 < klimit ? _mm512_maskz_loadu_ps(m, a + (k0 + k + 1) * ks) : _mm512_setzero_ps();
+    const __m512 re = bf16_round512(e), ro = bf16_round512(o);
+    float* p = d + k / 2 * kMrBf * 2;
+    _mm512_storeu_ps(p, _mm512_permutex2var_ps(re, lo_idx, ro));
+    _mm512_mask_storeu_ps(p + 16, first_lanes(2 * kMrBf - 16), _mm512_permutex2var_ps(re, hi_idx, ro));
+  }
+}
+
 void pack_b_f32(const float* const* cols, int64_t ks, int64_t k, int64_t kpad, void* dst) {
   float* d = static_cast<float*>(dst);
   bool unit = true;  // columns adjacent in memory: each k row is one vector copy
@@ -164,8 +222,8 @@ void pack_b_bf16(const float* const* cols, int64_t ks, int64_t k, int64_t kpad, 
 const GemmKernels kGemmAvx512 = {
     "avx512",
     2,
-    {kMr, kNr, 1, 4, 4, kernel_f32, pack_a_f32_t<kMr>},
-    {kMrBf, kNr, 2, 4, 2, kernel_bf16_widen, pack_a_pairs_f32},
+    {kMr, kNr, 1, 4, 4, kernel_f32, pack_a_f32_t<kMr>, pack_a_cols_f32<kMr>},
+    {kMrBf, kNr, 2, 4, 2, kernel_bf16_widen, pack_a_pairs_f32, pack_a_cols_pairs_f32},
     pack_b_f32,
     pack_b_bf16,
 };

@@ -103,8 +103,26 @@ void pack_a_bf16(const float* const* rows, int64_t ks, const int64_t* koff, int6
                            round_bf16(at(rows[i], ks, koff, k0 + k + 1, klimit)) << 16;
 }
 
+// Column-major A (rows adjacent): per pair, rows k and k+1 are one masked
+// load each, rounded and packed into 32-bit pair words in one go. The
+// 16-word stores overlap the next pair's slot, which it rewrites; the last
+// is masked.
+void pack_a_cols_bf16(const float* a, int rows, int64_t ks, int64_t k0, int64_t kc, int64_t klimit, void* dst) {
+  uint32_t* d = static_cast<uint32_t*>(dst);
+  const __mmask16 m = static_cast<__mmask16>((1u << rows) - 1u);
+  for (int64_t k = 0; k < kc; k += 2) {
+    const __m512 e = k0 + k < klimit ? _mm512_maskz_loadu_ps(m, a + (k0 + k) * ks) : _mm512_setzero_ps();
+    const __m512 o = k0 + k + 1 < klimit ? _mm512_maskz_loadu_ps(m, a + (k0 + k + 1) * ks) : _mm512_setzero_ps();
+    const __m512i w = round_pairs(e, o);
+    if (k + 2 < kc)
+      _mm512_storeu_si512(d + k / 2 * kMr, w);
+    else
+      _mm512_mask_storeu_epi32(d + k / 2 * kMr, static_cast<__mmask16>((1u << kMr) - 1u), w);
+  }
+}
+
 }  // namespace
 
-const GemmVariant kGemmAvx512Bf16Variant = {kMr, kNr, 2, 2, 2, kernel_bf16, pack_a_bf16};
+const GemmVariant kGemmAvx512Bf16Variant = {kMr, kNr, 2, 2, 2, kernel_bf16, pack_a_bf16, pack_a_cols_bf16};
 
 }  // namespace vl

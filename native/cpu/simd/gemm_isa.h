@@ -55,6 +55,10 @@ struct GemmVariant {
   // of kgroup; k >= klimit reads as zero (padding to a whole pair).
   void (*pack_a)(const float* const* rows, int64_t ks, const int64_t* koff, int64_t k0, int64_t kc, int64_t klimit,
                  void* dst);
+  // The same panel when its rows are adjacent in memory (a transposed A such
+  // as dY^T in a weight gradient): element (i, k) at a[i + k * ks] for
+  // i < rows (rows past it are zero). Each k step is one short contiguous run.
+  void (*pack_a_cols)(const float* a, int rows, int64_t ks, int64_t k0, int64_t kc, int64_t klimit, void* dst);
 };
 
 struct GemmKernels {

@@ -37,6 +37,31 @@ void pack_a_pairs_f32(const float* const* rows, int64_t ks, const int64_t* koff,
     }
 }
 
+template <int MR>
+void pack_a_cols_f32(const float* a, int rows, int64_t ks, int64_t k0, int64_t kc, int64_t klimit, void* dst) {
+  float* d = static_cast<float*>(dst);
+  for (int64_t k = 0; k < kc; ++k) {
+    float* o = d + k * MR;
+    const int n = k0 + k < klimit ? rows : 0;
+    const float* src = a + (k0 + k) * ks;
+    for (int i = 0; i < n; ++i) o[i] = src[i];
+    for (int i = n; i < MR; ++i) o[i] = 0.0f;
+  }
+}
+
+template <int MR>
+void pack_a_cols_pairs_f32(const float* a, int rows, int64_t ks, int64_t k0, int64_t kc, int64_t klimit, void* dst) {
+  float* d = static_cast<float*>(dst);
+  for (int64_t k = 0; k < kc; k += 2)
+    for (int h = 0; h < 2; ++h) {
+      float* o = d + k / 2 * MR * 2 + h;
+      const int n = k0 + k + h < klimit ? rows : 0;
+      const float* src = a + (k0 + k + h) * ks;
+      for (int i = 0; i < n; ++i) o[2 * i] = bf16_round_f32(src[i]);
+      for (int i = n; i < MR; ++i) o[2 * i] = 0.0f;
+    }
+}
+
 template <int NR>
 void pack_b_f32(const float* const* cols, int64_t ks, int64_t k, int64_t kpad, void* dst) {
   float* d = static_cast<float*>(dst);

@@ -6,6 +6,8 @@
 
 namespace vl {
 
+enum : int { kBinaryAdd = 0, kBinarySub = 1, kBinaryMul = 2, kBinaryDiv = 3 };
+
 struct IsaKernels {
   const char* name;
   void (*f32_to_bf16)(const float* src, uint16_t* dst, int64_t n);
@@ -16,8 +18,17 @@ struct IsaKernels {
   void (*sub_f32)(const float* a, const float* b, float* out, int64_t n);
   void (*mul_f32)(const float* a, const float* b, float* out, int64_t n);
   void (*div_f32)(const float* a, const float* b, float* out, int64_t n);
+  // out = v op s, or s op v when s_first (op: kBinaryAdd..kBinaryDiv): one
+  // operand broadcast, the same IEEE result per element as the two-vector ones.
+  void (*binary_scalar_f32)(int op, const float* v, float s, float* out, int64_t n, int s_first);
+  // Transpose of 4-byte elements: dst[i * ldd + j] = src[j * lds + i] for
+  // i < m, j < n (a strided copy whose unit-stride dim is not the last).
+  void (*transpose32)(const uint32_t* src, int64_t lds, uint32_t* dst, int64_t ldd, int64_t m, int64_t n);
   // Sum in a fixed order for a given ISA and n.
   float (*sum_f32)(const float* x, int64_t n);
+  // Column sums: acc[c] += rows[0][c] + rows[1][c] + ..., added one row at a
+  // time in row order (so every ISA gives the same bits), for c < w.
+  void (*col_sum_f32)(const float* const* rows, int64_t nrows, int64_t w, float* acc);
   // LayerNorm of one row: y = (x - mean) * rstd * w + b (w/b may be null);
   // two passes over x for an accurate variance. Writes mean and rstd.
   void (*layer_norm_row)(const float* x, const float* w, const float* b, float* y, int64_t n, float eps,

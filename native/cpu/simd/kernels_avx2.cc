@@ -65,6 +65,117 @@ VL_BINARY_AVX2(sub, _mm256_sub_ps, -)
 VL_BINARY_AVX2(mul, _mm256_mul_ps, *)
 VL_BINARY_AVX2(div, _mm256_div_ps, /)
 
+template <int op, bool s_first>
+inline __m256 binary_op256(__m256 v, __m256 s) {
+  const __m256 a = s_first ? s : v, b = s_first ? v : s;
+  if (op == kBinaryAdd) return _mm256_add_ps(a, b);
+  if (op == kBinarySub) return _mm256_sub_ps(a, b);
+  if (op == kBinaryMul) return _mm256_mul_ps(a, b);
+  return _mm256_div_ps(a, b);
+}
+template <int op, bool s_first>
+void binary_scalar_t(const float* v, float s, float* o, int64_t n) {
+  const __m256 vs = _mm256_set1_ps(s);
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    const __m256 x0 = _mm256_loadu_ps(v + i), x1 = _mm256_loadu_ps(v + i + 8);
+    const __m256 x2 = _mm256_loadu_ps(v + i + 16), x3 = _mm256_loadu_ps(v + i + 24);
+    _mm256_storeu_ps(o + i, binary_op256<op, s_first>(x0, vs));
+    _mm256_storeu_ps(o + i + 8, binary_op256<op, s_first>(x1, vs));
+    _mm256_storeu_ps(o + i + 16, binary_op256<op, s_first>(x2, vs));
+    _mm256_storeu_ps(o + i + 24, binary_op256<op, s_first>(x3, vs));
+  }
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(o + i, binary_op256<op, s_first>(_mm256_loadu_ps(v + i), vs));
+  for (; i < n; ++i) {
+    const float a = s_first ? s : v[i], b = s_first ? v[i] : s;
+    o[i] = op == kBinaryAdd ? a + b : op == kBinarySub ? a - b : op == kBinaryMul ? a * b : a / b;
+  }
+}
+void binary_scalar(int op, const float* v, float s, float* o, int64_t n, int s_first) {
+  switch (op * 2 + (s_first ? 1 : 0)) {
+    case 0: return binary_scalar_t<kBinaryAdd, false>(v, s, o, n);
+    case 1: return binary_scalar_t<kBinaryAdd, true>(v, s, o, n);
+    case 2: return binary_scalar_t<kBinarySub, false>(v, s, o, n);
+    case 3: return binary_scalar_t<kBinarySub, true>(v, s, o, n);
+    case 4: return binary_scalar_t<kBinaryMul, false>(v, s, o, n);
+    case 5: return binary_scalar_t<kBinaryMul, true>(v, s, o, n);
+    case 6: return binary_scalar_t<kBinaryDiv, false>(v, s, o, n);
+    default: return binary_scalar_t<kBinaryDiv, true>(v, s, o, n);
+  }
+}
+
+// The elements outside whole blocks: rows i >= mb, then columns j >= nb.
+inline void transpose32_edges(const uint32_t* src, int64_t lds, uint32_t* dst, int64_t ldd, int64_t m, int64_t n,
+                              int64_t mb, int64_t nb) {
+  for (int64_t i = mb; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) dst[i * ldd + j] = src[j * lds + i];
+  for (int64_t i = 0; i < mb; ++i)
+    for (int64_t j = nb; j < n; ++j) dst[i * ldd + j] = src[j * lds + i];
+}
+
+// 8x8 blocks transposed in registers (unpack, shuffle, lane permute).
+void transpose32(const uint32_t* src, int64_t lds, uint32_t* dst, int64_t ldd, int64_t m, int64_t n) {
+  const int64_t mb = m / 8 * 8, nb = n / 8 * 8;
+  for (int64_t i = 0; i < mb; i += 8)
+    for (int64_t j = 0; j < nb; j += 8) {
+      __m256 r[8], t[8];
+      for (int k = 0; k < 8; ++k) r[k] = _mm256_loadu_ps(reinterpret_cast<const float*>(src + (j + k) * lds + i));
+      for (int k = 0; k < 8; k += 2) {
+        t[k] = _mm256_unpacklo_ps(r[k], r[k + 1]);
+        t[k + 1] = _mm256_unpackhi_ps(r[k], r[k + 1]);
+      }
+      for (int k = 0; k < 8; k += 4) {
+        r[k] = _mm256_shuffle_ps(t[k], t[k + 2], 0x44);
+        r[k + 1] = _mm256_shuffle_ps(t[k], t[k + 2], 0xee);
+        r[k + 2] = _mm256_shuffle_ps(t[k + 1], t[k + 3], 0x44);
+        r[k + 3] = _mm256_shuffle_ps(t[k + 1], t[k + 3], 0xee);
+      }
+      float* d = reinterpret_cast<float*>(dst + i * ldd + j);
+      for (int k = 0; k < 4; ++k) {
+        _mm256_storeu_ps(d + k * ldd, _mm256_permute2f128_ps(r[k], r[k + 4], 0x20));
+        _mm256_storeu_ps(d + (k + 4) * ldd, _mm256_permute2f128_ps(r[k], r[k + 4], 0x31));
+      }
+    }
+  transpose32_edges(src, lds, dst, ldd, m, n, mb, nb);
+}
+
+inline __m256i col_mask256(int64_t n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+// Up to NV vectors of columns held in registers while the rows go by; the
+// last vector is masked to the columns left.
+template <int NV>
+inline void col_sum_block(const float* const* rows, int64_t nrows, int64_t c, int64_t left, float* acc) {
+  const __m256i m = col_mask256(left - 8 * (NV - 1));
+  __m256 a[NV];
+  for (int j = 0; j + 1 < NV; ++j) a[j] = _mm256_loadu_ps(acc + c + 8 * j);
+  a[NV - 1] = _mm256_maskload_ps(acc + c + 8 * (NV - 1), m);
+  for (int64_t r = 0; r < nrows; ++r) {
+    const float* p = rows[r] + c;
+    for (int j = 0; j + 1 < NV; ++j) a[j] = _mm256_add_ps(a[j], _mm256_loadu_ps(p + 8 * j));
+    a[NV - 1] = _mm256_add_ps(a[NV - 1], _mm256_maskload_ps(p + 8 * (NV - 1), m));
+  }
+  for (int j = 0; j + 1 < NV; ++j) _mm256_storeu_ps(acc + c + 8 * j, a[j]);
+  _mm256_maskstore_ps(acc + c + 8 * (NV - 1), m, a[NV - 1]);
+}
+
+void col_sum(const float* const* rows, int64_t nrows, int64_t w, float* acc) {
+  for (int64_t c = 0; c < w; c += 64) {
+    const int64_t left = w - c < 64 ? w - c : 64;
+    switch ((left + 7) / 8) {
+      case 1: col_sum_block<1>(rows, nrows, c, left, acc); break;
+      case 2: col_sum_block<2>(rows, nrows, c, left, acc); break;
+      case 3: col_sum_block<3>(rows, nrows, c, left, acc); break;
+      case 4: col_sum_block<4>(rows, nrows, c, left, acc); break;
+      case 5: col_sum_block<5>(rows, nrows, c, left, acc); break;
+      case 6: col_sum_block<6>(rows, nrows, c, left, acc); break;
+      case 7: col_sum_block<7>(rows, nrows, c, left, acc); break;
+      default: col_sum_block<8>(rows, nrows, c, left, acc); break;
+    }
+  }
+}
+
 float sum(const float* x, int64_t n) {
   __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
   int64_t i = 0;
@@ -294,8 +405,8 @@ void layer_norm_backward_row(const float* dy, const float* x, const float* w, fl
 
 }  // namespace
 
-const IsaKernels kAvx2Kernels = {"avx2", f32_to_bf16, bf16_to_f32, f32_to_f16, f16_to_f32, add, sub, mul, div, sum,
-                                 layer_norm_row, softmax_row, silu, exp_, dot, silu_backward, swiglu_gate,
-                                 swiglu_gate_backward, layer_norm_backward_row};
+const IsaKernels kAvx2Kernels = {"avx2", f32_to_bf16, bf16_to_f32, f32_to_f16, f16_to_f32, add, sub, mul, div,
+                                 binary_scalar, transpose32, sum, col_sum, layer_norm_row, softmax_row, silu, exp_,
+                                 dot, silu_backward, swiglu_gate, swiglu_gate_backward, layer_norm_backward_row};
 
 }  // namespace vl

@@ -68,6 +68,120 @@ VL_BINARY_AVX512(sub, _mm512_sub_ps, -)
 VL_BINARY_AVX512(mul, _mm512_mul_ps, *)
 VL_BINARY_AVX512(div, _mm512_div_ps, /)
 
+template <int op, bool s_first>
+inline __m512 binary_op512(__m512 v, __m512 s) {
+  const __m512 a = s_first ? s : v, b = s_first ? v : s;
+  if (op == kBinaryAdd) return _mm512_add_ps(a, b);
+  if (op == kBinarySub) return _mm512_sub_ps(a, b);
+  if (op == kBinaryMul) return _mm512_mul_ps(a, b);
+  return _mm512_div_ps(a, b);
+}
+template <int op, bool s_first>
+void binary_scalar_t(const float* v, float s, float* o, int64_t n) {
+  const __m512 vs = _mm512_set1_ps(s);
+  int64_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    const __m512 x0 = _mm512_loadu_ps(v + i), x1 = _mm512_loadu_ps(v + i + 16);
+    const __m512 x2 = _mm512_loadu_ps(v + i + 32), x3 = _mm512_loadu_ps(v + i + 48);
+    _mm512_storeu_ps(o + i, binary_op512<op, s_first>(x0, vs));
+    _mm512_storeu_ps(o + i + 16, binary_op512<op, s_first>(x1, vs));
+    _mm512_storeu_ps(o + i + 32, binary_op512<op, s_first>(x2, vs));
+    _mm512_storeu_ps(o + i + 48, binary_op512<op, s_first>(x3, vs));
+  }
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(o + i, binary_op512<op, s_first>(_mm512_loadu_ps(v + i), vs));
+  for (; i < n; ++i) {
+    const float a = s_first ? s : v[i], b = s_first ? v[i] : s;
+    o[i] = op == kBinaryAdd ? a + b : op == kBinarySub ? a - b : op == kBinaryMul ? a * b : a / b;
+  }
+}
+void binary_scalar(int op, const float* v, float s, float* o, int64_t n, int s_first) {
+  switch (op * 2 + (s_first ? 1 : 0)) {
+    case 0: return binary_scalar_t<kBinaryAdd, false>(v, s, o, n);
+    case 1: return binary_scalar_t<kBinaryAdd, true>(v, s, o, n);
+    case 2: return binary_scalar_t<kBinarySub, false>(v, s, o, n);
+    case 3: return binary_scalar_t<kBinarySub, true>(v, s, o, n);
+    case 4: return binary_scalar_t<kBinaryMul, false>(v, s, o, n);
+    case 5: return binary_scalar_t<kBinaryMul, true>(v, s, o, n);
+    case 6: return binary_scalar_t<kBinaryDiv, false>(v, s, o, n);
+    default: return binary_scalar_t<kBinaryDiv, true>(v, s, o, n);
+  }
+}
+
+// The elements outside whole blocks: rows i >= mb, then columns j >= nb.
+inline void transpose32_edges(const uint32_t* src, int64_t lds, uint32_t* dst, int64_t ldd, int64_t m, int64_t n,
+                              int64_t mb, int64_t nb) {
+  for (int64_t i = mb; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) dst[i * ldd + j] = src[j * lds + i];
+  for (int64_t i = 0; i < mb; ++i)
+    for (int64_t j = nb; j < n; ++j) dst[i * ldd + j] = src[j * lds + i];
+}
+
+// 16x16 blocks transposed in registers: 32-bit and 64-bit unpacks, then two
+// rounds of 128-bit lane shuffles.
+void transpose32(const uint32_t* src, int64_t lds, uint32_t* dst, int64_t ldd, int64_t m, int64_t n) {
+  const int64_t mb = m / 16 * 16, nb = n / 16 * 16;
+  for (int64_t i = 0; i < mb; i += 16)
+    for (int64_t j = 0; j < nb; j += 16) {
+      __m512 v[16], t[16];
+      for (int k = 0; k < 16; ++k) v[k] = _mm512_loadu_ps(reinterpret_cast<const float*>(src + (j + k) * lds + i));
+      for (int k = 0; k < 16; k += 2) {
+        t[k] = _mm512_unpacklo_ps(v[k], v[k + 1]);
+        t[k + 1] = _mm512_unpackhi_ps(v[k], v[k + 1]);
+      }
+      for (int k = 0; k < 16; k += 4) {
+        v[k] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[k]), _mm512_castps_pd(t[k + 2])));
+        v[k + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[k]), _mm512_castps_pd(t[k + 2])));
+        v[k + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[k + 1]), _mm512_castps_pd(t[k + 3])));
+        v[k + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[k + 1]), _mm512_castps_pd(t[k + 3])));
+      }
+      for (int k = 0; k < 16; k += 8)
+        for (int r = 0; r < 4; ++r) {
+          t[k + r] = _mm512_shuffle_f32x4(v[k + r], v[k + 4 + r], 0x88);
+          t[k + 4 + r] = _mm512_shuffle_f32x4(v[k + r], v[k + 4 + r], 0xdd);
+        }
+      float* d = reinterpret_cast<float*>(dst + i * ldd + j);
+      for (int r = 0; r < 8; ++r) {
+        _mm512_storeu_ps(d + r * ldd, _mm512_shuffle_f32x4(t[r], t[8 + r], 0x88));
+        _mm512_storeu_ps(d + (8 + r) * ldd, _mm512_shuffle_f32x4(t[r], t[8 + r], 0xdd));
+      }
+    }
+  transpose32_edges(src, lds, dst, ldd, m, n, mb, nb);
+}
+
+// Up to NV vectors of columns held in registers while the rows go by; the
+// last vector is masked to the columns left.
+template <int NV>
+inline void col_sum_block(const float* const* rows, int64_t nrows, int64_t c, int64_t left, float* acc) {
+  const int64_t rest = left - 16 * (NV - 1);
+  const __mmask16 m = rest >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << rest) - 1u);
+  __m512 a[NV];
+  for (int j = 0; j + 1 < NV; ++j) a[j] = _mm512_loadu_ps(acc + c + 16 * j);
+  a[NV - 1] = _mm512_maskz_loadu_ps(m, acc + c + 16 * (NV - 1));
+  for (int64_t r = 0; r < nrows; ++r) {
+    const float* p = rows[r] + c;
+    for (int j = 0; j + 1 < NV; ++j) a[j] = _mm512_add_ps(a[j], _mm512_loadu_ps(p + 16 * j));
+    a[NV - 1] = _mm512_add_ps(a[NV - 1], _mm512_maskz_loadu_ps(m, p + 16 * (NV - 1)));
+  }
+  for (int j = 0; j + 1 < NV; ++j) _mm512_storeu_ps(acc + c + 16 * j, a[j]);
+  _mm512_mask_storeu_ps(acc + c + 16 * (NV - 1), m, a[NV - 1]);
+}
+
+void col_sum(const float* const* rows, int64_t nrows, int64_t w, float* acc) {
+  for (int64_t c = 0; c < w; c += 128) {
+    const int64_t left = w - c < 128 ? w - c : 128;
+    switch ((left + 15) / 16) {
+      case 1: col_sum_block<1>(rows, nrows, c, left, acc); break;
+      case 2: col_sum_block<2>(rows, nrows, c, left, acc); break;
+      case 3: col_sum_block<3>(rows, nrows, c, left, acc); break;
+      case 4: col_sum_block<4>(rows, nrows, c, left, acc); break;
+      case 5: col_sum_block<5>(rows, nrows, c, left, acc); break;
+      case 6: col_sum_block<6>(rows, nrows, c, left, acc); break;
+      case 7: col_sum_block<7>(rows, nrows, c, left, acc); break;
+      default: col_sum_block<8>(rows, nrows, c, left, acc); break;
+    }
+  }
+}
+
 float sum(const float* x, int64_t n) {
   __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
   int64_t i = 0;
@@ -239,8 +353,8 @@ void layer_norm_backward_row(const float* dy, const float* x, const float* w, fl
 
 }  // namespace
 
-const IsaKernels kAvx512Kernels = {"avx512", f32_to_bf16, bf16_to_f32, f32_to_f16, f16_to_f32, add, sub, mul, div, sum,
-                                   layer_norm_row, softmax_row, silu, exp_, dot, silu_backward, swiglu_gate,
-                                   swiglu_gate_backward, layer_norm_backward_row};
+const IsaKernels kAvx512Kernels = {"avx512", f32_to_bf16, bf16_to_f32, f32_to_f16, f16_to_f32, add, sub, mul, div,
+                                   binary_scalar, transpose32, sum, col_sum, layer_norm_row, softmax_row, silu, exp_,
+                                   dot, silu_backward, swiglu_gate, swiglu_gate_backward, layer_norm_backward_row};
 
 }  // namespace vl

@@ -31,6 +31,38 @@ void mul(const float* a, const float* b, float* o, int64_t n) {
 void div(const float* a, const float* b, float* o, int64_t n) {
   for (int64_t i = 0; i < n; ++i) o[i] = a[i] / b[i];
 }
+template <int op, bool s_first>
+void binary_scalar_t(const float* v, float s, float* o, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float a = s_first ? s : v[i], b = s_first ? v[i] : s;
+    o[i] = op == kBinaryAdd ? a + b : op == kBinarySub ? a - b : op == kBinaryMul ? a * b : a / b;
+  }
+}
+void binary_scalar(int op, const float* v, float s, float* o, int64_t n, int s_first) {
+  switch (op * 2 + (s_first ? 1 : 0)) {
+    case 0: return binary_scalar_t<kBinaryAdd, false>(v, s, o, n);
+    case 1: return binary_scalar_t<kBinaryAdd, true>(v, s, o, n);
+    case 2: return binary_scalar_t<kBinarySub, false>(v, s, o, n);
+    case 3: return binary_scalar_t<kBinarySub, true>(v, s, o, n);
+    case 4: return binary_scalar_t<kBinaryMul, false>(v, s, o, n);
+    case 5: return binary_scalar_t<kBinaryMul, true>(v, s, o, n);
+    case 6: return binary_scalar_t<kBinaryDiv, false>(v, s, o, n);
+    default: return binary_scalar_t<kBinaryDiv, true>(v, s, o, n);
+  }
+}
+
+void col_sum(const float* const* rows, int64_t nrows, int64_t w, float* acc) {
+  for (int64_t r = 0; r < nrows; ++r) {
+    const float* p = rows[r];
+    for (int64_t c = 0; c < w; ++c) acc[c] += p[c];
+  }
+}
+
+void transpose32(const uint32_t* src, int64_t lds, uint32_t* dst, int64_t ldd, int64_t m, int64_t n) {
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) dst[i * ldd + j] = src[j * lds + i];
+}
+
 float sum(const float* x, int64_t n) {
   // Eight partial sums: shorter dependency chains and better rounding than one.
   float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
@@ -139,8 +171,8 @@ void layer_norm_backward_row(const float* dy, const float* x, const float* w, fl
 
 }  // namespace
 
-const IsaKernels kScalarKernels = {"scalar", f32_to_bf16, bf16_to_f32, f32_to_f16, f16_to_f32, add, sub, mul, div, sum,
-                                   layer_norm_row, softmax_row, silu, exp_, dot, silu_backward, swiglu_gate,
-                                   swiglu_gate_backward, layer_norm_backward_row};
+const IsaKernels kScalarKernels = {"scalar", f32_to_bf16, bf16_to_f32, f32_to_f16, f16_to_f32, add, sub, mul, div,
+                                   binary_scalar, transpose32, sum, col_sum, layer_norm_row, softmax_row, silu, exp_,
+                                   dot, silu_backward, swiglu_gate, swiglu_gate_backward, layer_norm_backward_row};
 
 }  // namespace vl
