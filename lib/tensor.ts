@@ -244,6 +244,11 @@ export class Tensor {
     return new Tensor(native().asStrided(this.handle('narrow'), shape, [...this.strides], this.offset + start * this.strides[d]));
   }
 
+  /** A contiguous copy with storage of its own (not recorded by autograd). */
+  clone(): Tensor {
+    return new Tensor(native().copy(this.handle('clone'), this.dtype));
+  }
+
   /** A contiguous tensor: a new handle on the same storage when already contiguous, else a copy. */
   contiguous(): Tensor {
     if (this.records()) return gradHooks!.contiguous(this);

@@ -1,4 +1,4 @@
-/** AdamW (decoupled weight decay), with PyTorch's order of operations. */
+/** AdamW (decoupled weight decay), with PyTorch's order of operations, and what LAMB shares with it. */
 import { ArgumentError } from '../errors';
 import { adamwUpdate } from '../ops/optim';
 import { Tensor } from '../tensor';
@@ -13,7 +13,7 @@ export interface AdamOptions {
   noDecay?: readonly (string | RegExp)[];
 }
 
-export function checkBetas(betas: unknown, op: string): [number, number] {
+function checkBetas(betas: unknown, op: string): [number, number] {
   if (!Array.isArray(betas) || betas.length !== 2 || !betas.every((b) => typeof b === 'number' && b >= 0 && b < 1)) {
     throw new ArgumentError(`${op}: betas must be two numbers in [0, 1), got ${JSON.stringify(betas)}`);
   }
@@ -25,27 +25,40 @@ export function checkNonNegative(v: unknown, op: string, what: string): number {
   return v;
 }
 
-export class AdamW extends Optimizer {
-  readonly kind: string = 'AdamW';
+/** Adam moments (exp_avg, exp_avg_sq) with bias correction; subclasses turn them into an update. */
+export abstract class AdamFamily extends Optimizer {
   readonly betas: [number, number];
   readonly eps: number;
   readonly weightDecay: number;
 
-  constructor(params: NamedParameters, options: AdamOptions = {}) {
+  protected constructor(params: NamedParameters, options: AdamOptions, kind: string, defaultEps: number) {
     super(params, options.lr ?? 1e-3, options.noDecay);
-    this.betas = checkBetas(options.betas ?? [0.9, 0.999], this.kind);
-    this.eps = checkNonNegative(options.eps ?? 1e-8, this.kind, 'eps');
-    this.weightDecay = checkNonNegative(options.weightDecay ?? 0.01, this.kind, 'weightDecay');
+    this.betas = checkBetas(options.betas ?? [0.9, 0.999], kind);
+    this.eps = checkNonNegative(options.eps ?? defaultEps, kind, 'eps');
+    this.weightDecay = checkNonNegative(options.weightDecay ?? 0.01, kind, 'weightDecay');
   }
 
-  protected update(s: ParamSlot, grad: Tensor): void {
-    adamwUpdate(s.param, grad, this.buffer(s, 'exp_avg'), this.buffer(s, 'exp_avg_sq'), {
+  /** The arguments of the update kernels for this parameter's step. */
+  protected adamArgs(s: ParamSlot) {
+    return {
       lr: this.lr, beta1: this.betas[0], beta2: this.betas[1], eps: this.eps,
       weightDecay: s.decay ? this.weightDecay : 0, step: s.step,
-    });
+    };
   }
 
   protected hyper(): Record<string, unknown> {
     return { betas: this.betas, eps: this.eps, weightDecay: this.weightDecay };
+  }
+}
+
+export class AdamW extends AdamFamily {
+  readonly kind: string = 'AdamW';
+
+  constructor(params: NamedParameters, options: AdamOptions = {}) {
+    super(params, options, 'AdamW', 1e-8);
+  }
+
+  protected update(s: ParamSlot, grad: Tensor): void {
+    adamwUpdate(s.param, grad, this.buffer(s, 'exp_avg'), this.buffer(s, 'exp_avg_sq'), this.adamArgs(s));
   }
 }

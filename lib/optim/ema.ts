@@ -13,9 +13,7 @@ export class WeightEma {
     if (typeof decay !== 'number' || !(decay >= 0 && decay <= 1)) throw new ArgumentError(`WeightEma: decay must be in [0, 1], got ${String(decay)}`);
     noGrad(() => {
       for (const [name, p] of params) {
-        const d = p.detach();
-        this.shadow.set(name, keep(d.add(0)));  // a copy of its own
-        d.dispose();
+        this.shadow.set(name, keep(p.clone()));
       }
     });
   }
@@ -43,7 +41,7 @@ export class WeightEma {
         const t = state.get(name);
         if (!t || t.shape.some((d, i) => d !== cur.shape[i])) throw new ArgumentError(`WeightEma.load: no matching average for '${name}'`);
         const moved = t.to({ dtype: 'f32', device: cur.device });
-        this.shadow.set(name, keep(moved.add(0)));  // a copy of its own
+        this.shadow.set(name, keep(moved.clone()));
         moved.dispose();
         cur.dispose();
       }

@@ -142,7 +142,10 @@ export abstract class Optimizer {
           throw new StateDictError(`${this.kind}.loadStateDict: '${key}' is [${t.shape}] but the parameter is [${slot.param.shape}]`,
             { missing: [], unexpected: [], mismatched: [{ name: key, expected: [...slot.param.shape], got: [...t.shape] }] });
         }
-        slot.state.set(key.slice(slot.name.length + 1), keep(t.to({ dtype: 'f32', device: slot.param.device }).contiguous()));
+        // A copy of its own: the state is updated in place, and the source may still be in use.
+        const moved = t.to({ dtype: 'f32', device: slot.param.device });
+        slot.state.set(key.slice(slot.name.length + 1), keep(moved.clone()));
+        moved.dispose();
       }
     });
     if (typeof meta.lr === 'number') this.lr = meta.lr;

@@ -100,6 +100,17 @@ function setupData(o: TrainRunOptions): DataSetup {
   };
 }
 
+/** At most `n` points: means of consecutive runs of steps. */
+function smooth(points: [number, number][], n: number): [number, number][] {
+  const per = Math.max(1, Math.ceil(points.length / n));
+  const out: [number, number][] = [];
+  for (let i = 0; i < points.length; i += per) {
+    const run = points.slice(i, i + per);
+    out.push([run[run.length - 1][0], run.reduce((a, p) => a + p[1], 0) / run.length]);
+  }
+  return out;
+}
+
 export async function runTraining(o: TrainRunOptions): Promise<TrainRunResult> {
   const log = o.log ?? ((line: string) => process.stdout.write(`${line}\n`));
   const data = setupData(o);
@@ -116,14 +127,16 @@ export async function runTraining(o: TrainRunOptions): Promise<TrainRunResult> {
     if (o.weights) model.loadStateDict(o.weights);
     log(`model: ${config.arch}, ${(model.parameterCount() / 1e6).toFixed(2)}M parameters; data: ${o.data} (${data.train.numSamples} training, ${data.test.numSamples} test images, ${data.classes.length} classes)`);
     let bar: ProgressBar | null = null;
+    const stepLosses: [number, number][] = [];
     trainer = new Trainer(model, {
       ...o, outDir: files.checkpoint,
       extraState: { model: config, data: o.data },
       onStep: (s) => {
+        stepLosses.push([s.epoch + (s.batch + 1) / s.batches, s.loss]);
+        metrics.write({ epoch: s.epoch + 1, step: s.step, split: 'train', loss: s.loss, lr: s.lr });
         if (o.progress === false) return;
         if (!bar) bar = new ProgressBar({ total: s.batches, label: `epoch ${s.epoch + 1}/${o.epochs}` });
-        bar.update(s.batch + 1, { loss: s.loss, lr: s.lr });
-        metrics.write({ epoch: s.epoch + 1, step: s.step, split: 'train', loss: s.loss, lr: s.lr });
+        bar.update(s.batch + 1, { loss: s.loss, lr: s.lr, imgPerSec: s.imgPerSec });
       },
       onEpoch: (e) => {
         const b = bar as ProgressBar | null;
@@ -138,11 +151,14 @@ export async function runTraining(o: TrainRunOptions): Promise<TrainRunResult> {
     const testAccuracy = last?.eval?.accuracy ?? NaN;
     model.eval();
     await saveSafetensors(files.weights, new Map(model.namedParameters()), { format: 'visionllama' });
+    // The weight EMA (when kept) is saved beside them under the same names.
+    if (trainer.ema) await saveSafetensors(path.join(o.out, 'model-ema.safetensors'), trainer.ema.stateDict(), { format: 'visionllama' });
     fs.writeFileSync(files.config, `${JSON.stringify({ ...config, preprocess: data.preprocess, classes: data.classes }, null, 1)}\n`);
     fs.writeFileSync(files.labels, `${data.classes.join('\n')}\n`);
     await plotCurves(files.curves, [
       { title: 'loss', xLabel: 'epoch', lines: [
-        { name: 'train', points: epochs.map((e) => [e.epoch, e.trainLoss] as [number, number]) },
+        { name: 'train (per step, smoothed)', points: smooth(stepLosses, 200) },
+        { name: 'train (epoch mean)', points: epochs.map((e) => [e.epoch, e.trainLoss] as [number, number]) },
         { name: 'test', points: epochs.map((e) => [e.epoch, e.eval?.loss ?? NaN] as [number, number]) },
       ] },
       { title: 'test accuracy', xLabel: 'epoch', lines: [{ name: 'test', points: epochs.map((e) => [e.epoch, e.eval?.accuracy ?? NaN] as [number, number]) }] },

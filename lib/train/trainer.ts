@@ -75,6 +75,8 @@ export interface StepInfo {
   loss: number;
   lr: number;
   images: number;
+  /** Training throughput of the epoch so far. */
+  imgPerSec: number;
 }
 
 export interface EpochInfo {
@@ -252,9 +254,12 @@ export class Trainer {
       for await (const batch of train.epoch(epoch, { startBatch: this.state.batchInEpoch })) {
         const lr = this.#schedule.lrAt(this.state.step);
         const loss = this.trainStep(batch, lr);
-        const info = { epoch, batch: this.state.batchInEpoch, batches: perEpoch, step: this.state.step, lr, images: batch.shape[0] };
         this.state.batchInEpoch += 1;
         imgs += batch.shape[0];
+        const info = {
+          epoch, batch: this.state.batchInEpoch - 1, batches: perEpoch, step: this.state.step, lr, images: batch.shape[0],
+          imgPerSec: imgs / Math.max((Date.now() - start) / 1000, 1e-3),
+        };
         // Read this step's loss while the next one is queued; wait for the previous read first.
         if (pending) await pending;
         pending = loss.data().then((v) => {

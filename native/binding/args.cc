@@ -62,5 +62,10 @@ Device Args::device(size_t i) const { return parse_device(string(i, "device")); 
 
 TensorPtr Args::tensor(size_t i) const { return TensorHandle::unwrap(info[i], fn); }
 
+TensorPtr Args::optional_tensor(size_t i) const {
+  Napi::Value v = at(i);
+  return v.IsNull() || v.IsUndefined() ? nullptr : tensor(i);
+}
+
 }  // namespace binding
 }  // namespace vl

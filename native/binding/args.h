@@ -27,6 +27,7 @@ struct Args {
   DType dtype(size_t i) const;
   Device device(size_t i) const;
   TensorPtr tensor(size_t i) const;
+  TensorPtr optional_tensor(size_t i) const;  // null / undefined -> no tensor
 };
 
 }  // namespace binding

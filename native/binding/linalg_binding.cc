@@ -16,12 +16,6 @@ namespace {
 
 Napi::Value wrap(const Napi::CallbackInfo& info, TensorPtr t) { return TensorHandle::wrap(info.Env(), std::move(t)); }
 
-// null / undefined -> no tensor.
-TensorPtr optional_tensor(const Args& a, size_t i) {
-  Napi::Value v = a.at(i);
-  if (v.IsNull() || v.IsUndefined()) return nullptr;
-  return a.tensor(i);
-}
 
 Napi::Array describe(Napi::Env env, const ops::PackedWeight& w) {
   Napi::Array out = Napi::Array::New(env, 7);
@@ -65,19 +59,19 @@ ops::PackedWeight packed_arg(const Args& a, size_t i) {
 // linear(x, weight, bias | null, residual | null)
 Napi::Value linear(const Napi::CallbackInfo& info) {
   Args a{info, "linear"};
-  return wrap(info, ops::linear(a.tensor(0), a.tensor(1), optional_tensor(a, 2), optional_tensor(a, 3)));
+  return wrap(info, ops::linear(a.tensor(0), a.tensor(1), a.optional_tensor(2), a.optional_tensor(3)));
 }
 
 // linearPacked(x, packed, description, bias | null, residual | null)
 Napi::Value linear_packed(const Napi::CallbackInfo& info) {
   Args a{info, "linear"};
-  return wrap(info, ops::linear_packed(a.tensor(0), packed_arg(a, 1), optional_tensor(a, 3), optional_tensor(a, 4)));
+  return wrap(info, ops::linear_packed(a.tensor(0), packed_arg(a, 1), a.optional_tensor(3), a.optional_tensor(4)));
 }
 
 // swiglu(x, packed, description, residual | null)
 Napi::Value swiglu(const Napi::CallbackInfo& info) {
   Args a{info, "swiglu"};
-  return wrap(info, ops::swiglu(a.tensor(0), packed_arg(a, 1), optional_tensor(a, 3)));
+  return wrap(info, ops::swiglu(a.tensor(0), packed_arg(a, 1), a.optional_tensor(3)));
 }
 
 // packLinear(weight, dtype) -> [tensor, n, k, dtype, layout, kblock, swiglu]
@@ -101,7 +95,7 @@ Napi::Value matmul(const Napi::CallbackInfo& info) {
 // convPatch(x, weight, bias | null, patch)
 Napi::Value conv_patch(const Napi::CallbackInfo& info) {
   Args a{info, "convPatch"};
-  return wrap(info, ops::conv_patch(a.tensor(0), a.tensor(1), optional_tensor(a, 2), a.integer(3, "patch")));
+  return wrap(info, ops::conv_patch(a.tensor(0), a.tensor(1), a.optional_tensor(2), a.integer(3, "patch")));
 }
 
 // gemmInfo() -> { kernels, layout, bf16: 'vdpbf16ps' | 'widen', tile, bf16Tile, blocking }

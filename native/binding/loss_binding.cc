@@ -9,16 +9,10 @@ namespace vl {
 namespace binding {
 namespace {
 
-Napi::Value wrap_all(Napi::Env env, const std::vector<TensorPtr>& ts) {
-  Napi::Array out = Napi::Array::New(env, ts.size());
-  for (size_t i = 0; i < ts.size(); ++i) out.Set(static_cast<uint32_t>(i), TensorHandle::wrap(env, ts[i]));
-  return out;
-}
-
 // crossEntropy(logits, labels, labelSmoothing) -> [loss, lse]
 Napi::Value cross_entropy(const Napi::CallbackInfo& info) {
   Args a{info, "crossEntropyForward"};
-  return wrap_all(info.Env(), ops::cross_entropy(a.tensor(0), a.tensor(1), a.number(2, "labelSmoothing")));
+  return TensorHandle::wrap_all(info.Env(), ops::cross_entropy(a.tensor(0), a.tensor(1), a.number(2, "labelSmoothing")));
 }
 
 // crossEntropyBackward(dloss, logits, lse, labels, labelSmoothing) -> dlogits
@@ -31,7 +25,7 @@ Napi::Value cross_entropy_backward(const Napi::CallbackInfo& info) {
 // softCrossEntropy(logits, targets) -> [loss, lse]
 Napi::Value soft_cross_entropy(const Napi::CallbackInfo& info) {
   Args a{info, "softCrossEntropyForward"};
-  return wrap_all(info.Env(), ops::soft_cross_entropy(a.tensor(0), a.tensor(1)));
+  return TensorHandle::wrap_all(info.Env(), ops::soft_cross_entropy(a.tensor(0), a.tensor(1)));
 }
 
 // softCrossEntropyBackward(dloss, logits, lse, targets) -> dlogits

@@ -9,35 +9,23 @@ namespace vl {
 namespace binding {
 namespace {
 
-// An optional tensor argument: null/undefined give an empty pointer.
-TensorPtr optional_tensor(const Args& a, size_t i) {
-  Napi::Value v = a.at(i);
-  return v.IsNull() || v.IsUndefined() ? nullptr : a.tensor(i);
-}
-
-Napi::Value wrap_all(Napi::Env env, const std::vector<TensorPtr>& ts) {
-  Napi::Array out = Napi::Array::New(env, ts.size());
-  for (size_t i = 0; i < ts.size(); ++i) out.Set(static_cast<uint32_t>(i), TensorHandle::wrap(env, ts[i]));
-  return out;
-}
-
 // layerNorm(x, weight|null, bias|null, eps, stats) -> [y, mean?, rstd?]
 Napi::Value layer_norm(const Napi::CallbackInfo& info) {
   Args a{info, "layerNorm"};
-  return wrap_all(info.Env(), ops::layer_norm(a.tensor(0), optional_tensor(a, 1), optional_tensor(a, 2),
+  return TensorHandle::wrap_all(info.Env(), ops::layer_norm(a.tensor(0), a.optional_tensor(1), a.optional_tensor(2),
                                               a.number(3, "eps"), a.boolean(4, "stats")));
 }
 
 // addLayerNorm(x, residual, weight|null, bias|null, eps, stats) -> [sum, y, mean?, rstd?]
 Napi::Value add_layer_norm(const Napi::CallbackInfo& info) {
   Args a{info, "addLayerNorm"};
-  return wrap_all(info.Env(), ops::add_layer_norm(a.tensor(0), a.tensor(1), optional_tensor(a, 2),
-                                                  optional_tensor(a, 3), a.number(4, "eps"), a.boolean(5, "stats")));
+  return TensorHandle::wrap_all(info.Env(), ops::add_layer_norm(a.tensor(0), a.tensor(1), a.optional_tensor(2),
+                                                  a.optional_tensor(3), a.number(4, "eps"), a.boolean(5, "stats")));
 }
 
 Napi::Value softmax(const Napi::CallbackInfo& info) {
   Args a{info, "softmax"};
-  return wrap_all(info.Env(), ops::softmax(a.tensor(0), a.boolean(1, "lse")));
+  return TensorHandle::wrap_all(info.Env(), ops::softmax(a.tensor(0), a.boolean(1, "lse")));
 }
 
 Napi::Value activation(const Napi::CallbackInfo& info) {
@@ -48,8 +36,8 @@ Napi::Value activation(const Napi::CallbackInfo& info) {
 // layerNormBackward(dy, x, mean, rstd, weight|null) -> [dx, dweight?, dbias?]
 Napi::Value layer_norm_backward(const Napi::CallbackInfo& info) {
   Args a{info, "layerNormBackward"};
-  return wrap_all(info.Env(), ops::layer_norm_backward(a.tensor(0), a.tensor(1), a.tensor(2), a.tensor(3),
-                                                       optional_tensor(a, 4)));
+  return TensorHandle::wrap_all(info.Env(), ops::layer_norm_backward(a.tensor(0), a.tensor(1), a.tensor(2), a.tensor(3),
+                                                       a.optional_tensor(4)));
 }
 
 // activationBackward(kind, dy, x) -> dx

@@ -9,11 +9,6 @@ namespace vl {
 namespace binding {
 namespace {
 
-TensorPtr optional_tensor(const Args& a, size_t i) {
-  Napi::Value v = a.at(i);
-  return v.IsNull() || v.IsUndefined() ? nullptr : a.tensor(i);
-}
-
 // Arguments 4..9 of adamwUpdate and lambUpdate.
 ops::AdamHyper adam_hyper(const Args& a) {
   return ops::AdamHyper{a.number(4, "lr"),   a.number(5, "beta1"),       a.number(6, "beta2"),
@@ -32,7 +27,7 @@ Napi::Value sgd_update(const Napi::CallbackInfo& info) {
   Args a{info, "sgdUpdate"};
   const ops::SgdHyper h{a.number(3, "lr"),          a.number(4, "momentum"),  a.number(5, "dampening"),
                         a.number(6, "weightDecay"), a.boolean(7, "nesterov"), a.boolean(8, "firstStep")};
-  ops::sgd_update(a.tensor(0), a.tensor(1), optional_tensor(a, 2), h);
+  ops::sgd_update(a.tensor(0), a.tensor(1), a.optional_tensor(2), h);
   return info.Env().Undefined();
 }
 

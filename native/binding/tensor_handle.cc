@@ -37,6 +37,12 @@ Napi::Object TensorHandle::wrap(Napi::Env env, TensorPtr impl) {
   return addon_data(env).tensor_constructor.New({Napi::External<TensorPtr>::New(env, &holder)});
 }
 
+Napi::Array TensorHandle::wrap_all(Napi::Env env, const std::vector<TensorPtr>& impls) {
+  Napi::Array out = Napi::Array::New(env, impls.size());
+  for (size_t i = 0; i < impls.size(); ++i) out.Set(static_cast<uint32_t>(i), wrap(env, impls[i]));
+  return out;
+}
+
 void TensorHandle::attach(TensorPtr impl) {
   impl_ = std::move(impl);
   MemoryStats& s = stats_of(*impl_);

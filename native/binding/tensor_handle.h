@@ -12,6 +12,8 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
  public:
   static Napi::Function define(Napi::Env env);
   static Napi::Object wrap(Napi::Env env, TensorPtr impl);
+  // An array of handles, for ops with several outputs.
+  static Napi::Array wrap_all(Napi::Env env, const std::vector<TensorPtr>& impls);
   // The tensor behind a handle argument; throws a Disposed/Argument error.
   static TensorPtr unwrap(Napi::Value value, const char* what);
 
