@@ -155,9 +155,10 @@ export class Trainer {
   /** The learning-rate schedule for `batches` steps per epoch: linear warm-up, then cosine to minLr. */
   scheduleFor(batchesPerEpoch: number): LrSchedule {
     const o = this.options;
-    return warmupCosine({
-      baseLr: o.lr, minLr: o.minLr, warmupSteps: Math.round(o.warmupEpochs * batchesPerEpoch), totalSteps: o.epochs * batchesPerEpoch,
-    });
+    const totalSteps = o.epochs * batchesPerEpoch;
+    // A warm-up as long as the whole run (tiny runs) leaves the last step for the cosine.
+    const warmupSteps = Math.min(Math.round(o.warmupEpochs * batchesPerEpoch), totalSteps - 1);
+    return warmupCosine({ baseLr: o.lr, minLr: Math.min(o.minLr, o.lr), warmupSteps, totalSteps });
   }
 
   /** Draws this step's per-sample keep masks for every block with stochastic depth. */
