@@ -72,6 +72,7 @@ describe('autograd engine', () => {
       return sum.mul(0.5).add(y);
     });
     checkGrads([[2, 3, 9]], ([x]) => F.silu(x).add(F.gelu(x)));
+    checkGrads([[3, 7]], ([x]) => F.softmax(x.mul(2)));
     checkGrads([[2, 3, 8], [16, 8], [16, 8], [8, 16]], ([x, w1, w2, w3]) => F.swiglu(x, w1, w2, w3));
   });
 

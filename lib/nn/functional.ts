@@ -10,7 +10,7 @@ import { ArgumentError, ShapeError } from '../errors';
 import { attention, attentionBackward, splitKV, splitQKV, PositionSpec } from '../ops/attention';
 import { convPatch as convPatchOp, linear as linearOp, matmul } from '../ops/linalg';
 import {
-  addLayerNormWithStats, gelu as geluOp, silu as siluOp, geluBackward, layerNormBackward, layerNormWithStats, siluBackward,
+  addLayerNormWithStats, gelu as geluOp, silu as siluOp, softmax as softmaxOp, geluBackward, layerNormBackward, layerNormWithStats, siluBackward,
   swigluGate as swigluGateOp, swigluGateBackward, windowMerge as windowMergeOp, windowPartition as windowPartitionOp,
 } from '../ops/nn';
 import { Tensor } from '../tensor';
@@ -121,6 +121,29 @@ export function addLayerNorm(x: Tensor, r: Tensor, p: NormParams): { sum: Tensor
     };
   });
   return { sum, y };
+}
+
+/** Softmax over the last dim; backward: dx = y ⊙ (g − Σ g⊙y). */
+export function softmax(x: Tensor): Tensor {
+  const last = x.ndim - 1;
+  const [y] = recordOp('softmax', [x], () => {
+    const out = softmaxOp(x);
+    return {
+      outputs: [out],
+      save: [out],
+      backward: ([g], [sy]) => {
+        const gy = g!.mul(sy);
+        const s = gy.sum(last, { keepdim: true });
+        const d = g!.sub(s);
+        try {
+          return [d.mul(sy)];
+        } finally {
+          for (const t of [gy, s, d]) t.dispose();
+        }
+      },
+    };
+  });
+  return y;
 }
 
 export function silu(x: Tensor): Tensor {
