@@ -25,6 +25,28 @@ require(${JSON.stringify(path.join(__dirname, 'register-ts.js'))});
 const vl = require(${JSON.stringify(path.join(repoRoot, 'lib', 'index.ts'))});
 `;
 
+/** Central differences of f at `at` (float64), one coordinate at a time. */
+export function finiteDiff(f: (v: Float64Array) => number, at: ArrayLike<number>, h = 1e-6): Float64Array {
+  const v = Float64Array.from(at);
+  const out = new Float64Array(v.length);
+  for (let i = 0; i < v.length; ++i) {
+    const keep = v[i];
+    v[i] = keep + h;
+    const up = f(v);
+    v[i] = keep - h;
+    const down = f(v);
+    v[i] = keep;
+    out[i] = (up - down) / (2 * h);
+  }
+  return out;
+}
+
+export function dot(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let s = 0;
+  for (let i = 0; i < a.length; ++i) s += a[i] * b[i];
+  return s;
+}
+
 export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let m = 0;
   for (let i = 0; i < a.length; ++i) m = Math.max(m, Math.abs(a[i] - b[i]));

@@ -2,7 +2,7 @@
 // logits against float64 references and finite differences written here.
 import * as vl from '../lib';
 import * as loss from '../lib/ops/loss';
-import { maxAbsDiff } from './helpers';
+import { dot, finiteDiff, maxAbsDiff } from './helpers';
 
 /** max |got − want| over max(max |want|, floor). */
 function relErr(got: ArrayLike<number>, want: ArrayLike<number>, floor = 1e-30): number {
@@ -61,28 +61,6 @@ function refSoftCrossEntropy(z: ArrayLike<number>, t: ArrayLike<number>, K: numb
 const bce = (z: number, t: number) => Math.max(z, 0) - z * t + Math.log1p(Math.exp(-Math.abs(z)));
 const sigmoid = (z: number) => 1 / (1 + Math.exp(-z));
 
-/** Central differences of f at `at` (float64). */
-function finiteDiff(f: (v: Float64Array) => number, at: ArrayLike<number>, h = 1e-6): Float64Array {
-  const v = Float64Array.from(at);
-  const out = new Float64Array(v.length);
-  for (let i = 0; i < v.length; ++i) {
-    const keep = v[i];
-    v[i] = keep + h;
-    const up = f(v);
-    v[i] = keep - h;
-    const down = f(v);
-    v[i] = keep;
-    out[i] = (up - down) / (2 * h);
-  }
-  return out;
-}
-
-const weighted = (d: ArrayLike<number>, l: ArrayLike<number>) => {
-  let s = 0;
-  for (let i = 0; i < l.length; ++i) s += d[i] * l[i];
-  return s;
-};
-
 function labelsTensor(y: number[], dtype: 'i32' | 'i64'): vl.Tensor {
   return dtype === 'i32' ? vl.tensor(Int32Array.from(y), [y.length], { dtype }) : vl.tensor(y, [y.length], { dtype });
 }
@@ -112,7 +90,7 @@ describe('crossEntropy', () => {
     expect(relErr(got, refCrossEntropyGrad(dv, zv, y, K, eps), 1e-2)).toBeLessThan(2e-6);
     if (B * K <= 300) {
       // L = Σ_i dloss_i · loss_i(z)
-      const fd = finiteDiff((v) => weighted(dv, refCrossEntropy(v, y, K, eps).loss), zv);
+      const fd = finiteDiff((v) => dot(dv, refCrossEntropy(v, y, K, eps).loss), zv);
       expect(relErr(got, fd, 1e-3)).toBeLessThan(1e-5);
     }
     out.loss.dispose();
@@ -218,7 +196,7 @@ describe('softCrossEntropy', () => {
     }
     expect(relErr(got, want, 1e-3)).toBeLessThan(2e-6);
     if (B * K <= 300) {
-      const fd = finiteDiff((v) => weighted(dv, refSoftCrossEntropy(v, tv, K)), zv);
+      const fd = finiteDiff((v) => dot(dv, refSoftCrossEntropy(v, tv, K)), zv);
       expect(relErr(got, fd, 1e-3)).toBeLessThan(1e-5);
     }
     out.loss.dispose();

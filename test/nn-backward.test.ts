@@ -2,7 +2,7 @@
 // references and finite differences written here; thread counts and ISAs.
 import * as vl from '../lib';
 import * as ops from '../lib/ops/nn';
-import { maxAbsDiff, requireLib, runNode } from './helpers';
+import { dot, finiteDiff, maxAbsDiff, requireLib, runNode } from './helpers';
 
 /** max |got − want| over max |want| (or over `floor` when that is larger). */
 function relErr(got: ArrayLike<number>, want: ArrayLike<number>, floor = 1e-30): number {
@@ -74,28 +74,6 @@ function refLayerNormBackward(dy: ArrayLike<number>, x: ArrayLike<number>, C: nu
   }
   return { dx, dw, db };
 }
-
-/** Central differences of f at `at` (float64), one coordinate at a time. */
-function finiteDiff(f: (v: Float64Array) => number, at: ArrayLike<number>, h: number): Float64Array {
-  const v = Float64Array.from(at);
-  const out = new Float64Array(v.length);
-  for (let i = 0; i < v.length; ++i) {
-    const keep = v[i];
-    v[i] = keep + h;
-    const up = f(v);
-    v[i] = keep - h;
-    const down = f(v);
-    v[i] = keep;
-    out[i] = (up - down) / (2 * h);
-  }
-  return out;
-}
-
-const dot = (a: ArrayLike<number>, b: ArrayLike<number>) => {
-  let s = 0;
-  for (let i = 0; i < a.length; ++i) s += a[i] * b[i];
-  return s;
-};
 
 describe('layerNormBackward', () => {
   // Odd widths; row counts that are not a multiple of the kernel's row chunks

@@ -87,7 +87,12 @@ export async function trainCommand(argv: string[]): Promise<number> {
   }
   const o = runOptions('train', f, {});
   if (f.values.has('weights')) o.weights = await load(f.values.get('weights')!);
-  const r = await runTraining(o);
+  let r;
+  try {
+    r = await runTraining(o);
+  } finally {
+    for (const t of o.weights?.values() ?? []) t.dispose();  // copied into the model
+  }
   process.stdout.write(`test accuracy: ${r.testAccuracy.toFixed(4)}\n`);
   process.stdout.write(`wrote ${r.files.weights}, ${r.files.config}, ${r.files.metrics}, ${r.files.curves}\n`);
   r.model.dispose();
