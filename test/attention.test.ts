@@ -7,46 +7,12 @@ import * as path from 'path';
 import * as vl from '../lib';
 import { AttentionOptions, GridPositions, attention, splitKV, splitQKV } from '../lib/ops/attention';
 import { maxAbsDiff, requireLib, runNode } from './helpers';
+import { RefOptions, decode, gridPositions, maxAbs, rope } from './attention-reference';
 
 const fixtures = path.join(__dirname, 'fixtures', 'ops');
 const attentionModule = JSON.stringify(path.join(__dirname, '..', 'lib', 'ops', 'attention.ts'));
 
 // ---- naive reference (f64 except where SPEC fixes fp32: positions, frequencies, angles) ----
-
-function gridPositions(count: number, g: GridPositions): { x: number[]; y: number[] } {
-  const step = Math.fround(g.step ?? 1), bias = Math.fround(g.bias ?? 0), off = g.indexOffset ?? 0;
-  const x: number[] = [], y: number[] = [];
-  for (let i = 0; i < count; ++i) {
-    const idx = i + off;
-    const col = ((idx % g.cols) + g.cols) % g.cols, row = Math.floor(idx / g.cols);
-    x.push(Math.fround(bias + Math.fround(col * step)));
-    y.push(Math.fround(bias + Math.fround(row * step)));
-  }
-  return { x, y };
-}
-
-/** x [B, T, H, D] row-major, rotated per SPEC §1. */
-function rope(x: ArrayLike<number>, B: number, T: number, H: number, D: number, px: number[], py: number[]): Float64Array {
-  const out = Float64Array.from(x as ArrayLike<number>);
-  const freqs = Array.from({ length: D / 4 }, (_, i) => Math.fround(1 / Math.fround(Math.pow(10000, Math.fround((4 * i) / D)))));
-  for (let b = 0; b < B; ++b)
-    for (let t = 0; t < T; ++t)
-      for (let h = 0; h < H; ++h) {
-        const o = ((b * T + t) * H + h) * D;
-        for (let i = 0; i < D / 4; ++i) {
-          for (const [c, pos] of [[4 * i, px[t]], [4 * i + 2, py[t]]]) {
-            const angle = Math.fround(Math.fround(pos) * freqs[i]);
-            const cs = Math.cos(angle), sn = Math.sin(angle);
-            const a = x[o + c], bb = x[o + c + 1];
-            out[o + c] = a * cs - bb * sn;
-            out[o + c + 1] = a * sn + bb * cs;
-          }
-        }
-      }
-  return out;
-}
-
-interface RefOptions { qx?: number[]; qy?: number[]; kx?: number[]; ky?: number[]; rope?: boolean; scale?: number }
 
 /** softmax(q·kᵀ·scale)·v per (batch, head), heads concatenated; lse [B, H, N]. Only `rows` when given. */
 function reference(q: Float32Array, k: Float32Array, v: Float32Array, shape: { B: number; N: number; M: number; H: number; D: number },
@@ -81,12 +47,6 @@ function reference(q: Float32Array, k: Float32Array, v: Float32Array, shape: { B
         }
       }
   return { out, lse };
-}
-
-function maxAbs(a: ArrayLike<number>): number {
-  let m = 0;
-  for (let i = 0; i < a.length; ++i) m = Math.max(m, Math.abs(a[i]));
-  return m;
 }
 
 /** Within `rel` of the expected values' scale. */
@@ -368,11 +328,6 @@ const workload = `
     for (const t of [...outs, qkv, q, k, v, q2, kv, s.k, s.v, q3]) t.dispose();
     return res;
   }`;
-
-function decode(b64: string): Float32Array {
-  const buf = Buffer.from(b64, 'base64');
-  return new Float32Array(buf.buffer, buf.byteOffset, buf.length / 4);
-}
 
 describe('attention: determinism and instruction sets', () => {
   afterAll(() => vl.setNumThreads(2));

@@ -2,7 +2,7 @@
 // references and finite differences written here; thread counts and ISAs.
 import * as vl from '../lib';
 import * as ops from '../lib/ops/nn';
-import { dot, finiteDiff, maxAbsDiff, requireLib, runNode } from './helpers';
+import { dot, erf, finiteDiff, maxAbsDiff, requireLib, runNode } from './helpers';
 
 /** max |got − want| over max |want| (or over `floor` when that is larger). */
 function relErr(got: ArrayLike<number>, want: ArrayLike<number>, floor = 1e-30): number {
@@ -10,22 +10,6 @@ function relErr(got: ArrayLike<number>, want: ArrayLike<number>, floor = 1e-30):
   let scale = floor;
   for (let i = 0; i < want.length; ++i) scale = Math.max(scale, Math.abs(want[i]));
   return maxAbsDiff(got, want) / scale;
-}
-
-// erf to ~1e-13 by its Taylor series (|x| < 3) and the continued fraction beyond.
-function erf(x: number): number {
-  const ax = Math.abs(x);
-  if (ax < 3) {
-    let term = ax, sum = ax;
-    for (let n = 1; n < 80; ++n) {
-      term *= -ax * ax / n;
-      sum += term / (2 * n + 1);
-    }
-    return Math.sign(x) * 2 / Math.sqrt(Math.PI) * sum;
-  }
-  let f = 0;
-  for (let n = 60; n >= 1; --n) f = n / 2 / (ax + f);
-  return Math.sign(x) * (1 - Math.exp(-ax * ax) / Math.sqrt(Math.PI) / (ax + f));
 }
 
 const silu = (v: number) => v / (1 + Math.exp(-v));

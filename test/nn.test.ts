@@ -2,7 +2,7 @@
 // references written here; every ISA agrees.
 import * as vl from '../lib';
 import * as ops from '../lib/ops/nn';
-import { maxAbsDiff, requireLib, runNode } from './helpers';
+import { erf, maxAbsDiff, requireLib, runNode } from './helpers';
 
 function refLayerNorm(x: Float32Array, C: number, w?: Float32Array, b?: Float32Array, eps = 1e-6): Float64Array {
   const out = new Float64Array(x.length);
@@ -30,22 +30,6 @@ function refSoftmax(x: Float32Array, n: number): { y: Float64Array; lse: Float64
     lse[r] = m + Math.log(s);
   }
   return { y, lse };
-}
-
-// erf to ~1e-12 by its Taylor series (|x| < 3) and the continued fraction beyond.
-function erf(x: number): number {
-  const ax = Math.abs(x);
-  if (ax < 3) {
-    let term = ax, sum = ax;
-    for (let n = 1; n < 80; ++n) {
-      term *= -ax * ax / n;
-      sum += term / (2 * n + 1);
-    }
-    return Math.sign(x) * 2 / Math.sqrt(Math.PI) * sum;
-  }
-  let f = 0;
-  for (let n = 60; n >= 1; --n) f = n / 2 / (ax + f);
-  return Math.sign(x) * (1 - Math.exp(-ax * ax) / Math.sqrt(Math.PI) / (ax + f));
 }
 
 function relErr(got: ArrayLike<number>, want: ArrayLike<number>): number {
