@@ -98,6 +98,23 @@ describe('memory', () => {
     expect(after.allocations).toBeGreaterThan(base.allocations);
   });
 
+  test('a long chain queued at once holds only its live blocks (blocks are taken in stream order)', async () => {
+    await vl.synchronize();
+    vl.emptyCache('cpu');
+    const base = cpu();
+    const n = 1 << 20;  // 4 MiB per tensor
+    let x = vl.zeros([n]);
+    for (let i = 0; i < 40; ++i) {
+      const next = x.add(1);
+      x.dispose();  // JavaScript lets go at once; the queued kernels still hold it
+      x = next;
+    }
+    expect((await x.data())[n - 1]).toBe(40);
+    // Blocks taken at enqueue time would have reserved all 41 tensors (164 MiB).
+    expect(cpu().reservedBytes - base.reservedBytes).toBeLessThanOrEqual(3 * 4 * n);
+    x.dispose();
+  });
+
   test('the GC finalizer releases forgotten tensors and counts them', () => {
     const r = runNode(`${requireLib}
       (async () => {

@@ -20,7 +20,8 @@ class Backend {
   virtual int device_count() = 0;
   // Empty when usable, else why not (e.g. "no CUDA driver").
   virtual std::string unavailable_reason() = 0;
-  // Throws an OutOfMemory error naming the device and size when it cannot allocate.
+  // The block is taken on first use, in stream order (see Storage); running out
+  // of memory then fails the kernel that needed it, with an OutOfMemory message.
   virtual StoragePtr allocate(Device device, size_t nbytes) = 0;
   virtual Stream& stream(Device device) = 0;
   virtual MemoryStats& stats(Device device) = 0;

@@ -47,6 +47,34 @@ struct CachingAllocator::State {
     }
     publish();
   }
+
+  // Takes a block of round_size(nbytes) bytes from the cache or the raw allocator.
+  std::pair<void*, size_t> take_block(size_t nbytes) {
+    const size_t rounded = CachingAllocator::round_size(nbytes);
+    std::lock_guard<std::mutex> lock(mutex);
+    auto it = cache.lower_bound(rounded);  // smallest cached block that fits
+    if (it != cache.end() && it->first <= CachingAllocator::max_reuse_size(rounded)) {
+      const std::pair<void*, size_t> taken{it->second, it->first};
+      cache.erase(it);
+      cached -= taken.second;
+      publish();
+      return taken;
+    }
+    void* p = raw_alloc(rounded);
+    const size_t cached_before = cached;
+    if (p == nullptr && !cache.empty()) {
+      // Cached blocks of other sizes may be what stands in the way.
+      free_cache();
+      p = raw_alloc(rounded);
+    }
+    if (p == nullptr)
+      fail(ErrorCode::OutOfMemory, "out of memory on ", device.str(), ": could not allocate ", nbytes, " bytes (a ",
+           rounded, "-byte block); ", stats.allocated_bytes.load(), " bytes allocated, ", cached_before,
+           " bytes cached", cached_before ? " (released before retrying)" : "", ", ", reserved, " bytes reserved");
+    reserved += rounded;
+    publish();
+    return {p, rounded};
+  }
 };
 
 CachingAllocator::CachingAllocator(Device device, RawAlloc raw_alloc, RawFree raw_free, MemoryStats& stats,
@@ -66,44 +94,32 @@ size_t CachingAllocator::round_size(size_t nbytes) {
 
 size_t CachingAllocator::max_reuse_size(size_t rounded) { return rounded + std::max(rounded / 8, kLargeRound); }
 
-StoragePtr CachingAllocator::allocate(size_t nbytes) {
+StoragePtr CachingAllocator::allocate(size_t nbytes, bool deferred) {
   State& s = *state_;
   if (nbytes == 0) {
     // No block: counted as an allocation so the counters match the CPU backend.
     s.stats.on_alloc(0);
     return std::make_shared<Storage>(s.device, nullptr, 0, [st = state_](void*, size_t) { st->stats.on_free(0); });
   }
-  const size_t rounded = round_size(nbytes);
-  void* p = nullptr;
-  size_t block = 0;
-  {
-    std::lock_guard<std::mutex> lock(s.mutex);
-    auto it = s.cache.lower_bound(rounded);  // smallest cached block that fits
-    if (it != s.cache.end() && it->first <= max_reuse_size(rounded)) {
-      block = it->first;
-      p = it->second;
-      s.cache.erase(it);
-      s.cached -= block;
-    } else {
-      block = rounded;
-      p = s.raw_alloc(block);
-      const size_t cached_before = s.cached;
-      if (p == nullptr && !s.cache.empty()) {
-        // Cached blocks of other sizes may be what stands in the way.
-        s.free_cache();
-        p = s.raw_alloc(block);
-      }
-      if (p == nullptr)
-        fail(ErrorCode::OutOfMemory, "out of memory on ", s.device.str(), ": could not allocate ", nbytes,
-             " bytes (a ", block, "-byte block); ", s.stats.allocated_bytes.load(), " bytes allocated, ",
-             cached_before, " bytes cached", cached_before ? " (released before retrying)" : "", ", ", s.reserved,
-             " bytes reserved");
-      s.reserved += block;
-    }
-    s.publish();
+  if (deferred) {
+    // The counters see the bytes now; the block is taken when first touched.
+    s.stats.on_alloc(static_cast<int64_t>(nbytes));
+    auto block = std::make_shared<size_t>(0);
+    return std::make_shared<Storage>(
+        s.device, nbytes,
+        [st = state_, block](size_t n) {
+          auto taken = st->take_block(n);
+          *block = taken.second;
+          return taken.first;
+        },
+        [st = state_, block](void* ptr, size_t n) {
+          st->stats.on_free(static_cast<int64_t>(n));
+          if (ptr) st->give_back(ptr, *block);
+        });
   }
+  const auto taken = s.take_block(nbytes);
   s.stats.on_alloc(static_cast<int64_t>(nbytes));
-  return std::make_shared<Storage>(s.device, p, nbytes, [st = state_, block](void* ptr, size_t n) {
+  return std::make_shared<Storage>(s.device, taken.first, nbytes, [st = state_, block = taken.second](void* ptr, size_t n) {
     st->stats.on_free(static_cast<int64_t>(n));
     st->give_back(ptr, block);
   });

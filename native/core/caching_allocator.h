@@ -38,8 +38,9 @@ class CachingAllocator {
   CachingAllocator& operator=(const CachingAllocator&) = delete;
 
   // A storage of `nbytes` whose deleter returns its block to the cache. Throws
-  // an OutOfMemory vl::Error naming the device and sizes when it cannot allocate.
-  StoragePtr allocate(size_t nbytes);
+  // an OutOfMemory vl::Error naming the device and sizes when it cannot allocate
+  // (a deferred storage takes its block, and throws, on first data()).
+  StoragePtr allocate(size_t nbytes, bool deferred = false);
   // Raw-frees every cached block.
   void release_cache();
 

@@ -38,7 +38,7 @@ class CpuBackend final : public Backend {
   DeviceType type() const override { return DeviceType::CPU; }
   int device_count() override { return static_cast<int>(devices_.size()); }
   std::string unavailable_reason() override { return ""; }
-  StoragePtr allocate(Device device, size_t nbytes) override { return devices_.at(device.index)->allocator.allocate(nbytes); }
+  StoragePtr allocate(Device device, size_t nbytes) override { return devices_.at(device.index)->allocator.allocate(nbytes, true); }
   Stream& stream(Device d) override { return devices_.at(d.index)->stream; }
   MemoryStats& stats(Device d) override { return devices_.at(d.index)->stats; }
   void copy_to_host(void* dst, const void* src, size_t n, Device) override { std::memcpy(dst, src, n); }

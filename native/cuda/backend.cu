@@ -41,7 +41,7 @@ struct DeviceState {
         allocator(
             Device{DeviceType::CUDA, i},
             [i](size_t n) -> void* {
-              // Runs on whichever thread allocates (usually JavaScript's).
+              // Runs on whichever thread first touches the block (usually the stream's).
               VL_CUDA_CHECK(cudaSetDevice(i), i);
               void* p = nullptr;
               const cudaError_t err = cudaMalloc(&p, n);
@@ -85,7 +85,7 @@ class CudaBackend final : public Backend {
     return reason_;
   }
 
-  StoragePtr allocate(Device device, size_t nbytes) override { return state(device.index).allocator.allocate(nbytes); }
+  StoragePtr allocate(Device device, size_t nbytes) override { return state(device.index).allocator.allocate(nbytes, true); }
   Stream& stream(Device device) override { return state(device.index).stream; }
   MemoryStats& stats(Device device) override { return state(device.index).stats; }
   void release_cache(Device device) override { state(device.index).allocator.release_cache(); }

@@ -247,6 +247,41 @@ int main() {
     check_eq(stats3.reserved_bytes.load(), 1024, "limit: reserved = the cached block");
   }
 
+
+  // Deferred storages take their block on first data(), so work queued ahead
+  // reuses what earlier work released; never touched, they take nothing.
+  {
+    FakeDevice d2(8 * MiB);
+    vl::MemoryStats stats4;
+    CachingAllocator c(
+        cuda0, [&](size_t n) { return d2.alloc(n); }, [&](void* p) { d2.free(p); }, stats4);
+    StoragePtr a1 = c.allocate(3 * MiB, true), a2 = c.allocate(3 * MiB, true);
+    check_eq(stats4.allocated_bytes.load(), 6 * MiB, "deferred: counted as allocated at once");
+    check_eq(d2.allocs, 0, "deferred: no block taken before first use");
+    check_eq(stats4.reserved_bytes.load(), 0, "deferred: nothing reserved yet");
+    void* pa1 = a1->data();
+    check(pa1 != nullptr && a1->data() == pa1, "deferred: first data() takes a block, later calls see the same");
+    check_eq(stats4.reserved_bytes.load(), 4 * MiB, "deferred: reserved = one 4 MiB block");
+    a1.reset();  // released before a2 is touched: a2 reuses its block
+    check(a2->data() == pa1, "deferred: a later storage reuses the block an earlier one released");
+    check_eq(d2.allocs, 1, "deferred: one raw allocation for two storages");
+    StoragePtr untouched = c.allocate(1 * MiB, true);
+    untouched.reset();
+    check_eq(d2.allocs, 1, "deferred: a storage never touched takes no block");
+    check_eq(stats4.allocated_bytes.load(), 3 * MiB, "deferred: its bytes leave the counters");
+    StoragePtr big = c.allocate(6 * MiB, true);  // 4 MiB in use, 8 MiB device: cannot fit
+    bool threw = false;
+    try {
+      big->data();
+    } catch (const vl::Error& e) {
+      threw = std::string(e.what()).find("out of memory") != std::string::npos;
+    }
+    check(threw, "deferred: running out of memory throws from data(), with the usual message");
+    big.reset();
+    a2.reset();
+    check_eq(stats4.allocated_bytes.load(), 0, "deferred: allocated_bytes back to 0");
+  }
+
   std::printf("%d passed, %d failed\n", g_passed, g_failed);
   return g_failed == 0 ? 0 : 1;
 }
