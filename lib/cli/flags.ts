@@ -9,13 +9,17 @@ export interface FlagSpec {
 }
 
 export interface ParsedFlags {
+  /** The last value of each flag. */
   values: Map<string, string>;
+  /** Every value flag in command-line order (for flags that repeat, or group). */
+  ordered: [string, string][];
   switches: Set<string>;
   positionals: string[];
 }
 
 export function parseFlags(command: string, argv: readonly string[], spec: FlagSpec): ParsedFlags {
   const values = new Map<string, string>();
+  const ordered: [string, string][] = [];
   const switches = new Set<string>();
   const positionals: string[] = [];
   for (let i = 0; i < argv.length; ++i) {
@@ -30,6 +34,7 @@ export function parseFlags(command: string, argv: readonly string[], spec: FlagS
       const v = eq > 0 ? a.slice(eq + 1) : argv[++i];
       if (v === undefined) throw new ArgumentError(`${command}: --${name} needs a value`);
       values.set(name, v);
+      ordered.push([name, v]);
     } else if (spec.switches?.includes(name) && eq < 0) {
       switches.add(name);
     } else {
@@ -37,7 +42,7 @@ export function parseFlags(command: string, argv: readonly string[], spec: FlagS
       throw new ArgumentError(`${command}: unknown option ${a}; expected ${known}`);
     }
   }
-  return { values, switches, positionals };
+  return { values, ordered, switches, positionals };
 }
 
 export function intFlag(command: string, flags: ParsedFlags, name: string, fallback: number, min = 0): number {

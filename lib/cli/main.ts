@@ -6,6 +6,7 @@ import { VisionLlamaError } from '../errors';
 import { convertCommand } from './convert';
 import { forwardCommand } from './forward';
 import { predictCommand } from './predict';
+import { serveCommand } from './serve';
 import { demoCommand, trainCommand } from './train';
 
 const usage = `usage: visionllama <command>
@@ -17,6 +18,8 @@ commands:
   forward     --model M --weights W --input X.npy --output Y.npy [--dtype f32|bf16]: logits
               of float32 images, for conformance checks
   predict     --model M --weights W [--labels L] [--json] IMAGE...: top-5 classes of images
+  serve       --model M [--weights W] [--port 8080] [--max-batch 16] ...: HTTP inference server
+              with dynamic batching (see visionllama serve --help)
   train       --model M --data fashion-mnist|DIR [--epochs N] [--batch B] [--lr LR] [--opt adamw|lamb|sgd]
               [--out DIR] [--resume] ...: train a model (see visionllama train --help)
   demo        train a small VisionLLaMA on Fashion-MNIST, report its test accuracy, classify a few images
@@ -44,6 +47,7 @@ async function main(argv: string[]): Promise<number> {
   if (cmd === 'convert') return convertCommand(argv.slice(1));
   if (cmd === 'forward') return forwardCommand(argv.slice(1));
   if (cmd === 'predict') return predictCommand(argv.slice(1));
+  if (cmd === 'serve') return serveCommand(argv.slice(1));
   if (cmd === 'train') return trainCommand(argv.slice(1));
   if (cmd === 'demo') return demoCommand(argv.slice(1));
   process.stderr.write(cmd && cmd !== '--help' && cmd !== '-h' ? `unknown command '${cmd}'\n\n${usage}` : usage);

@@ -1,8 +1,7 @@
 /** `visionllama predict`: classify image files, top-5 classes with probabilities. */
-import * as fs from 'fs';
 import { ArgumentError } from '../errors';
 import { loadImageBatch } from '../data/image';
-import { loadModel } from '../models/load';
+import { loadModel, readLabels, readModelExtras } from '../models/load';
 import { softmax } from '../ops/nn';
 import { intFlag, parseFlags } from './flags';
 
@@ -15,22 +14,6 @@ export const predictUsage = `usage: visionllama predict --model CONFIG.json|PRES
   say otherwise. An unreadable image is reported by name and the others still run (the exit
   code is then 1).
 `;
-
-/** What a config file written by training says about its inputs and classes. */
-interface ConfigExtras {
-  preprocess?: { resize?: number; crop?: number; mean?: number[]; std?: number[] };
-  classes?: string[];
-}
-
-function configExtras(model: string): ConfigExtras {
-  if (!model.toLowerCase().endsWith('.json')) return {};
-  try {
-    const c = JSON.parse(fs.readFileSync(model, 'utf8'));
-    return { preprocess: c.preprocess, classes: Array.isArray(c.classes) ? c.classes.map(String) : undefined };
-  } catch {
-    return {};  // loadModel reports a bad file
-  }
-}
 
 export interface Prediction {
   image: string;
@@ -52,7 +35,7 @@ export async function predictCommand(argv: string[]): Promise<number> {
   if (dtype !== 'f32' && dtype !== 'bf16') throw new ArgumentError(`predict: --dtype must be f32 or bf16, got '${dtype}'`);
   const topk = intFlag('predict', f, 'topk', 5, 1);
   const batch = intFlag('predict', f, 'batch', 8, 1);
-  const extras = configExtras(f.values.get('model')!);
+  const extras = readModelExtras(f.values.get('model')!);
   const pre = extras.preprocess ?? {};
   const transform = {
     resize: intFlag('predict', f, 'resize', pre.resize ?? 256), crop: intFlag('predict', f, 'crop', pre.crop ?? 224),
@@ -60,7 +43,7 @@ export async function predictCommand(argv: string[]): Promise<number> {
   };
   let labels: string[] | undefined = extras.classes;
   if (f.values.has('labels')) {
-    labels = fs.readFileSync(f.values.get('labels')!, 'utf8').split(/\r?\n/).map((l) => l.trim()).filter((l, i, a) => l.length || i < a.length - 1);
+    labels = readLabels(f.values.get('labels')!);
   }
   using model = await loadModel(f.values.get('model')!, f.values.get('weights'), { dtype, key: f.values.get('key') });
   const results: Prediction[] = [];

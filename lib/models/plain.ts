@@ -81,13 +81,20 @@ export class PlainVisionLlama extends Module {
     });
   }
 
+  /** The pooled feature vector [B, C] that the head classifies: the final class token. */
+  forwardPooled(images: Tensor): Tensor {
+    const run = () => tidy(() => this.features(images, this.training).cls);
+    return this.training ? run() : noGrad(run);
+  }
+
+  /** Class logits [B, numClasses] of pooled features (forwardPooled's output). */
+  forwardHead(pooled: Tensor): Tensor {
+    const { weight, bias } = this.head;
+    return this.training ? F.linear(pooled, weight, bias) : noGrad(() => linear(pooled, weight, { bias }));
+  }
+
   /** Class logits [B, numClasses]. */
   forward(images: Tensor): Tensor {
-    const run = () => tidy(() => {
-      const { cls } = this.features(images, this.training);
-      const { weight, bias } = this.head;
-      return this.training ? F.linear(cls, weight, bias) : linear(cls, weight, { bias });
-    });
-    return this.training ? run() : noGrad(run);
+    return tidy(() => this.forwardHead(this.forwardPooled(images)));
   }
 }

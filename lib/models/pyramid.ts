@@ -112,16 +112,24 @@ export class PyramidVisionLlama extends Module {
     });
   }
 
-  /** Class logits [B, numClasses]: head(LN(mean_tokens(LN(x)))), the same LN twice. */
-  forward(images: Tensor): Tensor {
+  /** The pooled feature vector [B, C] that the head classifies: LN(mean_tokens(LN(x))), the same LN twice. */
+  forwardPooled(images: Tensor): Tensor {
     const train = this.training;
     const run = () => tidy(() => {
       const { tokens } = this.features(images, train);
-      const pooled = applyNorm(applyNorm(tokens, this.norm).mean(1), this.norm);
-      const { weight, bias } = this.head;
-      return train ? F.linear(pooled, weight, bias) : linear(pooled, weight, { bias });
+      return applyNorm(applyNorm(tokens, this.norm).mean(1), this.norm);
     });
     return train ? run() : noGrad(run);
   }
-}
 
+  /** Class logits [B, numClasses] of pooled features (forwardPooled's output). */
+  forwardHead(pooled: Tensor): Tensor {
+    const { weight, bias } = this.head;
+    return this.training ? F.linear(pooled, weight, bias) : noGrad(() => linear(pooled, weight, { bias }));
+  }
+
+  /** Class logits [B, numClasses]: head(LN(mean_tokens(LN(x)))). */
+  forward(images: Tensor): Tensor {
+    return tidy(() => this.forwardHead(this.forwardPooled(images)));
+  }
+}

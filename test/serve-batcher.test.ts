@@ -1,0 +1,149 @@
+// The dynamic batcher and the Prometheus text format, without HTTP.
+import { Counter, DynamicBatcher, Gauge, Histogram, QueueFullError, Registry, RequestTimeoutError } from '../lib/serve';
+
+function deferred<T>(): { promise: Promise<T>; resolve: (v: T) => void; reject: (e: Error) => void } {
+  let resolve!: (v: T) => void;
+  let reject!: (e: Error) => void;
+  const promise = new Promise<T>((res, rej) => { resolve = res; reject = rej; });
+  return { promise, resolve, reject };
+}
+
+describe('DynamicBatcher', () => {
+  test('forms batches up to maxBatch while the model is busy, in arrival order', async () => {
+    const batches: number[][] = [];
+    const gates: ReturnType<typeof deferred<void>>[] = [];
+    const b = new DynamicBatcher<number, number>({ maxBatch: 3, maxWaitMs: 0, capacity: 100 }, async (xs) => {
+      batches.push(xs);
+      const g = deferred<void>();
+      gates.push(g);
+      await g.promise;
+      return xs.map((x) => x * 10);
+    });
+    const results = Array.from({ length: 7 }, (_, i) => b.submit(b.admit(), i, 10_000));
+    expect(batches).toEqual([[0]]);  // the first request found the model idle
+    expect(b.depth).toBe(7);
+    gates[0].resolve();
+    await new Promise((r) => setImmediate(r));
+    expect(batches).toEqual([[0], [1, 2, 3]]);
+    gates[1].resolve();
+    await new Promise((r) => setImmediate(r));
+    gates[2].resolve();
+    expect(await Promise.all(results)).toEqual([0, 10, 20, 30, 40, 50, 60]);
+    expect(batches).toEqual([[0], [1, 2, 3], [4, 5, 6]]);
+    expect(b.depth).toBe(0);
+  });
+
+  test('an idle model waits up to maxWaitMs for the batch to fill', async () => {
+    const batches: number[][] = [];
+    const b = new DynamicBatcher<number, number>({ maxBatch: 4, maxWaitMs: 40, capacity: 100 }, async (xs) => {
+      batches.push(xs);
+      return xs;
+    });
+    const t0 = performance.now();
+    const first = b.submit(b.admit(), 1, 10_000);
+    await new Promise((r) => setTimeout(r, 10));
+    const second = b.submit(b.admit(), 2, 10_000);
+    await Promise.all([first, second]);
+    expect(batches).toEqual([[1, 2]]);
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(35);
+    // A full batch does not wait.
+    const t1 = performance.now();
+    await Promise.all([3, 4, 5, 6].map((x) => b.submit(b.admit(), x, 10_000)));
+    expect(batches[1]).toEqual([3, 4, 5, 6]);
+    expect(performance.now() - t1).toBeLessThan(30);
+  });
+
+  test('a failing batch is retried one by one, so only the bad request fails', async () => {
+    const calls: number[][] = [];
+    const b = new DynamicBatcher<number, number>({ maxBatch: 8, maxWaitMs: 5, capacity: 100 }, async (xs) => {
+      calls.push(xs);
+      if (xs.includes(13)) throw new Error('unlucky input');
+      return xs.map((x) => x + 1);
+    });
+    const settled = await Promise.allSettled([1, 13, 2].map((x) => b.submit(b.admit(), x, 10_000)));
+    expect(settled.map((s) => s.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect((settled[0] as PromiseFulfilledResult<number>).value).toBe(2);
+    expect(((settled[1] as PromiseRejectedResult).reason as Error).message).toBe('unlucky input');
+    expect(calls).toEqual([[1, 13, 2], [1], [13], [2]]);
+    expect(b.depth).toBe(0);
+  });
+
+  test('capacity bounds admitted requests; a full queue says when to retry', async () => {
+    const gate = deferred<void>();
+    const b = new DynamicBatcher<number, number>({ maxBatch: 1, maxWaitMs: 0, capacity: 2 }, async (xs) => {
+      await gate.promise;
+      return xs;
+    });
+    const s1 = b.admit();
+    const s2 = b.admit();
+    expect(b.saturated).toBe(true);
+    let err: unknown;
+    try {
+      b.admit();
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(QueueFullError);
+    expect((err as QueueFullError).retryAfterS).toBeGreaterThanOrEqual(1);
+    s2.release();  // e.g. its image did not decode
+    s2.release();  // idempotent
+    expect(b.depth).toBe(1);
+    const p = b.submit(s1, 7, 10_000);
+    const idle = b.idle();
+    gate.resolve();
+    expect(await p).toBe(7);
+    await idle;
+    expect(b.depth).toBe(0);
+  });
+
+  test('a request past its time limit is answered with RequestTimeoutError and leaves the queue', async () => {
+    const gate = deferred<void>();
+    const ran: number[][] = [];
+    const b = new DynamicBatcher<number, number>({ maxBatch: 1, maxWaitMs: 0, capacity: 10 }, async (xs) => {
+      ran.push(xs);
+      await gate.promise;
+      return xs;
+    });
+    const first = b.submit(b.admit(), 1, 10_000);
+    const late = b.submit(b.admit(), 2, 20);
+    await expect(late).rejects.toBeInstanceOf(RequestTimeoutError);
+    expect(b.depth).toBe(1);
+    gate.resolve();
+    expect(await first).toBe(1);
+    await new Promise((r) => setTimeout(r, 5));
+    expect(ran).toEqual([[1]]);  // the expired request never reached the model
+  });
+
+  test('rejects bad settings', () => {
+    const run = async (xs: number[]) => xs;
+    expect(() => new DynamicBatcher({ maxBatch: 0, maxWaitMs: 0, capacity: 1 }, run)).toThrow(/maxBatch must be an integer >= 1/);
+    expect(() => new DynamicBatcher({ maxBatch: 1, maxWaitMs: -1, capacity: 1 }, run)).toThrow(/maxWaitMs/);
+    expect(() => new DynamicBatcher({ maxBatch: 1, maxWaitMs: 0, capacity: 0.5 }, run)).toThrow(/capacity/);
+  });
+});
+
+describe('Prometheus text format', () => {
+  test('counters, gauges and cumulative histograms with escaped labels', () => {
+    const r = new Registry();
+    const c = r.register(new Counter('x_total', 'Things.', ['route', 'status']));
+    const g = r.register(new Gauge('depth', 'Depth.', ['model']));
+    const h = r.register(new Histogram('lat_seconds', 'Latency.', ['route'], [0.1, 1]));
+    c.inc({ route: '/a"b', status: '200' });
+    c.inc({ route: '/a"b', status: '200' }, 2);
+    let depth = 3;
+    g.set({ model: 'm' }, () => depth);
+    h.observe({ route: 'r' }, 0.05);
+    h.observe({ route: 'r' }, 0.5);
+    h.observe({ route: 'r' }, 5);
+    depth = 4;
+    const text = r.render();
+    expect(text).toContain('# TYPE x_total counter\nx_total{route="/a\\"b",status="200"} 3\n');
+    expect(text).toContain('# TYPE depth gauge\ndepth{model="m"} 4\n');
+    expect(text).toContain('lat_seconds_bucket{route="r",le="0.1"} 1\n');
+    expect(text).toContain('lat_seconds_bucket{route="r",le="1"} 2\n');
+    expect(text).toContain('lat_seconds_bucket{route="r",le="+Inf"} 3\n');
+    expect(text).toContain('lat_seconds_sum{route="r"} 5.55\nlat_seconds_count{route="r"} 3\n');
+    expect(h.stats({ route: 'r' })).toEqual({ sum: 5.55, count: 3 });
+    expect(text.endsWith('\n')).toBe(true);
+  });
+});
