@@ -1,5 +1,6 @@
 // The dynamic batcher and the Prometheus text format, without HTTP.
 import { Counter, DynamicBatcher, Gauge, Histogram, QueueFullError, Registry, RequestTimeoutError } from '../lib/serve';
+import { PhaseLock } from '../lib/serve/phase-lock';
 
 function deferred<T>(): { promise: Promise<T>; resolve: (v: T) => void; reject: (e: Error) => void } {
   let resolve!: (v: T) => void;
@@ -114,11 +115,65 @@ describe('DynamicBatcher', () => {
     expect(ran).toEqual([[1]]);  // the expired request never reached the model
   });
 
+  test('after a batch of k, the next waits (up to lingerMs) until k requests are back', async () => {
+    const batches: number[][] = [];
+    const b = new DynamicBatcher<number, number>({ maxBatch: 8, maxWaitMs: 5, capacity: 100, lingerMs: 200 }, async (xs) => {
+      batches.push(xs);
+      return xs;
+    });
+    await Promise.all([1, 2, 3].map((x) => b.submit(b.admit(), x, 10_000)));  // no batch before: no linger
+    expect(batches).toEqual([[1, 2, 3]]);
+    // The three come back one by one, 8 ms apart: each arrival keeps the wait open (it ends after 10 quiet ms).
+    const back: Promise<number>[] = [];
+    for (const x of [4, 5, 6]) {
+      const slot = b.admit();
+      await new Promise((r) => setTimeout(r, 8));
+      back.push(b.submit(slot, x, 10_000));
+    }
+    await Promise.all(back);
+    expect(batches[1]).toEqual([4, 5, 6]);
+    // Nobody else comes back: a lone request goes once arrivals have been quiet for 10 ms.
+    const t0 = performance.now();
+    await b.submit(b.admit(), 7, 10_000);
+    expect(batches[2]).toEqual([7]);
+    expect(performance.now() - t0).toBeLessThan(150);
+  });
+
   test('rejects bad settings', () => {
     const run = async (xs: number[]) => xs;
     expect(() => new DynamicBatcher({ maxBatch: 0, maxWaitMs: 0, capacity: 1 }, run)).toThrow(/maxBatch must be an integer >= 1/);
     expect(() => new DynamicBatcher({ maxBatch: 1, maxWaitMs: -1, capacity: 1 }, run)).toThrow(/maxWaitMs/);
     expect(() => new DynamicBatcher({ maxBatch: 1, maxWaitMs: 0, capacity: 0.5 }, run)).toThrow(/capacity/);
+  });
+});
+
+describe('PhaseLock', () => {
+  test('decodes run together, a batch waits for them, and later decodes wait for the batch', async () => {
+    const lock = new PhaseLock();
+    const events: string[] = [];
+    const d1 = await lock.acquire('decode');
+    const d2 = await lock.acquire('decode');  // decodes share a phase
+    const compute = lock.acquire('compute').then((release) => {
+      events.push('compute');
+      return release;
+    });
+    const d3 = lock.acquire('decode').then((release) => {
+      events.push('decode 3');
+      return release;
+    });
+    await new Promise((r) => setImmediate(r));
+    expect(events).toEqual([]);  // the batch waits for d1 and d2; d3 queues behind the batch
+    d1();
+    d1();  // idempotent
+    await new Promise((r) => setImmediate(r));
+    expect(events).toEqual([]);
+    d2();
+    (await compute)();
+    (await d3)();
+    expect(events).toEqual(['compute', 'decode 3']);
+    // Idle again: either kind goes at once.
+    (await lock.acquire('compute'))();
+    expect(await lock.run('decode', async () => 5)).toBe(5);
   });
 });
 

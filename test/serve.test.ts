@@ -140,7 +140,7 @@ describe('serve', () => {
       }
       const noBody = await fetch(`${u}/v1/embed`, { method: 'POST' });
       expect(noBody.status).toBe(415);
-      expect((await noBody.json()).code).toBe('unsupported_media_type');
+      expect(((await noBody.json()) as any).code).toBe('unsupported_media_type');
       // The server is still fine.
       expect((await post(`${u}/v1/classify`, img.body, img.type)).status).toBe(200);
       const metrics = await (await fetch(`${u}/metrics`)).text();
@@ -162,7 +162,7 @@ describe('serve', () => {
       expect(Number(rejected.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
       const ready = await fetch(`${server.url}/readyz`);
       expect(ready.status).toBe(503);
-      expect((await ready.json()).reason).toMatch(/queue full: pyramid-tiny/);
+      expect(((await ready.json()) as any).reason).toMatch(/queue full: pyramid-tiny/);
       expect((await fetch(`${server.url}/healthz`)).status).toBe(200);
       for (const a of await Promise.all(admitted)) expect(a.status).toBe(200);
       expect((await fetch(`${server.url}/readyz`)).status).toBe(200);
@@ -189,7 +189,7 @@ describe('serve', () => {
     const [img] = await makeImages(1, 11);
     await withServer({ models: [{ ...pyramidTiny, name: 'pyr' }, plainTiny] }, async (server) => {
       expect(server.modelNames).toEqual(['pyr', 'plain-tiny']);
-      const list = await (await fetch(`${server.url}/v1/models`)).json();
+      const list = (await (await fetch(`${server.url}/v1/models`)).json()) as any;
       expect(list.models.map((m: any) => [m.name, m.arch, m.default])).toEqual([['pyr', 'pyramid', true], ['plain-tiny', 'plain', false]]);
       expect((await post(`${server.url}/v1/classify`, img.body, img.type)).json.model).toBe('pyr');
       const plain = await post(`${server.url}/v1/models/plain-tiny/embed`, img.body, img.type);

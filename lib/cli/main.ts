@@ -18,7 +18,7 @@ commands:
   forward     --model M --weights W --input X.npy --output Y.npy [--dtype f32|bf16]: logits
               of float32 images, for conformance checks
   predict     --model M --weights W [--labels L] [--json] IMAGE...: top-5 classes of images
-  serve       --model M [--weights W] [--port 8080] [--max-batch 16] ...: HTTP inference server
+  serve       --model M [--weights W] [--port 8080] [--max-batch 32] ...: HTTP inference server
               with dynamic batching (see visionllama serve --help)
   train       --model M --data fashion-mnist|DIR [--epochs N] [--batch B] [--lr LR] [--opt adamw|lamb|sgd]
               [--out DIR] [--resume] ...: train a model (see visionllama train --help)

@@ -7,11 +7,22 @@
  * batch while the model computes.
  */
 
+import type { PhaseLock } from './phase-lock';
+
 export interface BatcherOptions {
   maxBatch: number;
   maxWaitMs: number;
   /** Requests admitted at once: decoding, queued or computing. */
   capacity: number;
+  /**
+   * After a batch of k, how long at most the next one waits for k requests
+   * (default 0): clients answered together come back together, and one batch
+   * for all of them beats two alternating half-batches in latency. The wait
+   * ends early once requests stop arriving for max(maxWaitMs, 10 ms).
+   */
+  lingerMs?: number;
+  /** When given, batches run in its 'compute' phase; the batch is formed once the phase begins. */
+  lock?: PhaseLock;
 }
 
 /** Runs one batch; resolves to one output per input, in order. */
@@ -57,6 +68,9 @@ export class DynamicBatcher<I, O> {
   private idleWaiters: (() => void)[] = [];
   /** Mean seconds per image of recent batches (for Retry-After). */
   private secondsPerImage = 0;
+  private lastBatchSize = 0;
+  private lastFinishedAt = 0;
+  private lastAdmitAt = 0;
 
   constructor(private readonly options: BatcherOptions, private readonly runner: BatchRunner<I, O>, private readonly observer: BatchObserver = {}) {
     const { maxBatch, maxWaitMs, capacity } = options;
@@ -81,6 +95,7 @@ export class DynamicBatcher<I, O> {
       throw new QueueFullError(Math.max(1, Math.ceil(this.admitted * perImage)));
     }
     this.admitted += 1;
+    this.lastAdmitAt = performance.now();
     let held = true;
     return {
       release: () => {
@@ -88,6 +103,7 @@ export class DynamicBatcher<I, O> {
         held = false;
         this.admitted -= 1;
         this.notifyIdle();
+        this.pump();  // the batch may have been waiting for this request
       },
     };
   }
@@ -139,27 +155,48 @@ export class DynamicBatcher<I, O> {
 
   private pump(): void {
     if (this.running || !this.queue.length) return;
-    const waited = performance.now() - this.queue[0].enqueuedAt;
-    if (this.queue.length < this.options.maxBatch && waited < this.options.maxWaitMs) {
-      if (!this.wake) {
-        this.wake = setTimeout(() => {
-          this.wake = null;
-          this.pump();
-        }, this.options.maxWaitMs - waited);
-      }
-      return;
-    }
+    const now = performance.now();
+    const { maxBatch, maxWaitMs, lingerMs = 0 } = this.options;
+    const n = this.queue.length;
+    // Full: go. Else the oldest waits maxWaitMs for company, and after a batch
+    // of k the next one also waits (up to lingerMs from its end) for k requests,
+    // and for every admitted request still decoding: the clients it answered
+    // are likely on their way back, and one left out would wait a whole batch.
+    const waitLeft = maxWaitMs - (now - this.queue[0].enqueuedAt);
+    const expected = Math.min(maxBatch, Math.max(this.lastBatchSize, this.admitted));
+    const quietEnd = Math.max(this.lastFinishedAt, this.lastAdmitAt) + Math.max(maxWaitMs, 10);
+    const lingerLeft = n >= expected ? 0 : Math.min(this.lastFinishedAt + lingerMs, quietEnd) - now;
+    const delay = n >= maxBatch ? 0 : Math.max(waitLeft, lingerLeft);
     if (this.wake) {
       clearTimeout(this.wake);
       this.wake = null;
     }
-    const batch = this.queue.splice(0, this.options.maxBatch);
+    if (delay > 0) {
+      this.wake = setTimeout(() => {
+        this.wake = null;
+        this.pump();
+      }, delay);
+      return;
+    }
     this.running = true;
-    void this.runBatch(batch).finally(() => {
+    void this.launch().finally(() => {
       this.running = false;
       this.pump();
       this.notifyIdle();
     });
+  }
+
+  private async launch(): Promise<void> {
+    const release = this.options.lock ? await this.options.lock.acquire('compute') : null;
+    try {
+      // Formed now: requests decoded while the phase was changing join this batch.
+      const batch = this.queue.splice(0, this.options.maxBatch);
+      if (batch.length) await this.runBatch(batch);
+      this.lastBatchSize = batch.length;
+    } finally {
+      this.lastFinishedAt = performance.now();
+      release?.();
+    }
   }
 
   private async runBatch(batch: Pending<I, O>[]): Promise<void> {

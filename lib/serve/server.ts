@@ -8,6 +8,7 @@ import { ArgumentError } from '../errors';
 import { decodeImage } from '../data/decode';
 import { memory } from '../runtime';
 import { QueueFullError, RequestTimeoutError } from './batcher';
+import { PhaseLock } from './phase-lock';
 import { InferenceOutput, ModelEndpoint, ModelSpec } from './endpoint';
 import { describeHttpError, HttpError } from './http-error';
 import { Counter, Gauge, Histogram, PROMETHEUS_CONTENT_TYPE, Registry } from './metrics';
@@ -18,7 +19,7 @@ export interface ServerOptions {
   host?: string;
   /** Default 8080; 0 picks a free port. */
   port?: number;
-  /** Largest batch (default 16). */
+  /** Largest batch (default 32). */
   maxBatch?: number;
   /** How long the first request of a batch waits for more while the model is idle (default 5 ms). */
   maxWaitMs?: number;
@@ -28,8 +29,14 @@ export interface ServerOptions {
   timeoutMs?: number;
   /** Largest request body in bytes; larger gets 413 (default 16 MiB). */
   maxBodyBytes?: number;
-  /** Called with each fastify log line's object, for `--log`; default silent. */
+  /** fastify's request log on stdout (`--log`); default silent. */
   logger?: boolean;
+  /**
+   * Decode images while batches compute. Off by default: on CPU both compete
+   * for the same cores and overlapping them costs more than it saves, so
+   * decoding runs between batches (in parallel across requests).
+   */
+  overlapDecode?: boolean;
 }
 
 export const IMAGE_TYPES = ['image/jpeg', 'image/jpg', 'image/png', 'image/webp'] as const;
@@ -64,9 +71,11 @@ export class InferenceServer {
   private closing: Promise<void> | null = null;
   private readonly timeoutMs: number;
   private readonly app: FastifyInstance;
+  private readonly lock: PhaseLock | null;
 
   private constructor(private readonly options: ServerOptions) {
     this.timeoutMs = positiveInt('timeoutMs', options.timeoutMs, 30_000);
+    this.lock = options.overlapDecode ? null : new PhaseLock();
     this.app = Fastify({
       logger: options.logger ?? false,
       bodyLimit: positiveInt('maxBodyBytes', options.maxBodyBytes, 16 << 20),
@@ -80,9 +89,11 @@ export class InferenceServer {
     if (!options.models?.length) throw new ArgumentError('serve: no models given (--model PRESET|CONFIG.json)');
     const server = new InferenceServer(options);
     const batching = {
-      maxBatch: positiveInt('maxBatch', options.maxBatch, 16),
+      maxBatch: positiveInt('maxBatch', options.maxBatch, 32),
       maxWaitMs: positiveInt('maxWaitMs', options.maxWaitMs, 5, 0),
       capacity: positiveInt('queueSize', options.queueSize, 256),
+      lingerMs: 100,
+      lock: server.lock ?? undefined,
     };
     try {
       for (const spec of options.models) {
@@ -222,16 +233,25 @@ export class InferenceServer {
       }
       throw err;
     }
-    let pixels: Float32Array;
+    // The decode phase ends only once the image is queued: a batch formed as
+    // the phase turns must not miss a request that has just decoded.
+    const release = this.lock ? await this.lock.acquire('decode') : null;
+    let answer: Promise<InferenceOutput>;
     try {
-      pixels = (await decodeImage(image, ep.transform)).data;
-    } catch (err) {
-      slot.release();
-      throw new HttpError(400, 'bad_image', (err as Error).message);
+      let pixels: Float32Array;
+      try {
+        pixels = (await decodeImage(image, ep.transform)).data;
+      } catch (err) {
+        slot.release();
+        throw new HttpError(400, 'bad_image', (err as Error).message);
+      }
+      answer = ep.batcher.submit(slot, pixels, this.timeoutMs - reply.elapsedTime);
+    } finally {
+      release?.();
     }
     let out: InferenceOutput;
     try {
-      out = await ep.batcher.submit(slot, pixels, this.timeoutMs - reply.elapsedTime);
+      out = await answer;
     } catch (err) {
       if (err instanceof RequestTimeoutError) throw new HttpError(503, 'timeout', `model '${ep.name}': the request did not finish within ${this.timeoutMs} ms`);
       throw err;
