@@ -53,6 +53,7 @@ function softmaxRow(src: Float32Array, offset: number, n: number): Float32Array 
 export class ModelEndpoint {
   readonly batcher: DynamicBatcher<Float32Array, InferenceOutput>;
   readonly imageShape: [number, number, number];
+  private staging = new Float32Array(0);
 
   private constructor(
     readonly name: string,
@@ -98,13 +99,16 @@ export class ModelEndpoint {
   private async runBatch(inputs: Float32Array[]): Promise<InferenceOutput[]> {
     const [c, h, w] = this.imageShape;
     const plane = c * h * w;
-    const all = new Float32Array(inputs.length * plane);
+    // One staging buffer for the endpoint's life: a fresh batch-sized array
+    // each time would cost its page faults on the batch's critical path.
+    if (this.staging.length < inputs.length * plane) this.staging = new Float32Array(inputs.length * plane);
+    const all = this.staging.subarray(0, inputs.length * plane);
     inputs.forEach((x, i) => {
       if (x.length !== plane) throw new ArgumentError(`serve: an input of ${x.length} values, expected ${plane} (${c}x${h}x${w})`);
       all.set(x, i * plane);
     });
     const [pooled, logits] = tidy(() => {
-      const x = tensor(all, [inputs.length, c, h, w]);
+      const x = tensor(all, [inputs.length, c, h, w]);  // copied now: the buffer is free again
       const p = this.model.forwardPooled(x);
       return [p, this.model.forwardHead(p)];
     });
