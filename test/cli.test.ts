@@ -71,3 +71,28 @@ describe('visionllama predict', () => {
     expect(text.stdout.split('\n').filter((l) => l.includes('%'))).toHaveLength(2);
   });
 });
+
+describe('visionllama serve (arguments)', () => {
+  test('bad arguments say what is expected, before anything listens', () => {
+    const help = cli('serve', '--help');
+    expect(help.status).toBe(0);
+    expect(help.stdout).toMatch(/usage: visionllama serve --model/);
+    const cases: [string[], RegExp][] = [
+      [[], /--model is required/],
+      [['--weights', 'w.pth', '--model', 'plain-s'], /--weights must follow the --model it belongs to/],
+      [['--model', 'plain-s', '--dtype', 'f16'], /--dtype must be f32 or bf16, got 'f16'/],
+      [['--model', 'plain-s', '--crop', '0'], /--crop must be an integer >= 1/],
+      [['--model', 'plain-s', '--name', 'a', '--name', 'b'], /--name given twice for --model plain-s/],
+      [['--model', 'plain-s', '--max-batch', '0'], /--max-batch must be an integer >= 1/],
+      [['--model', 'plain-s', 'extra'], /unexpected argument 'extra'/],
+      [['--model', 'plain-xl'], /unknown model 'plain-xl'/],
+      [['--model', 'plain-s', '--name', 'bad name'], /model name 'bad name' may only use/],
+    ];
+    for (const [args, message] of cases) {
+      const r = cli('serve', ...args);
+      expect({ args, status: r.status }).toEqual({ args, status: 1 });
+      expect(r.stderr).toMatch(message);
+      expect(r.stdout).not.toMatch(/listening/);
+    }
+  });
+});

@@ -1,6 +1,8 @@
 // `visionllama serve` over real HTTP on 127.0.0.1: results against
 // model.forward, every error answer, queueing, time limits, shutdown, memory.
 import { spawn } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 import sharp from 'sharp';
 import * as vl from '../lib';
@@ -185,17 +187,32 @@ describe('serve', () => {
     });
   });
 
-  test('several models by name; the first is the default', async () => {
+  test('several models by name, f32 and bf16, with class names; the first is the default', async () => {
     const [img] = await makeImages(1, 11);
-    await withServer({ models: [{ ...pyramidTiny, name: 'pyr' }, plainTiny] }, async (server) => {
-      expect(server.modelNames).toEqual(['pyr', 'plain-tiny']);
+    const labels = path.join(os.tmpdir(), `vl-serve-labels-${process.pid}.txt`);
+    fs.writeFileSync(labels, `${Array.from({ length: 10 }, (_, i) => `class ${i}`).join('\n')}\n`);
+    const models = [{ ...pyramidTiny, name: 'pyr', labels }, plainTiny, { ...plainTiny, name: 'plain-bf16', dtype: 'bf16' as const }];
+    await withServer({ models }, async (server) => {
+      expect(server.modelNames).toEqual(['pyr', 'plain-tiny', 'plain-bf16']);
       const list = (await (await fetch(`${server.url}/v1/models`)).json()) as any;
-      expect(list.models.map((m: any) => [m.name, m.arch, m.default])).toEqual([['pyr', 'pyramid', true], ['plain-tiny', 'plain', false]]);
-      expect((await post(`${server.url}/v1/classify`, img.body, img.type)).json.model).toBe('pyr');
+      expect(list.models.map((m: any) => [m.name, m.arch, m.dtype, m.default])).toEqual([
+        ['pyr', 'pyramid', 'f32', true], ['plain-tiny', 'plain', 'f32', false], ['plain-bf16', 'plain', 'bf16', false]]);
+      const pyr = await post(`${server.url}/v1/classify`, img.body, img.type);
+      expect(pyr.json.model).toBe('pyr');
+      expect(pyr.json.predictions.map((p: any) => p.label)).toEqual(pyr.json.predictions.map((p: any) => `class ${p.index}`));
       const plain = await post(`${server.url}/v1/models/plain-tiny/embed`, img.body, img.type);
       expect(plain.json.model).toBe('plain-tiny');
       expect(plain.json.dim).toBe(64);
+      // bf16 weights: the same classes, probabilities within bf16 rounding of f32.
+      const f32 = await post(`${server.url}/v1/models/plain-tiny/classify?topk=10`, img.body, img.type);
+      const bf16 = await post(`${server.url}/v1/models/plain-bf16/classify?topk=10`, img.body, img.type);
+      const byIndex = (a: any) => Object.fromEntries(a.json.predictions.map((p: any) => [p.index, p.prob]));
+      const pf = byIndex(f32), pb = byIndex(bf16);
+      for (let k = 0; k < 10; ++k) expect(Math.abs(pf[k] - pb[k])).toBeLessThan(0.02);
     });
+    fs.writeFileSync(labels, 'just one\n');
+    await expect(InferenceServer.start({ models: [{ ...pyramidTiny, labels }], port: 0 })).rejects.toThrow(/names 1 classes but model 'pyramid-tiny' has 10/);
+    fs.unlinkSync(labels);
     await expect(InferenceServer.start({ models: [pyramidTiny, pyramidTiny], port: 0 })).rejects.toThrow(/two models are named 'pyramid-tiny'/);
     await expect(InferenceServer.start({ models: [{ ...pyramidTiny, weights: plainTiny.weights }], port: 0 })).rejects.toThrow(/missing|unexpected/);
   });
