@@ -1,0 +1,56 @@
+// Row softmax: one block per row, the max and the sum reduced with warp
+// shuffles and one shared-memory exchange between warps. Kernel source shared
+// by nvcc and the SIMT runner (cuda/simt.cuh).
+#pragma once
+#include <cmath>
+
+#include "cuda/simt.cuh"
+
+namespace vl {
+namespace cuda {
+namespace kernels {
+
+struct MaxOp {
+  static VL_DEVICE float identity() { return -INFINITY; }
+  static VL_DEVICE float apply(float a, float b) { return fmaxf(a, b); }
+};
+struct SumOp {
+  static VL_DEVICE float identity() { return 0.0f; }
+  static VL_DEVICE float apply(float a, float b) { return a + b; }
+};
+
+// Every thread of the block gets the reduction of every thread's `v`.
+// `partial` holds one value per warp; the block is a whole number of warps.
+template <typename Op>
+VL_DEVICE float block_reduce(float v, float* partial) {
+  for (int m = 16; m > 0; m >>= 1) v = Op::apply(v, simt::shfl_xor(v, m));
+  if (simt::lane() == 0) partial[simt::warp()] = v;
+  simt::sync_threads();
+  const int warps = simt::block_dim_x() / 32;
+  float total = simt::lane() < warps ? partial[simt::lane()] : Op::identity();
+  for (int m = 16; m > 0; m >>= 1) total = Op::apply(total, simt::shfl_xor(total, m));
+  simt::sync_threads();  // partial is free again
+  return total;
+}
+
+// y[row, :] = softmax(x[row, :]); grid.x = rows, blockDim.x = kThreads.
+template <int kThreads>
+VL_GLOBAL void softmax_rows(const float* VL_RESTRICT x, float* VL_RESTRICT y, int cols) {
+  static_assert(kThreads % 32 == 0 && kThreads <= 1024, "a whole number of warps");
+  VL_SHARED float partial[kThreads / 32];
+  const int64_t row = simt::block_x();
+  const float* xr = x + row * cols;
+  float* yr = y + row * cols;
+  float m = -INFINITY;
+  for (int c = simt::thread_x(); c < cols; c += kThreads) m = fmaxf(m, xr[c]);
+  m = block_reduce<MaxOp>(m, partial);
+  float s = 0.0f;
+  for (int c = simt::thread_x(); c < cols; c += kThreads) s += expf(xr[c] - m);
+  s = block_reduce<SumOp>(s, partial);
+  const float inv = 1.0f / s;
+  for (int c = simt::thread_x(); c < cols; c += kThreads) yr[c] = expf(xr[c] - m) * inv;
+}
+
+}  // namespace kernels
+}  // namespace cuda
+}  // namespace vl

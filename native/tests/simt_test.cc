@@ -1,0 +1,190 @@
+// The SIMT runner and the kernels written against cuda/simt.cuh, on the CPU:
+// runner mechanics (barriers, shared memory, shuffles, votes, ldmatrix, and
+// the errors of divergent code), then each kernel against a plain reference.
+// Built and run by test/simt.test.ts:
+//   g++ -std=c++17 -O1 -Inative native/tests/simt_test.cc native/tests/simt_runner.cc -o /tmp/simt && /tmp/simt
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "core/half.h"
+#include "cuda/kernels/gemm_mma.cuh"
+#include "cuda/kernels/softmax.cuh"
+#include "tests/simt_runner.h"
+
+using vl::simt::Dim;
+using vl::simt::launch;
+
+namespace {
+
+int g_passed = 0, g_failed = 0;
+
+void check(bool ok, const std::string& what) {
+  std::printf("%s %s\n", ok ? "PASS" : "FAIL", what.c_str());
+  (ok ? g_passed : g_failed)++;
+}
+
+std::string launch_error(Dim grid, Dim block, const std::function<void()>& body) {
+  try {
+    launch(grid, block, body);
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// Kernels exercising the runner itself.
+VL_GLOBAL void reverse_in_shared(const float* in, float* out) {
+  VL_SHARED float buf[256];
+  const int t = vl::simt::thread_x(), n = vl::simt::block_dim_x();
+  buf[t] = in[vl::simt::block_x() * n + t];
+  vl::simt::sync_threads();  // every write is visible after the barrier
+  out[vl::simt::block_x() * n + t] = buf[n - 1 - t];
+}
+
+VL_GLOBAL void warp_ops(float* sums, float* from_lane3, unsigned* votes) {
+  const int t = vl::simt::thread_x();
+  float v = static_cast<float>(t);
+  for (int m = 16; m > 0; m >>= 1) v += vl::simt::shfl_xor(v, m);
+  sums[t] = v;
+  from_lane3[t] = vl::simt::shfl(static_cast<float>(t * 10), 3);
+  votes[t] = vl::simt::ballot(t % 3 == 0);
+}
+
+VL_GLOBAL void divergent_barrier() {
+  if (vl::simt::thread_x() < 16) vl::simt::sync_threads();
+}
+
+VL_GLOBAL void divergent_shuffle(float* out) {
+  if (vl::simt::lane() < 8) out[vl::simt::thread_x()] = vl::simt::shfl_xor(1.0f, 1);
+}
+
+VL_GLOBAL void ldmatrix_probe(uint32_t* out) {
+  VL_SHARED_ALIGNED(16) uint16_t tile[16][16];
+  const int t = vl::simt::thread_x();
+  for (int i = t; i < 256; i += 32) tile[i / 16][i % 16] = static_cast<uint16_t>(i);
+  vl::simt::sync_threads();
+  uint32_t r[4];
+  vl::simt::ldmatrix_x4(r, &tile[(t & 7) + ((t >> 3) & 1) * 8][(t >> 4) * 8]);
+  for (int i = 0; i < 4; ++i) out[t * 4 + i] = r[i];
+}
+
+void test_runner() {
+  {
+    std::vector<float> in(2 * 96), out(2 * 96);
+    for (size_t i = 0; i < in.size(); ++i) in[i] = static_cast<float>(i);
+    launch({2, 1}, {96, 1}, [&] { reverse_in_shared(in.data(), out.data()); });
+    bool ok = true;
+    for (int b = 0; b < 2; ++b)
+      for (int t = 0; t < 96; ++t) ok &= out[b * 96 + t] == in[b * 96 + 95 - t];
+    check(ok, "shared memory and sync_threads: 2 blocks of 96 threads reverse their rows");
+  }
+  {
+    std::vector<float> sums(64), lane3(64);
+    std::vector<unsigned> votes(64);
+    launch({1, 1}, {64, 1}, [&] { warp_ops(sums.data(), lane3.data(), votes.data()); });
+    bool sums_ok = true, lane_ok = true, votes_ok = true;
+    unsigned want = 0;
+    for (int l = 0; l < 32; ++l) want |= (l % 3 == 0 ? 1u : 0u) << l;
+    unsigned want_w1 = 0;
+    for (int l = 0; l < 32; ++l) want_w1 |= ((32 + l) % 3 == 0 ? 1u : 0u) << l;
+    for (int t = 0; t < 64; ++t) {
+      const int w = t / 32;
+      sums_ok &= sums[t] == static_cast<float>(32 * 32 * w + 31 * 32 / 2);
+      lane_ok &= lane3[t] == static_cast<float>((32 * w + 3) * 10);
+      votes_ok &= votes[t] == (w ? want_w1 : want);
+    }
+    check(sums_ok, "shfl_xor butterfly sums each warp");
+    check(lane_ok, "shfl broadcasts lane 3 within each warp");
+    check(votes_ok, "ballot gathers one bit per lane");
+  }
+  {
+    const std::string e = launch_error({1, 1}, {32, 1}, [] { divergent_barrier(); });
+    check(e.find("divergent") != std::string::npos, "a barrier only some threads reach is an error: " + e);
+  }
+  {
+    std::vector<float> out(32);
+    const std::string e = launch_error({1, 1}, {32, 1}, [&] { divergent_shuffle(out.data()); });
+    check(e.find("8 of 32 lanes") != std::string::npos, "a shuffle only some lanes reach is an error: " + e);
+  }
+  {
+    const std::string e = launch_error({1, 1}, {48, 1}, [] { (void)vl::simt::shfl_xor(1.0f, 1); });
+    check(e.find("partial warp") != std::string::npos, "warp collectives need whole warps: " + e);
+  }
+  {
+    const std::string e = launch_error({1, 1}, {4, 1}, [] {
+      if (vl::simt::thread_x() == 2) throw std::runtime_error("bad index");
+    });
+    check(e.find("thread 2: bad index") != std::string::npos, "an exception in a thread names the block and thread: " + e);
+  }
+  {
+    std::vector<uint32_t> out(32 * 4);
+    launch({1, 1}, {32, 1}, [&] { ldmatrix_probe(out.data()); });
+    bool ok = true;
+    for (int l = 0; l < 32; ++l)
+      for (int m = 0; m < 4; ++m) {
+        const int row = (m & 1) * 8 + l / 4, col = (m >> 1) * 8 + 2 * (l % 4);
+        const uint32_t want = static_cast<uint32_t>(row * 16 + col) | static_cast<uint32_t>(row * 16 + col + 1) << 16;
+        ok &= out[l * 4 + m] == want;
+      }
+    check(ok, "ldmatrix_x4: register m of lane l holds row l/4, columns 2(l%4)..+1 of matrix m");
+  }
+}
+
+void test_softmax() {
+  std::mt19937 rng(7);
+  std::normal_distribution<float> dist(0.0f, 3.0f);
+  for (int cols : {1, 7, 128, 1000}) {
+    const int rows = 3;
+    std::vector<float> x(rows * cols), y(rows * cols);
+    for (auto& v : x) v = dist(rng);
+    launch({rows, 1}, {128, 1}, [&] { vl::cuda::kernels::softmax_rows<128>(x.data(), y.data(), cols); });
+    double worst = 0;
+    for (int r = 0; r < rows; ++r) {
+      double m = -INFINITY, s = 0;
+      for (int c = 0; c < cols; ++c) m = std::max(m, static_cast<double>(x[r * cols + c]));
+      for (int c = 0; c < cols; ++c) s += std::exp(x[r * cols + c] - m);
+      for (int c = 0; c < cols; ++c) worst = std::max(worst, std::fabs(y[r * cols + c] - std::exp(x[r * cols + c] - m) / s));
+    }
+    check(worst < 1e-6, "softmax_rows<128> matches the reference, " + std::to_string(cols) + " columns (max error " + std::to_string(worst) + ")");
+  }
+}
+
+void test_gemm_mma() {
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  const int shapes[][3] = {{16, 8, 16}, {32, 16, 16}, {33, 17, 40}, {64, 48, 96}, {5, 3, 7}};
+  for (const auto& s : shapes) {
+    const int M = s[0], N = s[1], K = s[2];
+    std::vector<uint16_t> a(M * K), b(N * K);
+    for (auto& v : a) v = vl::f32_to_bf16(dist(rng));
+    for (auto& v : b) v = vl::f32_to_bf16(dist(rng));
+    std::vector<float> c(M * N, -7.0f);
+    const Dim grid{(N + vl::cuda::kernels::kMmaTileN - 1) / vl::cuda::kernels::kMmaTileN,
+                   (M + vl::cuda::kernels::kMmaTileM - 1) / vl::cuda::kernels::kMmaTileM};
+    launch(grid, {vl::cuda::kernels::kMmaThreads, 1}, [&] { vl::cuda::kernels::gemm_bf16_mma(a.data(), b.data(), c.data(), M, N, K); });
+    double worst = 0;
+    for (int i = 0; i < M; ++i)
+      for (int j = 0; j < N; ++j) {
+        double ref = 0;
+        for (int k = 0; k < K; ++k) ref += static_cast<double>(vl::bf16_to_f32(a[i * K + k])) * vl::bf16_to_f32(b[j * K + k]);
+        worst = std::max(worst, std::fabs(c[i * N + j] - ref));
+      }
+    check(worst < 1e-4, "gemm_bf16_mma " + std::to_string(M) + "x" + std::to_string(N) + "x" + std::to_string(K) +
+                            " matches the reference (max error " + std::to_string(worst) + ")");
+  }
+}
+
+}  // namespace
+
+int main() {
+  test_runner();
+  test_softmax();
+  test_gemm_mma();
+  std::printf("%d passed, %d failed\n", g_passed, g_failed);
+  return g_failed == 0 ? 0 : 1;
+}
