@@ -5,4 +5,4 @@
 #include "cuda/kernels/gemm_mma.cuh"
 #include "cuda/kernels/softmax.cuh"
 
-template __global__ void vl::cuda::kernels::softmax_rows<128>(const float*, float*, int);
+template __global__ void vl::cuda::kernels::softmax_rows<128>(const float*, float*, float*, int);

@@ -33,9 +33,11 @@ VL_DEVICE float block_reduce(float v, float* partial) {
   return total;
 }
 
-// y[row, :] = softmax(x[row, :]); grid.x = rows, blockDim.x = kThreads.
+// y[row, :] = softmax(x[row, :]) and, when lse is given, lse[row] = log sum
+// exp x[row, :] (what backward and flash-style recomputation need);
+// grid.x = rows, blockDim.x = kThreads.
 template <int kThreads>
-VL_GLOBAL void softmax_rows(const float* VL_RESTRICT x, float* VL_RESTRICT y, int cols) {
+VL_GLOBAL void softmax_rows(const float* VL_RESTRICT x, float* VL_RESTRICT y, float* VL_RESTRICT lse, int cols) {
   static_assert(kThreads % 32 == 0 && kThreads <= 1024, "a whole number of warps");
   VL_SHARED float partial[kThreads / 32];
   const int64_t row = simt::block_x();
@@ -47,6 +49,7 @@ VL_GLOBAL void softmax_rows(const float* VL_RESTRICT x, float* VL_RESTRICT y, in
   float s = 0.0f;
   for (int c = simt::thread_x(); c < cols; c += kThreads) s += expf(xr[c] - m);
   s = block_reduce<SumOp>(s, partial);
+  if (lse && simt::thread_x() == 0) lse[row] = m + logf(s);
   const float inv = 1.0f / s;
   for (int c = simt::thread_x(); c < cols; c += kThreads) yr[c] = expf(xr[c] - m) * inv;
 }
