@@ -12,7 +12,9 @@
 #include <vector>
 
 #include "core/half.h"
+#include "cuda/kernels/activation.cuh"
 #include "cuda/kernels/gemm_mma.cuh"
+#include "cuda/kernels/layer_norm.cuh"
 #include "cuda/kernels/softmax.cuh"
 #include "tests/simt_runner.h"
 
@@ -155,6 +157,115 @@ void test_softmax() {
   }
 }
 
+// LayerNorm forward (plain and with the residual add) and backward against
+// a double-precision reference.
+void test_layer_norm() {
+  std::mt19937 rng(5);
+  std::normal_distribution<float> dist(0.5f, 2.0f);
+  const float eps = 1e-6f;
+  for (int C : {1, 5, 96, 300}) {
+    const int rows = 4;
+    std::vector<float> x(rows * C), r(rows * C), w(C), b(C), dy(rows * C);
+    for (auto* v : {&x, &r, &w, &b, &dy})
+      for (auto& e : *v) e = dist(rng);
+    for (int residual = 0; residual < 2; ++residual) {
+      for (int affine = 0; affine < 2; ++affine) {
+        std::vector<float> sum(rows * C), y(rows * C), mean(rows), rstd(rows), dx(rows * C), dw(C), db(C);
+        launch({rows, 1}, {64, 1}, [&] {
+          vl::cuda::kernels::layer_norm_rows<64>(x.data(), residual ? r.data() : nullptr, residual ? sum.data() : nullptr,
+                                                 affine ? w.data() : nullptr, affine ? b.data() : nullptr, y.data(),
+                                                 mean.data(), rstd.data(), C, eps);
+        });
+        const float* src = residual ? sum.data() : x.data();
+        launch({rows, 1}, {64, 1}, [&] {
+          vl::cuda::kernels::layer_norm_backward_rows<64>(dy.data(), src, mean.data(), rstd.data(), affine ? w.data() : nullptr, dx.data(), C);
+        });
+        launch({(C + 31) / 32, 1}, {32, 1}, [&] {
+          vl::cuda::kernels::layer_norm_param_grads(dy.data(), src, mean.data(), rstd.data(), dw.data(), db.data(), rows, C);
+        });
+        double fwd = 0, bwd = 0, grads = 0;
+        std::vector<double> rw(C, 0.0), rb(C, 0.0);
+        for (int i = 0; i < rows; ++i) {
+          std::vector<double> sv(C);
+          for (int c = 0; c < C; ++c) sv[c] = static_cast<double>(x[i * C + c]) + (residual ? r[i * C + c] : 0.0);
+          double m = 0, var = 0;
+          for (double v : sv) m += v;
+          m /= C;
+          for (double v : sv) var += (v - m) * (v - m);
+          const double rs = 1.0 / std::sqrt(var / C + eps);
+          double mg = 0, mgx = 0;
+          for (int c = 0; c < C; ++c) {
+            const double xh = (sv[c] - m) * rs;
+            const double want = affine ? xh * w[c] + b[c] : xh;
+            fwd = std::max(fwd, std::fabs(y[i * C + c] - want));
+            if (residual) fwd = std::max(fwd, std::fabs(sum[i * C + c] - sv[c]));
+            const double g = affine ? dy[i * C + c] * static_cast<double>(w[c]) : dy[i * C + c];
+            mg += g / C;
+            mgx += g * xh / C;
+            rw[c] += dy[i * C + c] * xh;
+            rb[c] += dy[i * C + c];
+          }
+          fwd = std::max({fwd, std::fabs(mean[i] - m), std::fabs(rstd[i] - rs) / rs});
+          for (int c = 0; c < C; ++c) {
+            const double xh = (sv[c] - m) * rs;
+            const double g = affine ? dy[i * C + c] * static_cast<double>(w[c]) : dy[i * C + c];
+            bwd = std::max(bwd, std::fabs(dx[i * C + c] - rs * (g - mg - xh * mgx)));
+          }
+        }
+        for (int c = 0; c < C; ++c) grads = std::max({grads, std::fabs(dw[c] - rw[c]), std::fabs(db[c] - rb[c])});
+        const std::string what = " C=" + std::to_string(C) + (residual ? ", residual" : "") + (affine ? ", affine" : "");
+        check(fwd < 1e-4, "layer_norm_rows" + what + " (max error " + std::to_string(fwd) + ")");
+        check(bwd < 1e-4, "layer_norm_backward_rows" + what + " (max error " + std::to_string(bwd) + ")");
+        check(grads < 1e-4, "layer_norm_param_grads" + what + " (max error " + std::to_string(grads) + ")");
+      }
+    }
+  }
+}
+
+// SiLU, GELU and the SwiGLU gate, forward and backward, against double
+// references; a grid smaller than the data exercises the grid-stride loops.
+void test_activations() {
+  using vl::cuda::kernels::Act;
+  namespace k = vl::cuda::kernels;
+  std::mt19937 rng(3);
+  std::normal_distribution<float> dist(0.0f, 3.0f);
+  const int rows = 7, H = 45, n = rows * 2 * H;
+  std::vector<float> x(n), dy(n);
+  for (auto& v : x) v = dist(rng);
+  for (auto& v : dy) v = dist(rng);
+  auto sig = [](double v) { return 1.0 / (1.0 + std::exp(-v)); };
+  auto silu = [&](double v) { return v * sig(v); };
+  auto dsilu = [&](double v) { return sig(v) * (1.0 + v * (1.0 - sig(v))); };
+  auto gelu = [](double v) { return 0.5 * v * (1.0 + std::erf(v / std::sqrt(2.0))); };
+  auto dgelu = [](double v) { return 0.5 * (1.0 + std::erf(v / std::sqrt(2.0))) + v * std::exp(-0.5 * v * v) / std::sqrt(2.0 * M_PI); };
+  const Dim grid{3, 1}, block{64, 1};
+  std::vector<float> y(n), dx(n);
+  double e = 0;
+  launch(grid, block, [&] { k::activation_forward<Act::Silu>(x.data(), y.data(), n); });
+  for (int i = 0; i < n; ++i) e = std::max(e, std::fabs(y[i] - silu(x[i])));
+  launch(grid, block, [&] { k::activation_backward<Act::Silu>(dy.data(), x.data(), dx.data(), n); });
+  for (int i = 0; i < n; ++i) e = std::max(e, std::fabs(dx[i] - dy[i] * dsilu(x[i])));
+  check(e < 1e-4, "SiLU forward and backward (max error " + std::to_string(e) + ")");
+  e = 0;
+  launch(grid, block, [&] { k::activation_forward<Act::Gelu>(x.data(), y.data(), n); });
+  for (int i = 0; i < n; ++i) e = std::max(e, std::fabs(y[i] - gelu(x[i])));
+  launch(grid, block, [&] { k::activation_backward<Act::Gelu>(dy.data(), x.data(), dx.data(), n); });
+  for (int i = 0; i < n; ++i) e = std::max(e, std::fabs(dx[i] - dy[i] * dgelu(x[i])));
+  check(e < 1e-4, "GELU (erf) forward and backward (max error " + std::to_string(e) + ")");
+  std::vector<float> h(rows * H), dh(rows * H), da(n);
+  for (auto& v : dh) v = dist(rng);
+  launch(grid, block, [&] { k::swiglu_gate_forward(x.data(), h.data(), rows, H); });
+  launch(grid, block, [&] { k::swiglu_gate_backward(dh.data(), x.data(), da.data(), rows, H); });
+  e = 0;
+  for (int r = 0; r < rows; ++r)
+    for (int j = 0; j < H; ++j) {
+      const double a1 = x[r * 2 * H + j], a2 = x[r * 2 * H + H + j], g = dh[r * H + j];
+      e = std::max({e, std::fabs(h[r * H + j] - silu(a1) * a2), std::fabs(da[r * 2 * H + j] - g * a2 * dsilu(a1)),
+                    std::fabs(da[r * 2 * H + H + j] - g * silu(a1))});
+    }
+  check(e < 1e-4, "SwiGLU gate forward and backward (max error " + std::to_string(e) + ")");
+}
+
 void test_gemm_mma() {
   std::mt19937 rng(11);
   std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
@@ -185,6 +296,8 @@ void test_gemm_mma() {
 int main() {
   test_runner();
   test_softmax();
+  test_layer_norm();
+  test_activations();
   test_gemm_mma();
   std::printf("%d passed, %d failed\n", g_passed, g_failed);
   return g_failed == 0 ? 0 : 1;

@@ -1,37 +1,14 @@
 // Row softmax: one block per row, the max and the sum reduced with warp
-// shuffles and one shared-memory exchange between warps. Kernel source shared
-// by nvcc and the SIMT runner (cuda/simt.cuh).
+// shuffles and one shared-memory exchange between warps (block_reduce.cuh).
+// Kernel source shared by nvcc and the SIMT runner (cuda/simt.cuh).
 #pragma once
 #include <cmath>
 
-#include "cuda/simt.cuh"
+#include "cuda/kernels/block_reduce.cuh"
 
 namespace vl {
 namespace cuda {
 namespace kernels {
-
-struct MaxOp {
-  static VL_DEVICE float identity() { return -INFINITY; }
-  static VL_DEVICE float apply(float a, float b) { return fmaxf(a, b); }
-};
-struct SumOp {
-  static VL_DEVICE float identity() { return 0.0f; }
-  static VL_DEVICE float apply(float a, float b) { return a + b; }
-};
-
-// Every thread of the block gets the reduction of every thread's `v`.
-// `partial` holds one value per warp; the block is a whole number of warps.
-template <typename Op>
-VL_DEVICE float block_reduce(float v, float* partial) {
-  for (int m = 16; m > 0; m >>= 1) v = Op::apply(v, simt::shfl_xor(v, m));
-  if (simt::lane() == 0) partial[simt::warp()] = v;
-  simt::sync_threads();
-  const int warps = simt::block_dim_x() / 32;
-  float total = simt::lane() < warps ? partial[simt::lane()] : Op::identity();
-  for (int m = 16; m > 0; m >>= 1) total = Op::apply(total, simt::shfl_xor(total, m));
-  simt::sync_threads();  // partial is free again
-  return total;
-}
 
 // y[row, :] = softmax(x[row, :]) and, when lse is given, lse[row] = log sum
 // exp x[row, :] (what backward and flash-style recomputation need);
