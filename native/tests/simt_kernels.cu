@@ -3,8 +3,10 @@
 // uses tensor-core instructions (mma.sync, ldmatrix). The same sources run
 // through the SIMT runner in native/tests/simt_test.cc.
 #include "cuda/kernels/activation.cuh"
+#include "cuda/kernels/cross_entropy.cuh"
 #include "cuda/kernels/gemm_mma.cuh"
 #include "cuda/kernels/layer_norm.cuh"
+#include "cuda/kernels/optim.cuh"
 #include "cuda/kernels/softmax.cuh"
 
 template __global__ void vl::cuda::kernels::softmax_rows<128>(const float*, float*, float*, int);

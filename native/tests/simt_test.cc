@@ -13,8 +13,10 @@
 
 #include "core/half.h"
 #include "cuda/kernels/activation.cuh"
+#include "cuda/kernels/cross_entropy.cuh"
 #include "cuda/kernels/gemm_mma.cuh"
 #include "cuda/kernels/layer_norm.cuh"
+#include "cuda/kernels/optim.cuh"
 #include "cuda/kernels/softmax.cuh"
 #include "tests/simt_runner.h"
 
@@ -266,6 +268,87 @@ void test_activations() {
   check(e < 1e-4, "SwiGLU gate forward and backward (max error " + std::to_string(e) + ")");
 }
 
+// Cross-entropy with label smoothing, forward and backward, i32 and i64
+// labels, against a double reference; a bad label raises the flag.
+template <typename L>
+void test_cross_entropy(const char* label_type) {
+  namespace k = vl::cuda::kernels;
+  std::mt19937 rng(13);
+  std::normal_distribution<float> dist(0.0f, 2.0f);
+  for (int K : {3, 10, 1000}) {
+    for (float eps : {0.0f, 0.1f}) {
+      const int B = 5;
+      std::vector<float> z(B * K), dloss(B), loss(B), lse(B), dz(B * K);
+      std::vector<L> y(B);
+      for (auto& v : z) v = dist(rng);
+      for (auto& v : dloss) v = dist(rng);
+      for (int i = 0; i < B; ++i) y[i] = static_cast<L>((i * 7 + 1) % K);
+      int bad = 0;
+      launch({B, 1}, {64, 1}, [&] { k::cross_entropy_rows<64, L>(z.data(), y.data(), loss.data(), lse.data(), K, eps, &bad); });
+      launch({3, 1}, {64, 1}, [&] { k::cross_entropy_backward_elems<L>(dloss.data(), z.data(), lse.data(), y.data(), dz.data(), B, K, eps, &bad); });
+      double e = 0;
+      for (int i = 0; i < B; ++i) {
+        double m = -INFINITY, s = 0, sz = 0;
+        for (int j = 0; j < K; ++j) m = std::max(m, static_cast<double>(z[i * K + j]));
+        for (int j = 0; j < K; ++j) {
+          s += std::exp(z[i * K + j] - m);
+          sz += z[i * K + j];
+        }
+        const double l = m + std::log(s);
+        e = std::max({e, std::fabs(lse[i] - l), std::fabs(loss[i] - (l - (1.0 - eps) * z[i * K + y[i]] - eps / K * sz))});
+        for (int j = 0; j < K; ++j) {
+          const double p = std::exp(z[i * K + j] - l);
+          e = std::max(e, std::fabs(dz[i * K + j] - dloss[i] * (p - (j == static_cast<int>(y[i]) ? 1.0 - eps : 0.0) - eps / K)));
+        }
+      }
+      check(e < 1e-4 && bad == 0, std::string("cross_entropy ") + label_type + " labels, K=" + std::to_string(K) + ", smoothing " +
+                                      std::to_string(eps) + " (max error " + std::to_string(e) + ")");
+    }
+  }
+  std::vector<float> z(2 * 4, 0.0f), loss(2, -1.0f), lse(2, -1.0f);
+  std::vector<L> y{1, 4};
+  int bad = 0;
+  launch({2, 1}, {32, 1}, [&] { k::cross_entropy_rows<32, L>(z.data(), y.data(), loss.data(), lse.data(), 4, 0.0f, &bad); });
+  check(bad == 1 && loss[1] == -1.0f && std::fabs(loss[0] - std::log(4.0)) < 1e-6,
+        std::string("cross_entropy ") + label_type + ": label 4 of 4 classes raises the flag; the good row is still computed");
+}
+
+// Three AdamW steps (both lerp branches) against a double reference of
+// torch.optim.AdamW's update.
+void test_adamw() {
+  namespace k = vl::cuda::kernels;
+  std::mt19937 rng(17);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  for (float beta1 : {0.9f, 0.3f}) {
+    const int n = 777;
+    std::vector<float> p(n), g(n), m(n, 0.0f), v(n, 0.0f);
+    for (auto& e : p) e = dist(rng);
+    std::vector<double> rp(p.begin(), p.end()), rm(n, 0.0), rv(n, 0.0);
+    const double lr = 1e-2, wd = 0.05, beta2 = 0.999, eps = 1e-8;
+    double e = 0;
+    for (int step = 1; step <= 3; ++step) {
+      for (auto& x : g) x = dist(rng);
+      const double bc1 = 1 - std::pow(beta1, step), bc2 = 1 - std::pow(beta2, step);
+      const k::AdamWStep s{static_cast<float>(1 - lr * wd), 1 - beta1, static_cast<float>(beta2), static_cast<float>(1 - beta2),
+                           static_cast<float>(-lr / bc1), static_cast<float>(std::sqrt(bc2)), static_cast<float>(eps)};
+      launch({4, 1}, {64, 1}, [&] {
+        if (std::fabs(s.lerp_weight) < 0.5f)
+          k::adamw_update<true>(p.data(), g.data(), m.data(), v.data(), n, s);
+        else
+          k::adamw_update<false>(p.data(), g.data(), m.data(), v.data(), n, s);
+      });
+      for (int i = 0; i < n; ++i) {
+        rp[i] *= 1 - lr * wd;
+        rm[i] = beta1 * rm[i] + (1 - beta1) * g[i];
+        rv[i] = beta2 * rv[i] + (1 - beta2) * g[i] * static_cast<double>(g[i]);
+        rp[i] -= lr / bc1 * rm[i] / (std::sqrt(rv[i]) / std::sqrt(bc2) + eps);
+        e = std::max({e, std::fabs(p[i] - rp[i]), std::fabs(m[i] - rm[i]), std::fabs(v[i] - rv[i])});
+      }
+    }
+    check(e < 1e-5, "adamw_update, beta1 " + std::to_string(beta1) + ", 3 steps (max error " + std::to_string(e) + ")");
+  }
+}
+
 void test_gemm_mma() {
   std::mt19937 rng(11);
   std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
@@ -298,6 +381,9 @@ int main() {
   test_softmax();
   test_layer_norm();
   test_activations();
+  test_cross_entropy<int32_t>("i32");
+  test_cross_entropy<int64_t>("i64");
+  test_adamw();
   test_gemm_mma();
   std::printf("%d passed, %d failed\n", g_passed, g_failed);
   return g_failed == 0 ? 0 : 1;
