@@ -1,9 +1,9 @@
 // Element access for the CUDA kernels, mirroring cpu/element.h: every dtype
 // is read as and written from a common computation type (float for floats,
 // int64 for ints), with the same conversion rules bit for bit. Functions are
-// __host__ __device__ so the host can compute fill values the same way.
+// __host__ __device__ so the host can compute fill values the same way; under
+// a host compiler (the SIMT runner of the tests) they are plain inline.
 #pragma once
-#include <cuda_runtime.h>
 
 #include <cmath>
 #include <cstdint>
@@ -13,8 +13,13 @@
 #include "core/dispatch.h"
 #include "core/error.h"
 #include "core/half.h"
+#include "cuda/simt.cuh"
 
+#if defined(__CUDACC__)
 #define VL_HD __host__ __device__ __forceinline__
+#else
+#define VL_HD inline
+#endif
 
 namespace vl {
 namespace cuda {
@@ -116,9 +121,9 @@ inline unsigned int grid_for(int64_t n) {
   return static_cast<unsigned int>(blocks < 1 ? 1 : (blocks > (int64_t(1) << 20) ? (int64_t(1) << 20) : blocks));
 }
 
-#define VL_GRID_STRIDE(i, n)                                                                       \
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < (n);          \
-       i += static_cast<int64_t>(blockDim.x) * gridDim.x)
+#define VL_GRID_STRIDE(i, n)                                                                                  \
+  for (int64_t i = static_cast<int64_t>(::vl::simt::block_x()) * ::vl::simt::block_dim_x() + ::vl::simt::thread_x(); \
+       i < (n); i += static_cast<int64_t>(::vl::simt::block_dim_x()) * ::vl::simt::grid_dim_x())
 
 }  // namespace cuda
 }  // namespace vl

@@ -13,6 +13,7 @@
 
 #include "core/half.h"
 #include "cuda/kernels/activation.cuh"
+#include "cuda/kernels/binary.cuh"
 #include "cuda/kernels/cross_entropy.cuh"
 #include "cuda/kernels/gemm_mma.cuh"
 #include "cuda/kernels/layer_norm.cuh"
@@ -349,6 +350,77 @@ void test_adamw() {
   }
 }
 
+// A TensorArg over host memory (row-major strides unless given).
+vl::TensorArg arg(void* data, vl::DType dtype, std::vector<int64_t> shape, std::vector<int64_t> strides = {}) {
+  vl::TensorArg a{};
+  a.data = data;
+  a.dtype = dtype;
+  a.ndim = static_cast<int>(shape.size());
+  a.numel = 1;
+  for (int64_t d : shape) a.numel *= d;
+  if (strides.empty()) {
+    strides.assign(shape.size(), 1);
+    for (int d = a.ndim - 2; d >= 0; --d) strides[d] = strides[d + 1] * shape[d + 1];
+  }
+  a.contiguous = true;
+  int64_t expect = 1;
+  for (int d = a.ndim - 1; d >= 0; --d) {
+    a.shape[d] = shape[d];
+    a.strides[d] = strides[d];
+    if (shape[d] != 1 && strides[d] != expect) a.contiguous = false;
+    expect *= shape[d];
+  }
+  return a;
+}
+
+// The binary kernels of the CUDA add/sub/mul/div ops: broadcast operands
+// (stride 0), f32 and bf16 against plain float math, int64 wrap-around,
+// INT64_MIN / -1, and integer division by zero raising the flag.
+void test_binary() {
+  namespace k = vl::cuda::kernels;
+  using vl::cuda::kernels::BinaryOp;
+  {
+    // [3, 5] op [1, 5] broadcast along rows.
+    std::vector<float> a(15), b(5), out(15);
+    for (int i = 0; i < 15; ++i) a[i] = 0.37f * i - 2.0f;
+    for (int j = 0; j < 5; ++j) b[j] = 1.5f - 0.7f * j;
+    const auto A = arg(a.data(), vl::DType::F32, {3, 5}), B = arg(b.data(), vl::DType::F32, {3, 5}, {0, 1});
+    int flag = 0;
+    bool ok = !B.contiguous;
+    launch({2, 1}, {8, 1}, [&] { k::binary_kernel<BinaryOp::Div, float>(A, B, out.data(), 15, &flag); });
+    for (int i = 0; i < 15; ++i) ok &= out[i] == a[i] / b[i % 5];
+    launch({2, 1}, {8, 1}, [&] { k::binary_kernel<BinaryOp::Sub, float>(A, B, out.data(), 15, &flag); });
+    for (int i = 0; i < 15; ++i) ok &= out[i] == a[i] - b[i % 5];
+    check(ok && flag == 0, "binary f32 div and sub with a broadcast operand: exactly float math");
+  }
+  {
+    std::vector<uint16_t> a(6), b(6), out(6);
+    for (int i = 0; i < 6; ++i) {
+      a[i] = vl::f32_to_bf16(1.1f * i + 0.3f);
+      b[i] = vl::f32_to_bf16(3.3f - i);
+    }
+    int flag = 0;
+    launch({1, 1}, {32, 1}, [&] {
+      k::binary_kernel<BinaryOp::Mul, vl::cuda::bf16_t>(arg(a.data(), vl::DType::BF16, {6}), arg(b.data(), vl::DType::BF16, {6}),
+                                                        reinterpret_cast<vl::cuda::bf16_t*>(out.data()), 6, &flag);
+    });
+    bool ok = true;
+    for (int i = 0; i < 6; ++i) ok &= out[i] == vl::f32_to_bf16(vl::bf16_to_f32(a[i]) * vl::bf16_to_f32(b[i]));
+    check(ok, "binary bf16 mul: computed in f32, rounded once to bf16");
+  }
+  {
+    std::vector<int64_t> a{INT64_MAX, INT64_MIN, 7, -7, 9}, b{1, -1, 2, 2, 0}, out(5);
+    int flag = 0;
+    const auto A = arg(a.data(), vl::DType::I64, {5}), B = arg(b.data(), vl::DType::I64, {5});
+    launch({1, 1}, {32, 1}, [&] { k::binary_kernel<BinaryOp::Add, int64_t>(A, B, out.data(), 5, &flag); });
+    const bool add_ok = out[0] == INT64_MIN && out[1] == INT64_MAX && out[2] == 9;
+    launch({1, 1}, {32, 1}, [&] { k::binary_kernel<BinaryOp::Div, int64_t>(A, B, out.data(), 5, &flag); });
+    const bool div_ok = out[0] == INT64_MAX && out[1] == INT64_MIN && out[2] == 3 && out[3] == -3 && out[4] == 0;
+    check(add_ok, "binary i64 add wraps around");
+    check(div_ok && flag == 1, "binary i64 div: truncates, INT64_MIN / -1 wraps, division by zero writes 0 and raises the flag");
+  }
+}
+
 void test_gemm_mma() {
   std::mt19937 rng(11);
   std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
@@ -384,6 +456,7 @@ int main() {
   test_cross_entropy<int32_t>("i32");
   test_cross_entropy<int64_t>("i64");
   test_adamw();
+  test_binary();
   test_gemm_mma();
   std::printf("%d passed, %d failed\n", g_passed, g_failed);
   return g_failed == 0 ? 0 : 1;
