@@ -6,7 +6,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { repoRoot } from './helpers';
 
-test('SIMT runner: barriers, shuffles, votes, ldmatrix, divergence errors; softmax, LayerNorm, activation, SwiGLU-gate and cross-entropy kernels (forward and backward), AdamW, binary elementwise ops, tensor-core GEMM', () => {
+test('SIMT runner: barriers, shuffles, votes, ldmatrix, divergence errors; softmax, LayerNorm, activation, SwiGLU-gate and cross-entropy kernels (forward and backward), AdamW, binary elementwise ops, sum and copy, tensor-core GEMM', () => {
   const native = path.join(repoRoot, 'native');
   const exe = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'vl-simt-')), 'simt_test');
   const sources = ['tests/simt_test.cc', 'tests/simt_runner.cc'].map((s) => path.join(native, s));
@@ -15,6 +15,6 @@ test('SIMT runner: barriers, shuffles, votes, ldmatrix, divergence errors; softm
   expect(build.status).toBe(0);
   const run = spawnSync(exe, { encoding: 'utf8' });
   expect(run.stdout).not.toMatch(/^FAIL/m);
-  expect(run.stdout).toMatch(/^89 passed, 0 failed$/m);
+  expect(run.stdout).toMatch(/^93 passed, 0 failed$/m);
   expect(run.status).toBe(0);
 });

@@ -1,18 +1,14 @@
 // copy: strided input -> contiguous output, converting the dtype (as cpu/copy.cc).
 #include "core/dispatch.h"
 #include "cuda/cuda_check.cuh"
-#include "cuda/element.cuh"
+#include "cuda/kernels/copy.cuh"
 #include "cuda/runtime.cuh"
 
 namespace vl {
 namespace cuda {
 namespace {
 
-template <typename S, typename D>
-__global__ void copy_kernel(TensorArg in, D* out, int64_t n) {
-  const S* src = static_cast<const S*>(in.data);
-  VL_GRID_STRIDE(i, n) out[i] = convert<D>(src[offset_of(in, i)]);
-}
+using kernels::copy_kernel;
 
 void copy(const KernelCall& c) {
   const TensorArg& in = c.in[0];

@@ -8,52 +8,17 @@
 #include "core/backend.h"
 #include "core/dispatch.h"
 #include "cuda/cuda_check.cuh"
-#include "cuda/element.cuh"
+#include "cuda/kernels/reduce.cuh"
 #include "cuda/runtime.cuh"
 
 namespace vl {
 namespace cuda {
 namespace {
 
-// Rows up to this long are summed by one thread each.
-constexpr int64_t kThreadRow = 32;
-// Longer rows are split into chunks of this many elements, one block each,
-// then the per-chunk partial sums are added in a second pass.
-constexpr int64_t kChunk = 16384;
-
-template <typename T, typename O>
-__global__ void sum_thread_rows(TensorArg in, O* out, int64_t outer, int64_t inner) {
-  using A = typename Elem<T>::Compute;
-  const T* src = static_cast<const T*>(in.data);
-  VL_GRID_STRIDE(o, outer) {
-    A acc = 0;
-    for (int64_t j = o * inner; j < (o + 1) * inner; ++j) acc += Elem<T>::load(src[offset_of(in, j)]);
-    out[o] = store_as<O>(acc);
-  }
-}
-
-// Task t = (row t / chunks, chunk t % chunks): out[t] = sum of that chunk of the row.
-template <typename T, typename O>
-__global__ void sum_block_chunks(TensorArg in, O* out, int64_t tasks, int64_t inner, int64_t chunk, int64_t chunks) {
-  using A = typename Elem<T>::Compute;
-  __shared__ A partial[kBlock];
-  const T* src = static_cast<const T*>(in.data);
-  for (int64_t t = blockIdx.x; t < tasks; t += gridDim.x) {
-    const int64_t row = t / chunks, k = t % chunks;
-    const int64_t begin = row * inner + k * chunk;
-    const int64_t end = row * inner + ((k + 1) * chunk < inner ? (k + 1) * chunk : inner);
-    A acc = 0;
-    for (int64_t j = begin + threadIdx.x; j < end; j += blockDim.x) acc += Elem<T>::load(src[offset_of(in, j)]);
-    partial[threadIdx.x] = acc;
-    __syncthreads();
-    for (unsigned int s = blockDim.x / 2; s > 0; s >>= 1) {
-      if (threadIdx.x < s) partial[threadIdx.x] += partial[threadIdx.x + s];
-      __syncthreads();
-    }
-    if (threadIdx.x == 0) out[t] = store_as<O>(partial[0]);
-    __syncthreads();  // partial[] is reused by the next task
-  }
-}
+using kernels::kChunk;
+using kernels::kThreadRow;
+using kernels::sum_block_chunks;
+using kernels::sum_thread_rows;
 
 inline unsigned int blocks_for(int64_t tasks) {
   return static_cast<unsigned int>(tasks < (int64_t(1) << 20) ? tasks : (int64_t(1) << 20));

@@ -14,10 +14,12 @@
 #include "core/half.h"
 #include "cuda/kernels/activation.cuh"
 #include "cuda/kernels/binary.cuh"
+#include "cuda/kernels/copy.cuh"
 #include "cuda/kernels/cross_entropy.cuh"
 #include "cuda/kernels/gemm_mma.cuh"
 #include "cuda/kernels/layer_norm.cuh"
 #include "cuda/kernels/optim.cuh"
+#include "cuda/kernels/reduce.cuh"
 #include "cuda/kernels/softmax.cuh"
 #include "tests/simt_runner.h"
 
@@ -421,6 +423,66 @@ void test_binary() {
   }
 }
 
+// The kernels of the CUDA sum: short rows one per thread, long rows one
+// block per chunk (tree in shared memory) and a second pass over the chunk
+// partials; f32 against a double sum, i32 into exact i64.
+void test_sum() {
+  namespace k = vl::cuda::kernels;
+  using vl::cuda::kBlock;
+  std::mt19937 rng(19);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  {
+    const int outer = 37, inner = 9;  // read transposed: strides (1, outer)
+    std::vector<float> x(outer * inner), out(outer);
+    for (auto& v : x) v = dist(rng);
+    const auto in = arg(x.data(), vl::DType::F32, {outer, inner}, {1, outer});
+    launch({2, 1}, {32, 1}, [&] { k::sum_thread_rows<float, float>(in, out.data(), outer, inner); });
+    double e = 0;
+    for (int o = 0; o < outer; ++o) {
+      double ref = 0;
+      for (int j = 0; j < inner; ++j) ref += x[j * outer + o];
+      e = std::max(e, std::fabs(out[o] - ref));
+    }
+    check(!in.contiguous && e < 1e-5, "sum_thread_rows over a strided (transposed) f32 input (max error " + std::to_string(e) + ")");
+  }
+  {
+    const int outer = 3, inner = 1000, chunk = 300, chunks = (inner + chunk - 1) / chunk, tasks = outer * chunks;
+    std::vector<int32_t> x(outer * inner);
+    for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<int32_t>((i * 2654435761u) % 2000001) - 1000000;
+    std::vector<int64_t> part(tasks), out(outer);
+    const auto in = arg(x.data(), vl::DType::I32, {outer, inner});
+    launch({2, 1}, {kBlock, 1}, [&] { k::sum_block_chunks<int32_t, int64_t>(in, part.data(), tasks, inner, chunk, chunks); });
+    const auto p = arg(part.data(), vl::DType::I64, {tasks});
+    launch({2, 1}, {kBlock, 1}, [&] { k::sum_block_chunks<int64_t, int64_t>(p, out.data(), outer, chunks, chunks, 1); });
+    bool ok = true;
+    for (int o = 0; o < outer; ++o) {
+      int64_t ref = 0;
+      for (int j = 0; j < inner; ++j) ref += x[o * inner + j];
+      ok &= out[o] == ref;
+    }
+    check(ok, "sum_block_chunks: i32 rows in chunks, then the chunk partials, exact in i64");
+  }
+}
+
+// The CUDA copy kernel: strided gathers with dtype conversion (f32 -> bf16
+// rounding, float -> int truncation with saturation and NaN -> 0).
+void test_copy() {
+  namespace k = vl::cuda::kernels;
+  std::vector<float> x{1.5f, -2.7f, 3e10f, -3e10f, NAN, 0.2f};
+  std::vector<int32_t> to_int(6);
+  launch({1, 1}, {32, 1}, [&] { k::copy_kernel<float, int32_t>(arg(x.data(), vl::DType::F32, {6}), to_int.data(), 6); });
+  check(to_int == std::vector<int32_t>{1, -2, INT32_MAX, INT32_MIN, 0, 0}, "copy f32 -> i32 truncates, saturates, maps NaN to 0");
+  std::vector<float> m(12);
+  for (int i = 0; i < 12; ++i) m[i] = 1.0f + i / 3.0f;
+  std::vector<uint16_t> t(12);
+  const auto in = arg(m.data(), vl::DType::F32, {4, 3}, {1, 4});  // the transpose of a [3, 4] matrix
+  launch({1, 1}, {8, 1}, [&] { k::copy_kernel<float, vl::cuda::bf16_t>(in, reinterpret_cast<vl::cuda::bf16_t*>(t.data()), 12); });
+  bool ok = true;
+  for (int r = 0; r < 4; ++r)
+    for (int c = 0; c < 3; ++c) ok &= t[r * 3 + c] == vl::f32_to_bf16(m[c * 4 + r]);
+  check(ok, "copy of a transposed f32 view into contiguous bf16");
+}
+
 void test_gemm_mma() {
   std::mt19937 rng(11);
   std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
@@ -457,6 +519,8 @@ int main() {
   test_cross_entropy<int64_t>("i64");
   test_adamw();
   test_binary();
+  test_sum();
+  test_copy();
   test_gemm_mma();
   std::printf("%d passed, %d failed\n", g_passed, g_failed);
   return g_failed == 0 ? 0 : 1;
