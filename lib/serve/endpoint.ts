@@ -43,11 +43,10 @@ export function defaultModelName(model: string): string {
 function softmaxRow(src: Float32Array, offset: number, n: number): Float32Array {
   let max = -Infinity;
   for (let i = 0; i < n; ++i) max = Math.max(max, src[offset + i]);
-  const out = new Float32Array(n);
+  const e = new Float64Array(n);
   let sum = 0;
-  for (let i = 0; i < n; ++i) sum += Math.exp(src[offset + i] - max);
-  for (let i = 0; i < n; ++i) out[i] = Math.exp(src[offset + i] - max) / sum;
-  return out;
+  for (let i = 0; i < n; ++i) sum += e[i] = Math.exp(src[offset + i] - max);
+  return Float32Array.from(e, (v) => v / sum);
 }
 
 export class ModelEndpoint {

@@ -42,6 +42,9 @@ export interface ServerOptions {
 
 export const IMAGE_TYPES = ['image/jpeg', 'image/jpg', 'image/png', 'image/webp'] as const;
 const DEFAULT_TOPK = 5;
+// How long a batch may wait for the clients the previous one answered (it ends
+// sooner once they stop arriving); longer than their round trip on a busy machine.
+const LINGER_MS = 100;
 const ACCEPTED_BODIES = `send the image file as the body with Content-Type ${IMAGE_TYPES.join(', ')}, or application/json {"image": <base64>, "topk": k}`;
 
 type Kind = 'classify' | 'embed';
@@ -96,7 +99,7 @@ export class InferenceServer {
       maxBatch: positiveInt('maxBatch', options.maxBatch, 32),
       maxWaitMs: positiveInt('maxWaitMs', options.maxWaitMs, 5, 0),
       capacity: positiveInt('queueSize', options.queueSize, 256),
-      lingerMs: 100,
+      lingerMs: LINGER_MS,
       lock: server.lock ?? undefined,
     };
     try {

@@ -163,13 +163,7 @@ void pack_a_cols_f32(const float* a, int rows, int64_t ks, int64_t k0, int64_t k
 
 // Rounds to bf16 (nearest even, NaN kept quiet) and back to f32, as round_bf16.
 inline __m512 bf16_round512(__m512 x) {
-  const __m512i u = _mm512_castps_si512(x);
-  const __mmask16 nan =
-      _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
-  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-  __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), lsb));
-  r = _mm512_mask_or_epi32(r, nan, u, _mm512_set1_epi32(0x400000));
-  return _mm512_castsi512_ps(_mm512_and_si512(r, _mm512_set1_epi32(static_cast<int>(0xffff0000u))));
+  return _mm512_castsi512_ps(_mm512_and_si512(bf16_round_bits512(x), _mm512_set1_epi32(static_cast<int>(0xffff0000u))));
 }
 
 // Column-major A for the widening bf16 kernel: panel [kc/2][mr][2] of

@@ -6,6 +6,7 @@
 
 #include "core/half.h"
 #include "cpu/simd/isa.h"
+#include "cpu/simd/kernels_common.h"
 #include "cpu/simd/vec_math_avx2.h"
 
 namespace vl {
@@ -87,30 +88,13 @@ void binary_scalar_t(const float* v, float s, float* o, int64_t n) {
   }
   for (; i + 8 <= n; i += 8) _mm256_storeu_ps(o + i, binary_op256<op, s_first>(_mm256_loadu_ps(v + i), vs));
   for (; i < n; ++i) {
-    const float a = s_first ? s : v[i], b = s_first ? v[i] : s;
-    o[i] = op == kBinaryAdd ? a + b : op == kBinarySub ? a - b : op == kBinaryMul ? a * b : a / b;
+    o[i] = s_first ? binary_element<op>(s, v[i]) : binary_element<op>(v[i], s);
   }
 }
 void binary_scalar(int op, const float* v, float s, float* o, int64_t n, int s_first) {
-  switch (op * 2 + (s_first ? 1 : 0)) {
-    case 0: return binary_scalar_t<kBinaryAdd, false>(v, s, o, n);
-    case 1: return binary_scalar_t<kBinaryAdd, true>(v, s, o, n);
-    case 2: return binary_scalar_t<kBinarySub, false>(v, s, o, n);
-    case 3: return binary_scalar_t<kBinarySub, true>(v, s, o, n);
-    case 4: return binary_scalar_t<kBinaryMul, false>(v, s, o, n);
-    case 5: return binary_scalar_t<kBinaryMul, true>(v, s, o, n);
-    case 6: return binary_scalar_t<kBinaryDiv, false>(v, s, o, n);
-    default: return binary_scalar_t<kBinaryDiv, true>(v, s, o, n);
-  }
-}
-
-// The elements outside whole blocks: rows i >= mb, then columns j >= nb.
-inline void transpose32_edges(const uint32_t* src, int64_t lds, uint32_t* dst, int64_t ldd, int64_t m, int64_t n,
-                              int64_t mb, int64_t nb) {
-  for (int64_t i = mb; i < m; ++i)
-    for (int64_t j = 0; j < n; ++j) dst[i * ldd + j] = src[j * lds + i];
-  for (int64_t i = 0; i < mb; ++i)
-    for (int64_t j = nb; j < n; ++j) dst[i * ldd + j] = src[j * lds + i];
+  with_binary_scalar(op, s_first, [&](auto op_c, auto first_c) {
+    binary_scalar_t<decltype(op_c)::value, decltype(first_c)::value>(v, s, o, n);
+  });
 }
 
 // 8x8 blocks transposed in registers (unpack, shuffle, lane permute).

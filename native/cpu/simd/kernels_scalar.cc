@@ -3,6 +3,7 @@
 
 #include "core/half.h"
 #include "cpu/simd/isa.h"
+#include "cpu/simd/kernels_common.h"
 
 namespace vl {
 namespace {
@@ -33,22 +34,12 @@ void div(const float* a, const float* b, float* o, int64_t n) {
 }
 template <int op, bool s_first>
 void binary_scalar_t(const float* v, float s, float* o, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    const float a = s_first ? s : v[i], b = s_first ? v[i] : s;
-    o[i] = op == kBinaryAdd ? a + b : op == kBinarySub ? a - b : op == kBinaryMul ? a * b : a / b;
-  }
+  for (int64_t i = 0; i < n; ++i) o[i] = s_first ? binary_element<op>(s, v[i]) : binary_element<op>(v[i], s);
 }
 void binary_scalar(int op, const float* v, float s, float* o, int64_t n, int s_first) {
-  switch (op * 2 + (s_first ? 1 : 0)) {
-    case 0: return binary_scalar_t<kBinaryAdd, false>(v, s, o, n);
-    case 1: return binary_scalar_t<kBinaryAdd, true>(v, s, o, n);
-    case 2: return binary_scalar_t<kBinarySub, false>(v, s, o, n);
-    case 3: return binary_scalar_t<kBinarySub, true>(v, s, o, n);
-    case 4: return binary_scalar_t<kBinaryMul, false>(v, s, o, n);
-    case 5: return binary_scalar_t<kBinaryMul, true>(v, s, o, n);
-    case 6: return binary_scalar_t<kBinaryDiv, false>(v, s, o, n);
-    default: return binary_scalar_t<kBinaryDiv, true>(v, s, o, n);
-  }
+  with_binary_scalar(op, s_first, [&](auto op_c, auto first_c) {
+    binary_scalar_t<decltype(op_c)::value, decltype(first_c)::value>(v, s, o, n);
+  });
 }
 
 void col_sum(const float* const* rows, int64_t nrows, int64_t w, float* acc) {
@@ -59,8 +50,7 @@ void col_sum(const float* const* rows, int64_t nrows, int64_t w, float* acc) {
 }
 
 void transpose32(const uint32_t* src, int64_t lds, uint32_t* dst, int64_t ldd, int64_t m, int64_t n) {
-  for (int64_t i = 0; i < m; ++i)
-    for (int64_t j = 0; j < n; ++j) dst[i * ldd + j] = src[j * lds + i];
+  transpose32_edges(src, lds, dst, ldd, m, n, 0, 0);
 }
 
 float sum(const float* x, int64_t n) {

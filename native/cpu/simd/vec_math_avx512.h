@@ -7,6 +7,18 @@
 namespace vl {
 namespace {
 
+// f32 -> bf16 bits, round to nearest even with NaN kept quiet (as core/half.h),
+// left in the high half of each 32-bit lane. Integer ops rather than
+// vcvtneps2bf16, which flushes subnormals and would disagree with the scalar path.
+inline __m512i bf16_round_bits512(__m512 x) {
+  const __m512i u = _mm512_castps_si512(x);
+  const __mmask16 nan =
+      _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+  const __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), lsb));
+  return _mm512_mask_or_epi32(r, nan, u, _mm512_set1_epi32(0x400000));
+}
+
 // exp(x): 2^n * p(r), n = round(x*log2 e), r = x - n*ln2 (Cody-Waite split),
 // p a degree-6 polynomial (Cephes expf), about 1 ulp; scalef gives correct
 // underflow and overflow. NaN propagates through the min/max operand order.
