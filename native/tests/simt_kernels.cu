@@ -1,7 +1,7 @@
 // The kernels of native/cuda/kernels compiled by nvcc as the GPU runs them;
 // .ci/run builds this to PTX for sm_80 and sm_90 and checks that the GEMM
 // uses tensor-core instructions (mma.sync, ldmatrix). The same sources run
-// through the SIMT runner in native/tests/simt_test.cc.
+// through the SIMT runner in native/tests/simt_*_test.cc.
 #include "cuda/kernels/activation.cuh"
 #include "cuda/kernels/cross_entropy.cuh"
 #include "cuda/kernels/gemm_mma.cuh"

@@ -1,8 +1,7 @@
 // The SIMT runner and the kernels written against cuda/simt.cuh, on the CPU:
 // runner mechanics (barriers, shared memory, shuffles, votes, ldmatrix, and
-// the errors of divergent code), then each kernel against a plain reference.
-// Built and run by test/simt.test.ts:
-//   g++ -std=c++17 -O1 -Inative native/tests/simt_test.cc native/tests/simt_runner.cc -o /tmp/simt && /tmp/simt
+// the errors of divergent code), then each elementwise, normalisation, loss and
+// optimizer kernel against a plain reference. Built and run by test/simt.test.ts.
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -16,11 +15,11 @@
 #include "cuda/kernels/binary.cuh"
 #include "cuda/kernels/copy.cuh"
 #include "cuda/kernels/cross_entropy.cuh"
-#include "cuda/kernels/gemm_mma.cuh"
 #include "cuda/kernels/layer_norm.cuh"
 #include "cuda/kernels/optim.cuh"
 #include "cuda/kernels/reduce.cuh"
 #include "cuda/kernels/softmax.cuh"
+#include "tests/simt_check.h"
 #include "tests/simt_runner.h"
 
 using vl::simt::Dim;
@@ -28,12 +27,7 @@ using vl::simt::launch;
 
 namespace {
 
-int g_passed = 0, g_failed = 0;
-
-void check(bool ok, const std::string& what) {
-  std::printf("%s %s\n", ok ? "PASS" : "FAIL", what.c_str());
-  (ok ? g_passed : g_failed)++;
-}
+using vl::simt_test::check;
 
 std::string launch_error(Dim grid, Dim block, const std::function<void()>& body) {
   try {
@@ -483,31 +477,6 @@ void test_copy() {
   check(ok, "copy of a transposed f32 view into contiguous bf16");
 }
 
-void test_gemm_mma() {
-  std::mt19937 rng(11);
-  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
-  const int shapes[][3] = {{16, 8, 16}, {32, 16, 16}, {33, 17, 40}, {64, 48, 96}, {5, 3, 7}};
-  for (const auto& s : shapes) {
-    const int M = s[0], N = s[1], K = s[2];
-    std::vector<uint16_t> a(M * K), b(N * K);
-    for (auto& v : a) v = vl::f32_to_bf16(dist(rng));
-    for (auto& v : b) v = vl::f32_to_bf16(dist(rng));
-    std::vector<float> c(M * N, -7.0f);
-    const Dim grid{(N + vl::cuda::kernels::kMmaTileN - 1) / vl::cuda::kernels::kMmaTileN,
-                   (M + vl::cuda::kernels::kMmaTileM - 1) / vl::cuda::kernels::kMmaTileM};
-    launch(grid, {vl::cuda::kernels::kMmaThreads, 1}, [&] { vl::cuda::kernels::gemm_bf16_mma(a.data(), b.data(), c.data(), M, N, K); });
-    double worst = 0;
-    for (int i = 0; i < M; ++i)
-      for (int j = 0; j < N; ++j) {
-        double ref = 0;
-        for (int k = 0; k < K; ++k) ref += static_cast<double>(vl::bf16_to_f32(a[i * K + k])) * vl::bf16_to_f32(b[j * K + k]);
-        worst = std::max(worst, std::fabs(c[i * N + j] - ref));
-      }
-    check(worst < 1e-4, "gemm_bf16_mma " + std::to_string(M) + "x" + std::to_string(N) + "x" + std::to_string(K) +
-                            " matches the reference (max error " + std::to_string(worst) + ")");
-  }
-}
-
 }  // namespace
 
 int main() {
@@ -521,7 +490,5 @@ int main() {
   test_binary();
   test_sum();
   test_copy();
-  test_gemm_mma();
-  std::printf("%d passed, %d failed\n", g_passed, g_failed);
-  return g_failed == 0 ? 0 : 1;
+  return vl::simt_test::finish();
 }
