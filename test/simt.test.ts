@@ -9,7 +9,7 @@ import * as path from 'path';
 import { repoRoot } from './helpers';
 
 const programs: [string, string, number][] = [
-  ['simt_ops_test.cc', 'runner mechanics (barriers, shuffles, votes, ldmatrix, divergence errors); softmax, LayerNorm, activations, cross-entropy, AdamW, binary ops, sum, copy', 88],
+  ['simt_ops_test.cc', 'runner mechanics (barriers, shuffles, votes, ldmatrix, divergence errors); softmax, LayerNorm, activations, cross-entropy (hard, soft targets, BCE), AdamW, SGD, LAMB, sum of squares, in-place helpers, binary ops, sum, copy, copy_into, windows', 106],
   ['simt_gemm_test.cc', 'tensor-core GEMM', 5],
 ];
 
