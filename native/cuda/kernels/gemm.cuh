@@ -59,18 +59,14 @@ static_assert(kThreads == 32 * (kBM / kWarpM) * kWarpsN, "one warp per warp tile
 // of 16-byte chunks, so the 8 rows of an ldmatrix matrix (and of a cp.async
 // warp) fall in distinct bank groups.
 template <typename T>
-constexpr int smem_ld() {
-  return kBK + static_cast<int>(16 / sizeof(T));
-}
+constexpr int kLd = kBK + static_cast<int>(16 / sizeof(T));
+template <typename TA>
+constexpr int kATileBytes = kBM * kLd<TA> * static_cast<int>(sizeof(TA));
 template <typename TA, typename TB>
-constexpr int stage_bytes() {
-  return kBM * smem_ld<TA>() * static_cast<int>(sizeof(TA)) + kBN * smem_ld<TB>() * static_cast<int>(sizeof(TB));
-}
+constexpr int kStageBytes = kATileBytes<TA> + kBN * kLd<TB> * static_cast<int>(sizeof(TB));
 // Dynamic shared memory of gemm_kernel<TA, TB, ...>.
 template <typename TA, typename TB>
-constexpr int smem_bytes() {
-  return kStages * stage_bytes<TA, TB>();
-}
+constexpr int kSmemBytes = kStages * kStageBytes<TA, TB>;
 
 // The k that position s of a k-permuted row holds (see the header comment).
 VL_DEVICE int packed_k(int s) { return (s & ~15) | ((s >> 1) & 3) | ((s & 1) << 2) | (s & 8); }
@@ -121,13 +117,17 @@ struct Params {
   const float* bias = nullptr;      // [out_n] or null
   const float* residual = nullptr;  // laid out like C, or null
   int M = 0, N = 0, K = 0;          // N: rows of B
+  // How far B's rows are read: K, or a packed weight's padded row length (its
+  // k order is permuted within 16-wide groups, so a cut at K would drop
+  // columns below K; the padding is zero).
+  int b_k = 0;
   int out_n = 0;                    // columns of C: N, or the SwiGLU hidden size
   int m_tiles = 0, n_tiles = 0;
   Batch batch;
 };
 
 // grid.x = batch count * m_tiles * n_tiles, blockDim.x = kThreads, dynamic
-// shared memory smem_bytes<TA, TB>().
+// shared memory kSmemBytes<TA, TB>.
 template <typename TA, typename TB, typename ASrc>
 inline int64_t grid_blocks(const Params<TA, TB, ASrc>& p, int64_t batches) {
   return batches * p.m_tiles * p.n_tiles;
@@ -151,7 +151,7 @@ template <int kPasses>
 VL_DEVICE void load_a(uint32_t hi[4], uint32_t lo[4], const float* tile, int m, int kk, int lane) {
   const int i = lane >> 3, r = lane & 7;
   // Matrices: rows 0-7 / 8-15 of floats 0-3, then 4-7 (and 8-11, 12-15 in the second load).
-  const float* p = tile + (m + r + (i & 1) * 8) * smem_ld<float>() + kk + (i >> 1) * 4;
+  const float* p = tile + (m + r + (i & 1) * 8) * kLd<float> + kk + (i >> 1) * 4;
   uint32_t x0[4], x1[4];
   simt::ldmatrix_x4(x0, p);
   simt::ldmatrix_x4(x1, p + 8);
@@ -164,7 +164,7 @@ VL_DEVICE void load_a(uint32_t hi[4], uint32_t lo[4], const float* tile, int m, 
 template <int kPasses>
 VL_DEVICE void load_a(uint32_t hi[4], uint32_t[4], const uint16_t* tile, int m, int kk, int lane) {
   const int i = lane >> 3, r = lane & 7;
-  simt::ldmatrix_x4(hi, tile + (m + r + (i & 1) * 8) * smem_ld<uint16_t>() + kk + (i >> 1) * 8);
+  simt::ldmatrix_x4(hi, tile + (m + r + (i & 1) * 8) * kLd<uint16_t> + kk + (i >> 1) * 8);
 }
 
 // B fragments of two n tiles (rows n..n+15 of the B tile) at k step kk.
@@ -174,7 +174,7 @@ VL_DEVICE void load_b2(uint32_t hi[2][2], uint32_t lo[2][2], const float* tile, 
   for (int j = 0; j < 2; ++j) {
     // Matrix i: the 8 rows of n tile j, floats 4i..4i+3.
     uint32_t y[4];
-    simt::ldmatrix_x4(y, tile + (n + 8 * j + r) * smem_ld<float>() + kk + i * 4);
+    simt::ldmatrix_x4(y, tile + (n + 8 * j + r) * kLd<float> + kk + i * 4);
     split_pair<kPasses>(y[0], y[1], hi[j][0], lo[j][0]);
     split_pair<kPasses>(y[2], y[3], hi[j][1], lo[j][1]);
   }
@@ -185,7 +185,7 @@ VL_DEVICE void load_b2(uint32_t hi[2][2], uint32_t[2][2], const uint16_t* tile, 
   const int i = lane >> 3, r = lane & 7;
   // Matrices: n tile 0 k 0-7, k 8-15, then n tile 1.
   uint32_t y[4];
-  simt::ldmatrix_x4(y, tile + (n + r + (i >> 1) * 8) * smem_ld<uint16_t>() + kk + (i & 1) * 8);
+  simt::ldmatrix_x4(y, tile + (n + r + (i >> 1) * 8) * kLd<uint16_t> + kk + (i & 1) * 8);
   hi[0][0] = y[0], hi[0][1] = y[1], hi[1][0] = y[2], hi[1][1] = y[3];
 }
 
@@ -220,7 +220,7 @@ struct TileLoader {
   VL_DEVICE void load(T* tile, const T* base, const Src& src, int k0, int K) const {
     const int k = k0 + kc;
     for (int i = 0; i < kIters; ++i) {
-      T* dst = tile + (r0 + i * kRowStep) * smem_ld<T>() + kc;
+      T* dst = tile + (r0 + i * kRowStep) * kLd<T> + kc;
       if (kAsync) {
         int bytes = row_ok[i] ? (K - k) * static_cast<int>(sizeof(T)) : 0;
         bytes = bytes < 0 ? 0 : bytes > 16 ? 16 : bytes;
@@ -286,13 +286,11 @@ VL_GLOBAL void VL_LAUNCH_BOUNDS(kThreads) gemm_kernel(Params<TA, TB, ASrc> p) {
   TileLoader<TB, kBN> lb;
   la.init(p.a_src, m0, p.M, tid);
   lb.init(p.b_src, n0, p.N, tid);
-  auto a_tile = [&](int s) { return reinterpret_cast<TA*>(smem + s * stage_bytes<TA, TB>()); };
-  auto b_tile = [&](int s) {
-    return reinterpret_cast<TB*>(smem + s * stage_bytes<TA, TB>() + kBM * smem_ld<TA>() * static_cast<int>(sizeof(TA)));
-  };
+  auto a_tile = [&](int s) { return reinterpret_cast<TA*>(smem + s * kStageBytes<TA, TB>); };
+  auto b_tile = [&](int s) { return reinterpret_cast<TB*>(smem + s * kStageBytes<TA, TB> + kATileBytes<TA>); };
   auto load_stage = [&](int s, int k0) {
     la.template load<kAsync>(a_tile(s), a, p.a_src, k0, p.K);
-    lb.template load<kAsync>(b_tile(s), b, p.b_src, k0, p.K);
+    lb.template load<kAsync>(b_tile(s), b, p.b_src, k0, p.b_k);
   };
 
   const int wm = (warp / kWarpsN) * kWarpM, wn = (warp % kWarpsN) * kWarpN;
