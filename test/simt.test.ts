@@ -10,7 +10,7 @@ import { repoRoot } from './helpers';
 
 const programs: [string, string, number][] = [
   ['simt_ops_test.cc', 'runner mechanics (barriers, shuffles, votes, ldmatrix, divergence errors); softmax, LayerNorm, activations, cross-entropy, AdamW, binary ops, sum, copy', 88],
-  ['simt_gemm_test.cc', 'tensor-core GEMMs: baseline mma tile; cp.async mechanics; pipelined GEMM in 3-pass f32, 1-pass, packed bf16, SwiGLU, batched and patch variants', 23],
+  ['simt_gemm_test.cc', 'tensor-core GEMMs: baseline mma tile; cp.async mechanics; pipelined GEMM in 3-pass f32, 1-pass, packed bf16, SwiGLU, batched and patch variants', 24],
 ];
 
 test.each(programs)('SIMT runner: %s (%s)', (file, _what, expected) => {

@@ -180,7 +180,8 @@ void test_f32(int M, int N, int K, int lda, bool bias_res) {
                                      dims(M, N, K) + " lda " + std::to_string(lda) + ": " + w.str());
 }
 
-// A rows padded to lda (a multiple of 4 floats) so cp.async applies.
+// A rows of lda floats: a multiple of 4 for cp.async, any for plain loads.
+template <bool kAsync>
 void test_f32_bf16_packed(int M, int N, int K, int lda, bool swiglu) {
   const std::vector<float> a = random_f32(static_cast<size_t>(M) * lda);
   const std::vector<float> w1 = random_f32(static_cast<size_t>(N) * K), w2 = random_f32(static_cast<size_t>(N) * K);
@@ -200,9 +201,9 @@ void test_f32_bf16_packed(int M, int N, int K, int lda, bool swiglu) {
   p.residual = res.data();
   p.M = M, p.N = static_cast<int>(rows), p.K = K, p.b_k = kpad, p.out_n = N;
   if (swiglu)
-    run_gemm<float, uint16_t, 1, true, true>(p, 1);
+    run_gemm<float, uint16_t, 1, true, kAsync>(p, 1);
   else
-    run_gemm<float, uint16_t, 1, false, true>(p, 1);
+    run_gemm<float, uint16_t, 1, false, kAsync>(p, 1);
   Worst w;
   for (int i = 0; i < M; ++i)
     for (int j = 0; j < N; ++j) {
@@ -219,7 +220,7 @@ void test_f32_bf16_packed(int M, int N, int K, int lda, bool swiglu) {
         w.add(c[i * N + j], r1 + bias[j] + r, m1 + std::fabs(bias[j]) + std::fabs(r));
     }
   check(w.finite && w.err < kBf16Tol, std::string(swiglu ? "SwiGLU dual GEMM (silu(a W1^T) * a W2^T + residual)" : "gemm + bias + residual") +
-                                      ", f32 x packed bf16 (1 pass), " + dims(M, N, K) + ": " + w.str());
+                                      ", f32 x packed bf16 (1 pass" + (kAsync ? ", cp.async), " : ", plain loads), ") + dims(M, N, K) + ": " + w.str());
 }
 
 // K = 36: A rows stay 16-byte aligned, the packed W rows are padded to 48.
@@ -380,8 +381,9 @@ int main() {
   test_f32<3, false>(5, 9, 7, 7, true);        // rows not 16-byte aligned
   test_f32<1, true>(33, 40, 48, 48, true);     // 1 pass: both rounded to bf16
   test_f32<3, true>(1160, 200, 8, 8, false);   // 10 x 2 tiles: the grouped tile order
-  test_f32_bf16_packed(67, 45, 50, 52, false);
-  test_f32_bf16_packed(67, 20, 50, 52, true);  // H = 20: a partial group of 8
+  test_f32_bf16_packed<true>(67, 45, 50, 52, false);
+  test_f32_bf16_packed<true>(67, 20, 50, 52, true);  // H = 20: a partial group of 8
+  test_f32_bf16_packed<false>(9, 13, 19, 19, true);  // rows of 19 floats
   test_swiglu_f32(40, 136, 36);            // 2 N tiles of the interleaved W1/W2 rows
   test_bf16_bf16(50, 70, 72);
   test_batched();
