@@ -1,12 +1,28 @@
 // The kernels of native/cuda/kernels compiled by nvcc as the GPU runs them;
 // .ci/run builds this to PTX for sm_80 and sm_90 and checks that the GEMM
-// uses tensor-core instructions (mma.sync, ldmatrix). The same sources run
+// uses tensor-core instructions (mma.sync, ldmatrix) and the pipelined GEMM
+// its cp.async copies. The same sources run
 // through the SIMT runner in native/tests/simt_*_test.cc.
 #include "cuda/kernels/activation.cuh"
 #include "cuda/kernels/cross_entropy.cuh"
+#include "cuda/kernels/gemm.cuh"
 #include "cuda/kernels/gemm_mma.cuh"
 #include "cuda/kernels/layer_norm.cuh"
 #include "cuda/kernels/optim.cuh"
 #include "cuda/kernels/softmax.cuh"
 
 template __global__ void vl::cuda::kernels::softmax_rows<128>(const float*, float*, float*, int);
+
+// The GEMM variants the CUDA linear-algebra ops launch (cuda/linalg.cu).
+namespace vl {
+namespace cuda {
+namespace kernels {
+namespace gemm {
+template __global__ void gemm_kernel<float, float, 3, false, true, Rows>(Params<float, float, Rows>);
+template __global__ void gemm_kernel<float, uint16_t, 1, true, true, Rows>(Params<float, uint16_t, Rows>);
+template __global__ void gemm_kernel<float, float, 3, false, false, Patches>(Params<float, float, Patches>);
+template __global__ void gemm_kernel<uint16_t, uint16_t, 1, false, true, Rows>(Params<uint16_t, uint16_t, Rows>);
+}  // namespace gemm
+}  // namespace kernels
+}  // namespace cuda
+}  // namespace vl
