@@ -13,6 +13,8 @@ export { tensor, zeros, ones, full, arange, randn, rand, manualSeed, concat } fr
 export type { CreateOptions, RandomOptions, TensorData } from './creation';
 export { tidy, keep } from './scope';
 export { noGrad, enableGrad, isGradEnabled, checkpoint } from './autograd';
+export { autocast, mathPrecision } from './autocast';
+export type { MathPrecision } from './autocast';
 export type { BackwardOptions } from './tensor';
 export { memory, backends, backendInfo, cpuInfo, setNumThreads, synchronize, emptyCache, defaultDevice, setDefaultDevice } from './runtime';
 export type { MemoryStats } from './runtime';

@@ -4,8 +4,10 @@
  * recording and backpropagates through that recomputation. Memory for the
  * segment's activations is traded for one more forward pass. Parameters used
  * inside the segment get their gradients directly. The segment must compute
- * the same thing twice (stochastic-depth masks are drawn before, not inside).
+ * the same thing twice (stochastic-depth masks are drawn before, not inside),
+ * so the recomputation runs in the autocast precision of the forward.
  */
+import { autocast, mathPrecision } from '../autocast';
 import { tidy } from '../scope';
 import { Tensor } from '../tensor';
 import { backwardMany } from './engine';
@@ -15,10 +17,11 @@ import { recordOp, recording } from './node';
 export function checkpoint(fn: (...inputs: Tensor[]) => Tensor[], inputs: Tensor[]): Tensor[] {
   if (!recording(inputs)) return fn(...inputs);
   const needs = inputs.map((t) => t.requiresGrad);
+  const precision = mathPrecision();
   return recordOp('checkpoint', inputs, () => ({
     outputs: fn(...inputs),
     save: inputs,
-    backward: (grads, saved) => enableGrad(() => tidy(() => {
+    backward: (grads, saved) => autocast(precision, () => enableGrad(() => tidy(() => {
       const leaves = saved.map((t, i) => {
         const leaf = t.detach();
         if (needs[i]) leaf.requiresGrad = true;
@@ -36,6 +39,6 @@ export function checkpoint(fn: (...inputs: Tensor[]) => Tensor[], inputs: Tensor
         leaf.grad = null;  // handed to the engine, not disposed with the leaf
         return g;
       });
-    })),
+    }))),
   }));
 }

@@ -2,6 +2,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import sharp from 'sharp';
+import { MathPrecision } from '../autocast';
 import { ArgumentError } from '../errors';
 import { loadFashionMnistSync } from '../data/fashion-mnist';
 import { load } from '../io';
@@ -17,13 +18,14 @@ export const trainUsage = `usage: visionllama train --model PRESET|CONFIG.json -
     --drop-path 0  --mixup ALPHA  --cutmix ALPHA  --clip-grad NORM  --ema DECAY  --seed 0
     --layer-scale 1e-4 (initial LayerScale of a new model)  --pad 2 (Fashion-MNIST random-crop padding; 0: no crop)
     --image-size 224 (image folders)  --workers N  --limit-train N  --limit-test N  --no-progress
+    --precision f32|bf16 (bf16: mixed precision, GEMMs on bf16 operands, f32 master weights)
   Writes to --out (default ./visionllama-train): model.safetensors, model.json (config, preprocessing,
   classes), labels.txt, metrics.jsonl, curves.png and checkpoint/ (--resume continues from it).
 `;
 
 const VALUES = ['model', 'data', 'epochs', 'batch', 'lr', 'min-lr', 'opt', 'out', 'weights', 'warmup-epochs', 'wd', 'momentum',
   'label-smoothing', 'drop-path', 'mixup', 'cutmix', 'clip-grad', 'ema', 'seed', 'image-size', 'workers', 'limit-train', 'limit-test',
-  'layer-scale', 'pad'];
+  'layer-scale', 'pad', 'precision'];
 const SWITCHES = ['resume', 'no-progress', 'help'];
 
 function numFlag(cmd: string, f: ParsedFlags, name: string, fallback: number | undefined): number | undefined {
@@ -32,6 +34,11 @@ function numFlag(cmd: string, f: ParsedFlags, name: string, fallback: number | u
   const v = Number(raw);
   if (!Number.isFinite(v) || v < 0) throw new ArgumentError(`${cmd}: --${name} must be a non-negative number, got '${raw}'`);
   return v;
+}
+
+function precisionFlag(cmd: string, raw: string): MathPrecision {
+  if (raw !== 'f32' && raw !== 'bf16') throw new ArgumentError(`${cmd}: --precision must be f32 or bf16, got '${raw}'`);
+  return raw;
 }
 
 function readModelFlag(cmd: string, model: string | undefined): string | Record<string, unknown> {
@@ -76,6 +83,7 @@ function runOptions(cmd: string, f: ParsedFlags, defaults: Partial<TrainRunOptio
     limitTest: limit('limit-test'),
     resume: f.switches.has('resume'),
     progress: !f.switches.has('no-progress'),
+    precision: precisionFlag(cmd, f.values.get('precision') ?? defaults.precision ?? 'f32'),
   };
 }
 

@@ -54,7 +54,7 @@ export async function decodeImage(input: string | Buffer, transform: EvalTransfo
   if ((channels !== 3 && channels !== 1) || std.length !== channels || std.some((s) => !(s > 0))) {
     throw new ArgumentError('image transform: mean and std need 3 values each (RGB) or 1 each (grayscale), std > 0');
   }
-  let raw: { data: Buffer; info: sharp.OutputInfo };
+  let raw: { data: Buffer; info: { width: number; height: number; channels: number } };
   try {
     // EXIF orientation applied; alpha dropped; grayscale when one mean value is given.
     raw = await sharp(input, { failOn: 'error' }).rotate().removeAlpha().toColourspace(channels === 1 ? 'b-w' : 'srgb')

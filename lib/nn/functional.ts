@@ -7,6 +7,7 @@ import '../autograd';  // registers the recording hooks on Tensor
 import { recordOp } from '../autograd/node';
 import { padAlong, sumTo } from '../autograd/tensor-ops';
 import { ArgumentError, ShapeError } from '../errors';
+import { mathPrecision } from '../autocast';
 import { attention, attentionBackward, splitKV, splitQKV, PositionSpec } from '../ops/attention';
 import { convPatch as convPatchOp, linear as linearOp, matmul } from '../ops/linalg';
 import {
@@ -23,13 +24,14 @@ function rows2d(t: Tensor): Tensor {
   return t.reshape(-1, n);
 }
 
-/** x·Wᵀ + b for x [..., in], weight [out, in], bias [out]. */
+/** x·Wᵀ + b for x [..., in], weight [out, in], bias [out]. Under autocast the backward GEMMs use the forward's precision. */
 export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor {
   const [y] = recordOp('linear', [x, weight, bias], () => {
     const needX = x.requiresGrad, needW = weight.requiresGrad, needB = bias?.requiresGrad ?? false;
     const xShape = [...x.shape];
+    const precision = mathPrecision();
     return {
-      outputs: [linearOp(x, weight, { bias })],
+      outputs: [linearOp(x, weight, { bias, precision })],
       save: [needW ? x : null, needX ? weight : null].filter((t): t is Tensor => t !== null),
       backward: ([g], saved) => {
         let i = 0;
@@ -39,7 +41,7 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
         const g2 = rows2d(g!);
         let dx: Tensor | null = null;
         if (needX) {
-          const d = matmul(g2, sw!);
+          const d = matmul(g2, sw!, { precision });
           dx = d.view(xShape);
           d.dispose();
         }
@@ -47,7 +49,7 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
         if (needW) {
           const x2 = rows2d(sx!);
           const gt = g2.transpose();
-          dw = matmul(gt, x2);
+          dw = matmul(gt, x2, { precision });
           for (const t of [x2, gt]) t.dispose();
         }
         const db = needB ? g2.sum(0) : null;
@@ -211,8 +213,9 @@ export function convPatch(x: Tensor, weight: Tensor, bias: Tensor | null | undef
     const needX = x.requiresGrad, needW = weight.requiresGrad, needB = bias?.requiresGrad ?? false;
     const [B, C, H, W] = x.shape;
     const O = weight.shape[0];
+    const precision = mathPrecision();
     return {
-      outputs: [convPatchOp(x, weight, bias, { patch: p })],
+      outputs: [convPatchOp(x, weight, bias, { patch: p, precision })],
       save: [needW ? x : null, needX ? weight : null].filter((t): t is Tensor => t !== null),
       backward: ([g], saved) => {
         let i = 0;
@@ -222,7 +225,7 @@ export function convPatch(x: Tensor, weight: Tensor, bias: Tensor | null | undef
         let dx: Tensor | null = null, dw: Tensor | null = null, db: Tensor | null = null;
         if (needX) {
           const w2 = sw!.reshape(O, C * p * p);
-          const dp = matmul(g2, w2);  // [B·gh·gw, C·p·p]
+          const dp = matmul(g2, w2, { precision });  // [B·gh·gw, C·p·p]
           const v = dp.view(B, H / p, W / p, C, p, p).permute(0, 3, 1, 4, 2, 5);
           const c = v.contiguous();
           dx = c.view(B, C, H, W);
@@ -231,7 +234,7 @@ export function convPatch(x: Tensor, weight: Tensor, bias: Tensor | null | undef
         if (needW) {
           const pt = patchesOf(sx!, p);
           const gt = g2.transpose();
-          const d = matmul(gt, pt);
+          const d = matmul(gt, pt, { precision });
           dw = d.view(O, C, p, p);
           for (const t of [pt, gt, d]) t.dispose();
         }

@@ -5,6 +5,7 @@
  * (transposes, slices, permuted tokens) and are read in place; outputs are
  * new contiguous f32 tensors.
  */
+import { MathPrecision, resolvePrecision } from '../autocast';
 import { ArgumentError, DisposedError, DTypeError } from '../errors';
 import { NativeTensorHandle, native } from '../native';
 import { ownedTensors } from '../scope';
@@ -17,15 +18,16 @@ type NativePacked = [NativeTensorHandle, ...NativePackedDescription];
 /** The addon functions this module adds (native/binding/linalg_binding.cc). */
 interface LinalgAddon {
   linear(x: NativeTensorHandle, w: NativeTensorHandle, bias: NativeTensorHandle | null,
-    residual: NativeTensorHandle | null): NativeTensorHandle;
+    residual: NativeTensorHandle | null, precision: MathPrecision): NativeTensorHandle;
   linearPacked(x: NativeTensorHandle, packed: NativeTensorHandle, description: NativePackedDescription,
     bias: NativeTensorHandle | null, residual: NativeTensorHandle | null): NativeTensorHandle;
   swiglu(x: NativeTensorHandle, packed: NativeTensorHandle, description: NativePackedDescription,
     residual: NativeTensorHandle | null): NativeTensorHandle;
   packLinear(w: NativeTensorHandle, dtype: string): NativePacked;
   packSwiGLU(w1: NativeTensorHandle, w2: NativeTensorHandle, dtype: string): NativePacked;
-  matmul(a: NativeTensorHandle, b: NativeTensorHandle, transposeB: boolean): NativeTensorHandle;
-  convPatch(x: NativeTensorHandle, w: NativeTensorHandle, bias: NativeTensorHandle | null, patch: number): NativeTensorHandle;
+  matmul(a: NativeTensorHandle, b: NativeTensorHandle, transposeB: boolean, precision: MathPrecision): NativeTensorHandle;
+  convPatch(x: NativeTensorHandle, w: NativeTensorHandle, bias: NativeTensorHandle | null, patch: number,
+    precision: MathPrecision): NativeTensorHandle;
   gemmInfo(): GemmInfo;
 }
 
@@ -229,6 +231,11 @@ export interface LinearOptions {
   bias?: Tensor | null;
   /** Added last, same shape as the output (the residual stream). */
   residual?: Tensor | null;
+  /**
+   * Arithmetic of an unpacked weight's GEMM (default: the autocast scope's,
+   * else 'f32'); a packed weight fixed its precision when it was packed.
+   */
+  precision?: MathPrecision;
 }
 
 /**
@@ -238,7 +245,8 @@ export interface LinearOptions {
  */
 export function linear(x: Tensor, weight: Tensor | PackedLinear, options: LinearOptions = {}): Tensor {
   const op = 'linear';
-  const o = checkOptions<LinearOptions>(options, op, ['bias', 'residual']);
+  const o = checkOptions<LinearOptions>(options, op, ['bias', 'residual', 'precision']);
+  const precision = resolvePrecision(o.precision, op);
   const xh = requireTensor(x, op, 'x').handle(op);
   const bias = optionalTensor(o.bias, op, 'bias');
   const residual = optionalTensor(o.residual, op, 'residual');
@@ -249,7 +257,7 @@ export function linear(x: Tensor, weight: Tensor | PackedLinear, options: Linear
   if (weight instanceof PackedSwiGLU) {
     throw new ArgumentError('linear: this weight was packed with packSwiGLU; use swiglu(x, packed)');
   }
-  return new Tensor(addon().linear(xh, requireTensor(weight, op, 'weight').handle(op), bias, residual));
+  return new Tensor(addon().linear(xh, requireTensor(weight, op, 'weight').handle(op), bias, residual, precision));
 }
 
 /**
@@ -273,13 +281,14 @@ export function swiglu(x: Tensor, packed: PackedSwiGLU, options: { residual?: Te
  * dims broadcast like numpy. With transposeB, b is [..., N, K] (e.g. keys in
  * attention scores). Transposed or strided views are read without copies.
  */
-export function matmul(a: Tensor, b: Tensor, options: { transposeB?: boolean } = {}): Tensor {
+export function matmul(a: Tensor, b: Tensor, options: { transposeB?: boolean; precision?: MathPrecision } = {}): Tensor {
   const op = 'matmul';
-  const o = checkOptions<{ transposeB?: boolean }>(options, op, ['transposeB']);
+  const o = checkOptions<{ transposeB?: boolean; precision?: MathPrecision }>(options, op, ['transposeB', 'precision']);
   if (o.transposeB !== undefined && typeof o.transposeB !== 'boolean') {
     throw new ArgumentError(`matmul: transposeB must be a boolean, got ${describeValue(o.transposeB)}`);
   }
-  return new Tensor(addon().matmul(requireTensor(a, op, 'a').handle(op), requireTensor(b, op, 'b').handle(op), o.transposeB ?? false));
+  const precision = resolvePrecision(o.precision, op);
+  return new Tensor(addon().matmul(requireTensor(a, op, 'a').handle(op), requireTensor(b, op, 'b').handle(op), o.transposeB ?? false, precision));
 }
 
 /**
@@ -288,13 +297,15 @@ export function matmul(a: Tensor, b: Tensor, options: { transposeB?: boolean } =
  * tokens [B, (H/patch)*(W/patch), O], the grid in row-major order. H and W
  * must be multiples of the patch. Also the sr x sr reduction of pyramid GSA.
  */
-export function convPatch(x: Tensor, weight: Tensor, bias: Tensor | null | undefined, options: { patch: number }): Tensor {
+export function convPatch(x: Tensor, weight: Tensor, bias: Tensor | null | undefined,
+  options: { patch: number; precision?: MathPrecision }): Tensor {
   const op = 'convPatch';
   if (options === undefined) throw new ArgumentError('convPatch: options { patch } are required');
-  const o = checkOptions<{ patch: number }>(options, op, ['patch']);
+  const o = checkOptions<{ patch: number; precision?: MathPrecision }>(options, op, ['patch', 'precision']);
+  const precision = resolvePrecision(o.precision, op);
   if (!Number.isSafeInteger(o.patch) || o.patch < 1) {
     throw new ArgumentError(`convPatch: patch must be a positive integer, got ${String(o.patch)}`);
   }
   return new Tensor(addon().convPatch(requireTensor(x, op, 'x').handle(op), requireTensor(weight, op, 'weight').handle(op),
-    optionalTensor(bias, op, 'bias'), o.patch));
+    optionalTensor(bias, op, 'bias'), o.patch, precision));
 }

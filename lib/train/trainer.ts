@@ -5,6 +5,7 @@
  * Losses are read back asynchronously one step behind, so the JavaScript
  * thread queues step k+1 while the kernels of step k still run.
  */
+import { autocast, MathPrecision, resolvePrecision } from '../autocast';
 import { tensor } from '../creation';
 import { ArgumentError } from '../errors';
 import { noGrad } from '../autograd/grad-mode';
@@ -65,6 +66,11 @@ export interface TrainerOptions {
   onEpoch?: (info: EpochInfo) => void | Promise<void>;
   /** Extra plain data stored in each checkpoint (e.g. the model config). */
   extraState?: Record<string, unknown>;
+  /**
+   * Arithmetic of the forward and backward GEMMs: 'bf16' is mixed precision
+   * (autocast; parameters, optimizer state, norms, softmax and the loss stay f32).
+   */
+  precision?: MathPrecision;
 }
 
 export interface StepInfo {
@@ -132,6 +138,7 @@ export class Trainer {
     const o = {
       lr: 1e-3, minLr: 1e-6, warmupEpochs: 0, labelSmoothing: 0, dropPath: 0, seed: 0, ...options,
     };
+    resolvePrecision(o.precision, 'train');
     if (!Number.isSafeInteger(o.epochs) || o.epochs < 1) throw new ArgumentError(`train: epochs must be a positive integer, got ${String(o.epochs)}`);
     checkPositive(o.lr, 'lr');
     checkPositive(o.minLr, 'minLr', true);
@@ -177,7 +184,7 @@ export class Trainer {
     const [B] = batch.shape;
     this.optimizer.lr = lr;
     this.drawMasks(B);
-    const loss = tidy(() => {
+    const loss = autocast(this.options.precision ?? 'f32', () => tidy(() => {
       const x = tensor(batch.images, [...batch.shape]);
       const logits = model.forward(x);
       let l: Tensor;
@@ -189,7 +196,7 @@ export class Trainer {
       }
       l.backward();
       return l.detach();
-    });
+    }));
     if (this.options.clipGrad) clipGradNorm(model.namedParameters(), this.options.clipGrad);
     this.optimizer.step();
     this.optimizer.zeroGrad();
@@ -207,10 +214,10 @@ export class Trainer {
     try {
       for await (const batch of source.epoch(0)) {
         const [B] = batch.shape;
-        const [logitsT, lossT] = noGrad(() => tidy(() => {
+        const [logitsT, lossT] = autocast(this.options.precision ?? 'f32', () => noGrad(() => tidy(() => {
           const logits = model.forward(tensor(batch.images, [...batch.shape]));
           return [logits, crossEntropy(logits, batch.labels, { reduction: 'sum' })];
-        }));
+        })));
         const [logits, l] = await Promise.all([logitsT.data(), lossT.data()]);
         logitsT.dispose();
         lossT.dispose();

@@ -56,10 +56,13 @@ ops::PackedWeight packed_arg(const Args& a, size_t i) {
   return w;
 }
 
-// linear(x, weight, bias | null, residual | null)
+// The precision argument at index i ('f32' or 'bf16').
+ops::MathPrecision precision_arg(const Args& a, size_t i) { return ops::parse_precision(a.string(i, "precision"), a.fn); }
+
+// linear(x, weight, bias | null, residual | null, precision)
 Napi::Value linear(const Napi::CallbackInfo& info) {
   Args a{info, "linear"};
-  return wrap(info, ops::linear(a.tensor(0), a.tensor(1), a.optional_tensor(2), a.optional_tensor(3)));
+  return wrap(info, ops::linear(a.tensor(0), a.tensor(1), a.optional_tensor(2), a.optional_tensor(3), precision_arg(a, 4)));
 }
 
 // linearPacked(x, packed, description, bias | null, residual | null)
@@ -86,16 +89,17 @@ Napi::Value pack_swiglu(const Napi::CallbackInfo& info) {
   return describe(info.Env(), ops::pack_swiglu(a.tensor(0), a.tensor(1), a.dtype(2)));
 }
 
-// matmul(a, b, transposeB)
+// matmul(a, b, transposeB, precision)
 Napi::Value matmul(const Napi::CallbackInfo& info) {
   Args a{info, "matmul"};
-  return wrap(info, ops::matmul(a.tensor(0), a.tensor(1), a.boolean(2, "transposeB")));
+  return wrap(info, ops::matmul(a.tensor(0), a.tensor(1), a.boolean(2, "transposeB"), precision_arg(a, 3)));
 }
 
-// convPatch(x, weight, bias | null, patch)
+// convPatch(x, weight, bias | null, patch, precision)
 Napi::Value conv_patch(const Napi::CallbackInfo& info) {
   Args a{info, "convPatch"};
-  return wrap(info, ops::conv_patch(a.tensor(0), a.tensor(1), a.optional_tensor(2), a.integer(3, "patch")));
+  return wrap(info, ops::conv_patch(a.tensor(0), a.tensor(1), a.optional_tensor(2), a.integer(3, "patch"),
+                                    precision_arg(a, 4)));
 }
 
 // gemmInfo() -> { kernels, layout, bf16: 'vdpbf16ps' | 'widen', tile, bf16Tile, blocking }

@@ -69,6 +69,7 @@ void matmul(const KernelCall& c) {
   const TensorArg& y = c.out[0];
   const int nd = y.ndim;
   gemm::Problem p;
+  p.wtype = wtype_of(c.attrs);  // BF16: B packed as bf16 and A rounded to bf16 as it is packed
   p.m = y.shape[nd - 2];
   p.n = y.shape[nd - 1];
   p.k = a.shape[nd - 1];
@@ -120,6 +121,7 @@ void conv_patch(const KernelCall& c) {
   const int64_t pz = c.attrs.integer("patch");
   const int64_t ch = x.shape[1], gh = x.shape[2] / pz, gw = x.shape[3] / pz;
   gemm::Problem p;
+  p.wtype = wtype_of(c.attrs);
   p.m = x.shape[0] * gh * gw;
   p.n = w.shape[0];
   p.k = ch * pz * pz;

@@ -3,7 +3,8 @@
 // "residual" hold input indices or -1). Every op is one launch of the
 // tensor-core GEMM of cuda/kernels/gemm.cuh, which the test suite runs
 // through the SIMT runner against references:
-//   f32 weights: 3 bf16 passes (about 1e-5 relative to f32 GEMM);
+//   f32 weights: 3 bf16 passes (about 1e-5 relative to f32 GEMM), or 1 pass
+//     when the op asks for bf16 arithmetic (attr "wtype" = 1: autocast);
 //   bf16 packed weights: 1 pass, activations rounded to bf16 as they load.
 // Operands the kernel cannot read in place (k not contiguous, e.g. matmul's
 // B [K, N] without transposeB, or rows of x that no single stride
@@ -121,6 +122,15 @@ void launch_gemm(const g::Params<TA, TB, ASrc>& p, int64_t batches, bool async, 
     launch_gemm<TA, TB, kPasses, kSwiGLU, false>(p, batches, c);
 }
 
+// f32 x f32 operands: 3 passes for f32 arithmetic, 1 for bf16 ("wtype" 1).
+template <bool kSwiGLU, typename ASrc>
+void launch_f32(const g::Params<float, float, ASrc>& p, int64_t batches, bool async, bool bf16_math, const Ctx& c) {
+  if (bf16_math)
+    launch_gemm<float, float, 1, kSwiGLU>(p, batches, async, c);
+  else
+    launch_gemm<float, float, 3, kSwiGLU>(p, batches, async, c);
+}
+
 bool rows_async(const void* base, int64_t ld, int elem) {
   return aligned16(base) && (ld * elem) % 16 == 0;
 }
@@ -157,7 +167,7 @@ void linear(const KernelCall& call) {
     p.b_src.ld = wt.strides[0];
     p.N = p.out_n;
     p.b_k = p.K;
-    launch_gemm<float, float, 3, false>(p, 1, a_async && rows_async(p.b, p.b_src.ld, 4), c);
+    launch_f32<false>(p, 1, a_async && rows_async(p.b, p.b_src.ld, 4), call.attrs.integer("wtype") != 0, c);
     return;
   }
   // The launcher checked these against the packed weight's description.
@@ -234,7 +244,7 @@ void matmul(const KernelCall& call) {
   }
   bool async = rows_async(p.a, p.a_src.ld, 4) && rows_async(p.b, p.b_src.ld, 4);
   for (int d = 0; d < p.batch.dims; ++d) async = async && p.batch.a[d] % 4 == 0 && p.batch.b[d] % 4 == 0;
-  launch_gemm<float, float, 3, false>(p, batches, async, c);
+  launch_f32<false>(p, batches, async, call.attrs.integer("wtype") != 0, c);
 }
 
 // in = {x [B, C, H, W], w [O, C*p*p] contiguous, [bias]}, out = {[B, (H/p)*(W/p), O]}.
@@ -264,7 +274,7 @@ void conv_patch(const KernelCall& call) {
   // Runs of 4 k (one chunk) are contiguous and aligned in x.
   const bool async = aligned16(x.data) && x.strides[3] == 1 && pz % 4 == 0 && x.strides[0] % 4 == 0 &&
                      x.strides[1] % 4 == 0 && x.strides[2] % 4 == 0 && rows_async(p.b, p.b_src.ld, 4);
-  launch_gemm<float, float, 3, false>(p, 1, async, c);
+  launch_f32<false>(p, 1, async, call.attrs.integer("wtype") != 0, c);
 }
 
 // in = {w [N, K] f32} or {w1, w2 [H, K] f32 (one k stride)}, out = {u8: the

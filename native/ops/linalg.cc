@@ -178,7 +178,14 @@ PackedWeight pack_swiglu(const TensorPtr& w1, const TensorPtr& w2, DType dtype) 
   return make_packed(op, {a, b}, w1->shape()[0], w1->shape()[1], dtype, true);
 }
 
-TensorPtr linear(const TensorPtr& x, const TensorPtr& w, const TensorPtr& bias, const TensorPtr& residual) {
+MathPrecision parse_precision(const std::string& name, const char* op) {
+  if (name == "f32") return MathPrecision::F32;
+  if (name == "bf16") return MathPrecision::BF16;
+  fail(ErrorCode::Argument, op, ": precision must be 'f32' or 'bf16', got '", name, "'");
+}
+
+TensorPtr linear(const TensorPtr& x, const TensorPtr& w, const TensorPtr& bias, const TensorPtr& residual,
+                 MathPrecision precision) {
   const char* op = "linear";
   check_same_device(op, x, {&w, &bias, &residual});
   check_f32(w, op, "weight");
@@ -189,7 +196,8 @@ TensorPtr linear(const TensorPtr& x, const TensorPtr& w, const TensorPtr& bias, 
   std::vector<TensorPtr> in{x, w};
   Attrs attrs;
   epilogue_inputs(op, bias, residual, w->shape()[0], out_shape, in, attrs);
-  attrs.set("packed", 0.0).set("swiglu", 0.0).set("wtype", 0.0);
+  // "wtype" is the arithmetic of B: for an unpacked weight, the precision asked for.
+  attrs.set("packed", 0.0).set("swiglu", 0.0).set("wtype", static_cast<double>(precision));
   TensorPtr out = empty_tensor(out_shape, DType::F32, x->device());
   if (out->numel() > 0) launch("linear", in, {out}, attrs);
   return out;
@@ -227,7 +235,7 @@ TensorPtr swiglu(const TensorPtr& x, const PackedWeight& w, const TensorPtr& res
   return run_packed("swiglu", x, w, nullptr, residual);
 }
 
-TensorPtr matmul(const TensorPtr& a, const TensorPtr& b, bool transpose_b) {
+TensorPtr matmul(const TensorPtr& a, const TensorPtr& b, bool transpose_b, MathPrecision precision) {
   const char* op = "matmul";
   check_f32(a, op, "a");
   check_f32(b, op, "b");
@@ -264,11 +272,12 @@ TensorPtr matmul(const TensorPtr& a, const TensorPtr& b, bool transpose_b) {
     strides.push_back(t->strides()[t->ndim() - 1]);
     return std::make_shared<TensorImpl>(t->storage(), t->dtype(), shape, strides, t->offset());
   };
-  launch("matmul", {expand(a, m, k), expand(bt, n, k)}, {out});
+  launch("matmul", {expand(a, m, k), expand(bt, n, k)}, {out}, Attrs().set("wtype", static_cast<double>(precision)));
   return out;
 }
 
-TensorPtr conv_patch(const TensorPtr& x, const TensorPtr& w, const TensorPtr& bias, int64_t patch) {
+TensorPtr conv_patch(const TensorPtr& x, const TensorPtr& w, const TensorPtr& bias, int64_t patch,
+                     MathPrecision precision) {
   const char* op = "convPatch";
   check_f32(x, op, "x");
   check_f32(w, op, "weight");
@@ -287,7 +296,7 @@ TensorPtr conv_patch(const TensorPtr& x, const TensorPtr& w, const TensorPtr& bi
   std::vector<TensorPtr> in{x, view_reshape(contiguous(w), {o, w->shape()[1] * patch * patch})};
   Attrs attrs;
   epilogue_inputs(op, bias, nullptr, o, out_shape, in, attrs);
-  attrs.set("patch", static_cast<double>(patch));
+  attrs.set("patch", static_cast<double>(patch)).set("wtype", static_cast<double>(precision));
   TensorPtr out = empty_tensor(out_shape, DType::F32, x->device());
   if (out->numel() > 0) launch("conv_patch", in, {out}, attrs);
   return out;

@@ -36,6 +36,15 @@ constexpr const char* kCudaPackedLayout = "cuda";
 inline int64_t cuda_packed_kpad(int64_t k) { return (k + 15) / 16 * 16; }
 inline int64_t cuda_packed_rows(int64_t n, bool swiglu) { return swiglu ? 2 * ((n + 7) / 8 * 8) : n; }
 
+// The arithmetic of the GEMMs whose weights are not packed (a packed weight
+// fixes it when packed). F32: full f32 products (the CPU's FMA kernels,
+// CUDA's 3-pass bf16 split). BF16: operands rounded to bf16, products
+// accumulated in f32 (the CPU's bf16 kernels, one tensor-core pass on CUDA):
+// what mixed-precision training (autocast) asks for.
+enum class MathPrecision { F32 = 0, BF16 = 1 };
+// "f32" or "bf16"; anything else is an error naming `op`.
+MathPrecision parse_precision(const std::string& name, const char* op);
+
 // w: [N, K] (f32 or bf16, any strides). dtype: F32 or BF16 panels.
 PackedWeight pack_linear(const TensorPtr& w, DType dtype);
 // w1, w2: [H, K]; SwiGLU panels interleave them so one pass computes both.
@@ -43,18 +52,21 @@ PackedWeight pack_swiglu(const TensorPtr& w1, const TensorPtr& w2, DType dtype);
 
 // x [..., K] f32 (any strides), w [N, K] f32 -> [..., N] = x . w^T (+ bias[N]) (+ residual[..., N]).
 // bias / residual may be null.
-TensorPtr linear(const TensorPtr& x, const TensorPtr& w, const TensorPtr& bias, const TensorPtr& residual);
+TensorPtr linear(const TensorPtr& x, const TensorPtr& w, const TensorPtr& bias, const TensorPtr& residual,
+                 MathPrecision precision = MathPrecision::F32);
 TensorPtr linear_packed(const TensorPtr& x, const PackedWeight& w, const TensorPtr& bias, const TensorPtr& residual);
 // silu(x . W1^T) * (x . W2^T) from pack_swiglu's weight -> [..., H] (+ residual).
 TensorPtr swiglu(const TensorPtr& x, const PackedWeight& w, const TensorPtr& residual);
 
 // a [..., M, K] . b [..., K, N] (transpose_b: b is [..., N, K]) with numpy
 // broadcasting of the batch dims -> [..., M, N].
-TensorPtr matmul(const TensorPtr& a, const TensorPtr& b, bool transpose_b);
+TensorPtr matmul(const TensorPtr& a, const TensorPtr& b, bool transpose_b,
+                 MathPrecision precision = MathPrecision::F32);
 
 // Conv2d with stride = kernel = patch: x [B, C, H, W], w [O, C, p, p],
 // bias [O] (may be null) -> tokens [B, (H/p)*(W/p), O], grid row-major.
-TensorPtr conv_patch(const TensorPtr& x, const TensorPtr& w, const TensorPtr& bias, int64_t patch);
+TensorPtr conv_patch(const TensorPtr& x, const TensorPtr& w, const TensorPtr& bias, int64_t patch,
+                     MathPrecision precision = MathPrecision::F32);
 
 }  // namespace ops
 }  // namespace vl

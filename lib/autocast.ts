@@ -1,0 +1,50 @@
+/**
+ * Mixed precision. Inside autocast('bf16', fn) the GEMM ops whose weights are
+ * not packed (linear, matmul, convPatch) round their operands to bf16 and
+ * accumulate in f32: the CPU's bf16 kernels, one tensor-core pass instead of
+ * three on CUDA. Their backward passes use the precision their forward ran
+ * with. Everything else keeps f32: parameters and optimizer state (the master
+ * weights), LayerNorm statistics, softmax, attention's online softmax and the
+ * losses, so updates too small for bf16 still land.
+ */
+import { ArgumentError } from './errors';
+
+export type MathPrecision = 'f32' | 'bf16';
+export const MATH_PRECISIONS: readonly MathPrecision[] = ['f32', 'bf16'];
+
+let current: MathPrecision = 'f32';
+
+/** The arithmetic the GEMM ops use when a call does not say. */
+export function mathPrecision(): MathPrecision {
+  return current;
+}
+
+/** Checks a precision option; undefined means the current autocast precision. */
+export function resolvePrecision(precision: unknown, op: string): MathPrecision {
+  if (precision === undefined) return current;
+  if (!MATH_PRECISIONS.includes(precision as MathPrecision)) {
+    throw new ArgumentError(`${op}: precision must be ${MATH_PRECISIONS.map((p) => `'${p}'`).join(' or ')}, got ${String(precision)}`);
+  }
+  return precision as MathPrecision;
+}
+
+/**
+ * Runs `fn` with the GEMM ops in `precision` ('bf16' for mixed-precision
+ * training and inference, 'f32' to turn it off inside an outer scope).
+ * Synchronous only, like noGrad(): an await would leak the mode.
+ */
+export function autocast<T>(precision: MathPrecision, fn: () => T): T {
+  const p = resolvePrecision(precision ?? null, 'autocast');
+  if (typeof fn !== 'function') throw new ArgumentError('autocast: expected a function');
+  const before = current;
+  current = p;
+  try {
+    const result = fn();
+    if (result instanceof Promise) {
+      throw new ArgumentError('autocast: the function returned a Promise; the precision cannot follow an await. Call autocast around the synchronous part');
+    }
+    return result;
+  } finally {
+    current = before;
+  }
+}

@@ -1,0 +1,132 @@
+// Mixed precision: autocast('bf16') runs the unpacked GEMM ops on bf16
+// operands with f32 accumulation (forward and the backward GEMMs), on every
+// backend, and the trainer's precision option.
+import * as vl from '../lib';
+import { convPatch, linear, matmul } from '../lib/ops/linalg';
+import { functional as F } from '../lib/nn';
+
+/** Largest |a - b| relative to the largest |b|. */
+function relErr(a: Float32Array, b: Float32Array): number {
+  let e = 0, m = 0;
+  for (let i = 0; i < a.length; ++i) {
+    e = Math.max(e, Math.abs(a[i] - b[i]));
+    m = Math.max(m, Math.abs(b[i]));
+  }
+  return e / m;
+}
+
+const bf16 = (t: vl.Tensor): vl.Tensor => vl.tidy(() => t.to('bf16').to('f32'));
+
+describe.each(vl.backends())('on %s', (device) => {
+  const rand = (shape: number[], seed: number) => vl.randn(shape, { seed, device });
+
+  test('linear, matmul and convPatch: bf16 arithmetic is the f32 GEMM of bf16-rounded operands, and differs from f32', async () => {
+    using x = rand([37, 96], 1);
+    using w = rand([50, 96], 2);
+    using b = rand([50], 3);
+    using xr = bf16(x);
+    using wr = bf16(w);
+    using exact = linear(x, w, { bias: b });
+    using mixed = vl.autocast('bf16', () => linear(x, w, { bias: b }));
+    using rounded = linear(xr, wr, { bias: b });
+    const [e, m, r] = await Promise.all([exact.data(), mixed.data(), rounded.data()]);
+    expect(relErr(m, r)).toBeLessThan(1e-5);
+    expect(relErr(m, e)).toBeGreaterThan(1e-4);  // the rounding shows: bf16 keeps 8 bits
+    expect(relErr(m, e)).toBeLessThan(2e-2);
+    // An explicit precision wins over the scope.
+    using explicit = vl.autocast('bf16', () => linear(x, w, { bias: b, precision: 'f32' }));
+    expect(relErr(await explicit.data(), e)).toBe(0);
+
+    using a = rand([3, 20, 33], 4);
+    using c = rand([3, 33, 17], 5);
+    using mm = matmul(a, c, { precision: 'bf16' });
+    using mmRef = matmul(bf16(a), bf16(c));
+    expect(relErr(await mm.data(), await mmRef.data())).toBeLessThan(1e-5);
+
+    using img = rand([2, 3, 8, 12], 6);
+    using kw = rand([10, 3, 4, 4], 7);
+    using conv = vl.autocast('bf16', () => convPatch(img, kw, null, { patch: 4 }));
+    using convRef = convPatch(bf16(img), bf16(kw), null, { patch: 4 });
+    expect(relErr(await conv.data(), await convRef.data())).toBeLessThan(1e-5);
+  });
+
+  test('backward GEMMs run in the precision of their forward, also when backward() is called outside the scope', async () => {
+    using x0 = rand([24, 40], 8);
+    using w0 = rand([30, 40], 9);
+    using g = rand([24, 30], 10);
+    const grads = (precision: vl.MathPrecision, checkpointed: boolean) => {
+      const x = x0.detach();
+      const w = w0.detach();
+      x.requiresGrad = true;
+      w.requiresGrad = true;
+      const y = vl.autocast(precision, () => (checkpointed ? vl.checkpoint((a) => [F.linear(a, w)], [x])[0] : F.linear(x, w)));
+      y.backward(g);  // outside autocast
+      const out = [x.grad!, w.grad!];
+      x.grad = null;
+      w.grad = null;
+      for (const t of [x, w, y]) t.dispose();
+      return out;
+    };
+    const [dxF, dwF] = grads('f32', false);
+    const [dxB, dwB] = grads('bf16', false);
+    const [dxC, dwC] = grads('bf16', true);
+    // dx = g·W and dW = gᵀ·x, both on bf16-rounded operands.
+    using dxRef = matmul(bf16(g), bf16(w0));
+    using dwRef = matmul(bf16(g).transpose(), bf16(x0));
+    expect(relErr(await dxB.data(), await dxRef.data())).toBeLessThan(1e-5);
+    expect(relErr(await dwB.data(), await dwRef.data())).toBeLessThan(1e-5);
+    expect(relErr(await dxB.data(), await dxF.data())).toBeGreaterThan(1e-4);
+    // Checkpointing recomputes the segment in the forward's precision: the same gradients.
+    expect(await dxC.data()).toEqual(await dxB.data());
+    expect(await dwC.data()).toEqual(await dwB.data());
+    for (const t of [dxF, dwF, dxB, dwB, dxC, dwC]) t.dispose();
+  });
+});
+
+describe('autocast scope', () => {
+  test('nests, restores the precision after errors, and rejects bad arguments', () => {
+    expect(vl.mathPrecision()).toBe('f32');
+    vl.autocast('bf16', () => {
+      expect(vl.mathPrecision()).toBe('bf16');
+      vl.autocast('f32', () => expect(vl.mathPrecision()).toBe('f32'));
+      expect(vl.mathPrecision()).toBe('bf16');
+    });
+    expect(() => vl.autocast('bf16', () => { throw new Error('boom'); })).toThrow('boom');
+    expect(vl.mathPrecision()).toBe('f32');
+    expect(() => vl.autocast('fp8' as vl.MathPrecision, () => 1)).toThrow(/autocast: precision must be 'f32' or 'bf16', got fp8/);
+    expect(() => vl.autocast('bf16', (async () => 1) as unknown as () => number)).toThrow(/returned a Promise/);
+    expect(vl.mathPrecision()).toBe('f32');
+    using x = vl.randn([2, 3]);
+    expect(() => linear(x, x, { precision: 'f16' as vl.MathPrecision })).toThrow(/linear: precision must be 'f32' or 'bf16', got f16/);
+  });
+});
+
+describe('training in mixed precision', () => {
+  test("Trainer { precision: 'bf16' }: f32 master weights, a loss close to the f32 run's and not identical to it", async () => {
+    const run = async (precision: vl.MathPrecision) => {
+      vl.manualSeed(3);
+      const model = vl.models.create({ arch: 'plain', dim: 32, depth: 2, heads: 2, patchSize: 4, numClasses: 5, baseSize: 16 }).train();
+      const trainer = new vl.train.Trainer(model as never, { epochs: 1, lr: 1e-3, precision });
+      const images = new Float32Array(4 * 3 * 16 * 16).map((_, i) => Math.sin(i * 0.37));
+      const losses: number[] = [];
+      for (let s = 0; s < 3; ++s) {
+        const l = trainer.trainStep({ images, shape: [4, 3, 16, 16], labels: new Int32Array([0, 1, 2, 3]) } as never, 1e-3);
+        losses.push((await l.data())[0]);
+        l.dispose();
+      }
+      const dtypes = [...model.namedParameters()].map(([, p]) => p.dtype);
+      model.dispose();
+      return { losses, dtypes };
+    };
+    const f32 = await run('f32');
+    const mixed = await run('bf16');
+    expect(new Set(mixed.dtypes)).toEqual(new Set(['f32']));
+    for (let i = 0; i < 3; ++i) {
+      expect(Number.isFinite(mixed.losses[i])).toBe(true);
+      expect(Math.abs(mixed.losses[i] - f32.losses[i])).toBeLessThan(0.05 * Math.abs(f32.losses[i]));
+    }
+    expect(mixed.losses).not.toEqual(f32.losses);
+    expect(() => new vl.train.Trainer({ namedParameters: () => [] } as never, { epochs: 1, precision: 'fp16' as vl.MathPrecision }))
+      .toThrow(/train: precision must be 'f32' or 'bf16'/);
+  });
+});
