@@ -62,6 +62,24 @@ VL_DEVICE void ldmatrix_x4(uint32_t r[4], const void* row_address) {
                : "r"(s));
 }
 
+// --- attention additions ---
+// ldmatrix_x4 with each 8x8 matrix transposed: register i of a lane gets, of
+// matrix i, rows 2*(lane%4) and 2*(lane%4)+1 of column lane/4 (the .col B
+// fragment of mma for a row-major [k][n] tile, e.g. V in P·V).
+VL_DEVICE void ldmatrix_x4_trans(uint32_t r[4], const void* row_address) {
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(row_address));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(s));
+}
+
+// The block's dynamic shared memory (the launch's third <<<>>> argument; above
+// 48 KiB the kernel needs cudaFuncAttributeMaxDynamicSharedMemorySize), 16-byte aligned.
+VL_DEVICE unsigned char* dynamic_shared() {
+  extern __shared__ __align__(16) unsigned char vl_dynamic_shared[];
+  return vl_dynamic_shared;
+}
+
 }  // namespace simt
 }  // namespace vl
 
@@ -90,6 +108,11 @@ float shfl(float v, int src_lane);
 unsigned ballot(bool p);
 void mma_bf16_m16n8k16(float acc[4], const uint32_t a[4], const uint32_t b[2]);
 void ldmatrix_x4(uint32_t r[4], const void* row_address);
+
+// --- attention additions ---
+void ldmatrix_x4_trans(uint32_t r[4], const void* row_address);
+// The block's dynamic shared memory: simt::launch's shared_bytes, 16-byte aligned.
+unsigned char* dynamic_shared();
 
 }  // namespace simt
 }  // namespace vl
