@@ -398,7 +398,7 @@ void test_backward(const Case& c, Layout layout, double tol, std::mt19937& rng) 
   a.vec = true;
   with_padded_d<kParts>(c.D, [&](auto kd) {
     constexpr int kDp = decltype(kd)::value;
-    const size_t smem = k::attn_bwd_smem_bytes(kDp, kParts);
+    const size_t smem = k::kAttnBwdSmemBytes<kDp, kParts>;
     a.tiles = (c.M + k::kAttnRows - 1) / k::kAttnRows;
     launch({a.tiles * c.B * c.H, 1}, {k::kAttnThreads, 1}, smem, [&] { k::attention_bwd_dkdv<kDp, kParts>(a); });
     a.tiles = (c.N + k::kAttnRows - 1) / k::kAttnRows;
@@ -533,6 +533,6 @@ int main() {
     test_backward<2>(c, Layout::Separate, kTol, rng);
   }
   test_backward<2>(grid_case("LSA windows as batch, D 32", 3, 2, 9, 9, 32, 3, 0), Layout::PackedQKV, kTol, rng);
-  test_backward<1>(grid_case("one bf16 pass", 1, 1, 17, 17, 32, 4, -1), Layout::Separate, 3e-2, rng);
+  test_backward<1>(grid_case("one bf16 pass", 1, 1, 17, 17, 32, 4, -1), Layout::Separate, 5e-3, rng);
   return vl::simt_test::finish();
 }

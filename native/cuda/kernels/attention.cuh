@@ -41,8 +41,11 @@ constexpr float kLog2e = 1.4426950408889634f, kLn2 = 0.6931471805599453f;
 
 // Keys (or queries) streamed per step next to a block's 64 own rows: smaller
 // for wide heads, so accumulators, fragments and shared memory stay in budget.
-constexpr int attn_stream_rows(int kDp) { return kDp <= 64 ? 64 : 32; }
-constexpr int attn_smem_stride(int kDp) { return kDp + 8; }
+// (Variable templates rather than constexpr functions: nvcc allows them in device code.)
+template <int kDp>
+constexpr int kAttnStreamRows = kDp <= 64 ? 64 : 32;
+template <int kDp>
+constexpr int kAttnSmemStride = kDp + 8;
 // The widths a kernel is instantiated for: D rounded up to 16.
 constexpr int attn_padded_d(int D) { return (D + 15) / 16 * 16; }
 
@@ -163,7 +166,7 @@ VL_DEVICE void attn_store4(uint16_t* dst, uint32_t a, uint32_t b) {
 // A shared-memory tile of kRows rows, bf16 hi then (kParts == 2) lo, rows kS apart.
 template <int kRows, int kDp, int kParts>
 struct AttnTile {
-  static constexpr int kS = attn_smem_stride(kDp), kPart = kRows * kS, kElems = kParts * kPart;
+  static constexpr int kS = kAttnSmemStride<kDp>, kPart = kRows * kS, kElems = kParts * kPart;
   uint16_t* s;
 };
 
@@ -325,7 +328,7 @@ struct AttnFwdArgs {
 // through shared memory and keeps running max, sum and output in registers.
 template <int kDp, int kParts>
 VL_GLOBAL void attention_fwd(const AttnFwdArgs a) {
-  constexpr int kBN = attn_stream_rows(kDp);
+  constexpr int kBN = kAttnStreamRows<kDp>;
   using QTile = AttnTile<kAttnRows, kDp, kParts>;
   using KTile = AttnTile<kBN, kDp, kParts>;
   // The query tile is staged in the space the key and value tiles use later.
@@ -440,20 +443,19 @@ VL_GLOBAL void attention_bwd_delta(const AttnTensor dout, const AttnTensor out, 
 
 // Dynamic shared memory of both backward kernels: two tiles of the block's
 // 64 own rows, two streamed tiles, and per streamed row lse and delta.
-constexpr int attn_bwd_smem_bytes(int kDp, int kParts) {
-  return 2 * (2 * kParts * (kAttnRows + attn_stream_rows(kDp)) * attn_smem_stride(kDp)) +
-         2 * 4 * attn_stream_rows(kDp);
-}
+template <int kDp, int kParts>
+constexpr int kAttnBwdSmemBytes =
+    2 * (2 * kParts * (kAttnRows + kAttnStreamRows<kDp>)*kAttnSmemStride<kDp>) + 2 * 4 * kAttnStreamRows<kDp>;
 
 // dk, dv for 64 keys of one (batch, head): grid.x = tiles · B · heads,
-// blockDim.x = 128, attn_bwd_smem_bytes of dynamic shared memory. Each warp
+// blockDim.x = 128, kAttnBwdSmemBytes of dynamic shared memory. Each warp
 // owns 16 keys and walks all query tiles: Sᵀ = K·Qᵀ, Pᵀ = exp2(Sᵀ·scale·log2e −
 // lse·log2e), dV += Pᵀ·dO, dPᵀ = V·dOᵀ, dSᵀ = Pᵀ ⊙ (dPᵀ − delta), dK += dSᵀ·Q;
 // dk is scaled and rotated back at the end. The sums stay in registers and
 // each block writes its keys alone (no atomics: the result is deterministic).
 template <int kDp, int kParts>
 VL_GLOBAL void attention_bwd_dkdv(const AttnBwdArgs a) {
-  constexpr int kBS = attn_stream_rows(kDp);
+  constexpr int kBS = kAttnStreamRows<kDp>;
   using Own = AttnTile<kAttnRows, kDp, kParts>;
   using Stream = AttnTile<kBS, kDp, kParts>;
   uint16_t* smem = reinterpret_cast<uint16_t*>(simt::dynamic_shared());
@@ -510,13 +512,13 @@ VL_GLOBAL void attention_bwd_dkdv(const AttnBwdArgs a) {
 }
 
 // dq for 64 queries of one (batch, head): grid.x = tiles · B · heads,
-// blockDim.x = 128, attn_bwd_smem_bytes of dynamic shared memory. Each warp
+// blockDim.x = 128, kAttnBwdSmemBytes of dynamic shared memory. Each warp
 // owns 16 queries and walks all key tiles: S = Q·Kᵀ, P from lse, dP = dO·Vᵀ,
 // dS = P ⊙ (dP − delta), dQ += dS·K; scaled and rotated back at the end. A
 // separate pass from dk/dv (recomputing S and dP) so dq needs no atomics.
 template <int kDp, int kParts>
 VL_GLOBAL void attention_bwd_dq(const AttnBwdArgs a) {
-  constexpr int kBS = attn_stream_rows(kDp);
+  constexpr int kBS = kAttnStreamRows<kDp>;
   using Own = AttnTile<kAttnRows, kDp, kParts>;
   using Stream = AttnTile<kBS, kDp, kParts>;
   uint16_t* smem = reinterpret_cast<uint16_t*>(simt::dynamic_shared());
