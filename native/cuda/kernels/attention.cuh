@@ -30,6 +30,9 @@
 
 #include "core/half.h"
 #include "cuda/simt.cuh"
+#if defined(__CUDACC__)
+#include <cuda_bf16.h>
+#endif
 
 namespace vl {
 namespace cuda {
@@ -131,26 +134,24 @@ VL_DEVICE void attn_load4(const float* p, bool vec, float v[4]) {
   for (int i = 0; i < 4; ++i) v[i] = p[i];
 }
 
-// Two bf16 (the lower index in the low half) as one register.
-VL_DEVICE uint32_t attn_pack(uint16_t lo_index, uint16_t hi_index) {
-  return static_cast<uint32_t>(lo_index) | static_cast<uint32_t>(hi_index) << 16;
+// bf16(a) in the low half and bf16(b) in the high half of a register (the
+// order of an mma fragment pair), rounded to nearest even: one cvt on the GPU.
+VL_DEVICE uint32_t attn_bf16x2(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  const __nv_bfloat162 v = __floats2bfloat162_rn(a, b);  // .x = a at the lower address
+  uint32_t r;
+  memcpy(&r, &v, 4);
+  return r;
+#else
+  return static_cast<uint32_t>(f32_to_bf16(a)) | static_cast<uint32_t>(f32_to_bf16(b)) << 16;
+#endif
 }
 
-// Splits x into bf16 hi (and lo = x - hi when kParts == 2).
-template <int kParts>
-VL_DEVICE void attn_split(float x, uint16_t& hi, uint16_t& lo) {
-  hi = f32_to_bf16(x);
-  lo = kParts == 2 ? f32_to_bf16(x - bf16_to_f32(hi)) : uint16_t(0);
-}
-
-// Two floats as an A-fragment register pair (hi, lo).
+// A pair of floats split as hi = bf16x2(a, b) and (kParts == 2) lo = bf16x2 of what hi misses.
 template <int kParts>
 VL_DEVICE void attn_split2(float a, float b, uint32_t& hi, uint32_t& lo) {
-  uint16_t ah, al, bh, bl;
-  attn_split<kParts>(a, ah, al);
-  attn_split<kParts>(b, bh, bl);
-  hi = attn_pack(ah, bh);
-  lo = attn_pack(al, bl);
+  hi = attn_bf16x2(a, b);
+  if constexpr (kParts == 2) lo = attn_bf16x2(a - bits_f32(hi << 16), b - bits_f32(hi & 0xffff0000u));
 }
 
 // 4 bf16 to shared memory in one 8-byte store.
@@ -195,11 +196,12 @@ VL_DEVICE void attn_fill(AttnTile<kRows, kDp, kParts> tile, const float* src, in
         }
       }
     }
-    uint16_t h[4], l[4];
-    for (int j = 0; j < 4; ++j) attn_split<kParts>(v[j], h[j], l[j]);
+    uint32_t h[2], l[2];
+    attn_split2<kParts>(v[0], v[1], h[0], l[0]);
+    attn_split2<kParts>(v[2], v[3], h[1], l[1]);
     uint16_t* dst = tile.s + r * T::kS + c;
-    attn_store4(dst, attn_pack(h[0], h[1]), attn_pack(h[2], h[3]));
-    if constexpr (kParts == 2) attn_store4(dst + T::kPart, attn_pack(l[0], l[1]), attn_pack(l[2], l[3]));
+    attn_store4(dst, h[0], h[1]);
+    if constexpr (kParts == 2) attn_store4(dst + T::kPart, l[0], l[1]);
   }
 }
 
