@@ -12,7 +12,6 @@
 #include <algorithm>
 #include <climits>
 #include <string>
-#include <type_traits>
 
 #include "core/backend.h"
 #include "core/dispatch.h"
@@ -41,7 +40,7 @@ Dims check_dims(const KernelCall& c, size_t q_index, const char* op) {
   const int64_t B = q.shape[0], N = q.shape[1], H = q.shape[2], D = q.shape[3], M = k.shape[1];
   VL_CHECK(D <= kernels::kAttnMaxD, ErrorCode::Shape, op, ": on CUDA the head width D must be a multiple of 4 from 16 to ",
            kernels::kAttnMaxD, " (kernels for padded widths 16, 32, 48, 64, 80, 96, 112, 128), got D = ", D);
-  VL_CHECK(B * H <= INT_MAX / 64 && N <= INT_MAX - 64 && M <= INT_MAX - 64 &&
+  VL_CHECK(N <= INT_MAX - 64 && M <= INT_MAX - 64 &&
                B * H * ((std::max(N, M) + kernels::kAttnRows - 1) / kernels::kAttnRows) <= INT_MAX,
            ErrorCode::Shape, op, ": too many tokens or (batch, head) pairs for one CUDA launch: B ", B, ", heads ", H,
            ", N ", N, ", M ", M);
@@ -114,22 +113,6 @@ Tables rope_tables(const KernelCall& c, size_t first_position, const Dims& d, cu
   return t;
 }
 
-// Calls f(std::integral_constant<int, kDp>) for D's padded width.
-template <typename F>
-void with_padded_d(int D, F f) {
-  switch (kernels::attn_padded_d(D)) {
-    case 16: return f(std::integral_constant<int, 16>{});
-    case 32: return f(std::integral_constant<int, 32>{});
-    case 48: return f(std::integral_constant<int, 48>{});
-    case 64: return f(std::integral_constant<int, 64>{});
-    case 80: return f(std::integral_constant<int, 80>{});
-    case 96: return f(std::integral_constant<int, 96>{});
-    case 112: return f(std::integral_constant<int, 112>{});
-    case 128: return f(std::integral_constant<int, 128>{});
-    default: fail(ErrorCode::Shape, "attention: no CUDA kernel for head width ", D);
-  }
-}
-
 // Inputs: q, k, v, then explicit positions; outputs: out [B, N, heads·D], lse [B, heads, N]?
 void attention(const KernelCall& c) {
   const Dims d = check_dims(c, 0, "attention");
@@ -146,9 +129,10 @@ void attention(const KernelCall& c) {
   a.q_rope = tables.q, a.k_rope = tables.k;
   a.vec = aligned16(a.q) && aligned16(a.k) && aligned16(a.v);
   const unsigned blocks = static_cast<unsigned>(a.q_tiles) * static_cast<unsigned>(d.B * d.H);
-  with_padded_d(d.D, [&](auto kd) {
+  const bool launched = kernels::attn_with_padded_d(d.D, [&](auto kd) {
     kernels::attention_fwd<decltype(kd)::value, kParts><<<blocks, kernels::kAttnThreads, 0, stream>>>(a);
   });
+  VL_CHECK(launched, ErrorCode::Shape, "attention: no CUDA kernel for D = ", d.D);
   check_launch("attention_fwd", dev);
 }
 
@@ -180,7 +164,7 @@ void attention_backward(const KernelCall& c) {
   const unsigned pairs = static_cast<unsigned>(d.B * d.H);
   const int key_tiles = (d.M + kernels::kAttnRows - 1) / kernels::kAttnRows;
   const int query_tiles = (d.N + kernels::kAttnRows - 1) / kernels::kAttnRows;
-  with_padded_d(d.D, [&](auto kd) {
+  const bool launched = kernels::attn_with_padded_d(d.D, [&](auto kd) {
     constexpr int kDp = decltype(kd)::value;
     constexpr int smem = kernels::kAttnBwdSmemBytes<kDp, kParts>;
     // 102 KiB for D > 112: fine on sm_80/sm_90 (163/227 KiB), too much for sm_86/sm_89 (99 KiB).
@@ -204,6 +188,7 @@ void attention_backward(const KernelCall& c) {
                                              smem, stream>>>(a);
     check_launch("attention_bwd_dq", dev);
   });
+  VL_CHECK(launched, ErrorCode::Shape, "attentionBackward: no CUDA kernel for D = ", d.D);
 }
 
 }  // namespace

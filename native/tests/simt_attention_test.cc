@@ -289,18 +289,10 @@ Tables tables(const Case& c) {
   return t;
 }
 
-template <int kParts, typename F>
+// The kernels for D's padded width, as attention.cu picks them.
+template <typename F>
 void with_padded_d(int D, F f) {
-  switch (k::attn_padded_d(D)) {
-    case 16: return f(std::integral_constant<int, 16>{});
-    case 32: return f(std::integral_constant<int, 32>{});
-    case 48: return f(std::integral_constant<int, 48>{});
-    case 64: return f(std::integral_constant<int, 64>{});
-    case 80: return f(std::integral_constant<int, 80>{});
-    case 96: return f(std::integral_constant<int, 96>{});
-    case 128: return f(std::integral_constant<int, 128>{});
-    default: throw std::runtime_error("no kernel instantiated in this test for D = " + std::to_string(D));
-  }
+  if (!k::attn_with_padded_d(D, f)) throw std::runtime_error("no attention kernel for D = " + std::to_string(D));
 }
 
 double max_err(const std::vector<float>& got, const std::vector<double>& want) {
@@ -334,7 +326,7 @@ void test_forward(const Case& c, double tol, std::mt19937& rng) {
   a.scale_log2 = static_cast<float>(scale_of(c)) * k::kLog2e;
   a.q_rope = tb.qp(), a.k_rope = tb.kp();
   a.vec = true;
-  with_padded_d<kParts>(c.D, [&](auto kd) {
+  with_padded_d(c.D, [&](auto kd) {
     launch({a.q_tiles * c.B * c.H, 1}, {k::kAttnThreads, 1}, [&] { k::attention_fwd<decltype(kd)::value, kParts>(a); });
   });
   const double eo = max_err(out, ref.out), el = max_err(lse, ref.lse);
@@ -396,7 +388,7 @@ void test_backward(const Case& c, Layout layout, double tol, std::mt19937& rng) 
   a.scale = static_cast<float>(scale_of(c)), a.scale_log2 = a.scale * k::kLog2e;
   a.q_rope = tb.qp(), a.k_rope = tb.kp();
   a.vec = true;
-  with_padded_d<kParts>(c.D, [&](auto kd) {
+  with_padded_d(c.D, [&](auto kd) {
     constexpr int kDp = decltype(kd)::value;
     const size_t smem = k::kAttnBwdSmemBytes<kDp, kParts>;
     a.tiles = (c.M + k::kAttnRows - 1) / k::kAttnRows;
@@ -512,6 +504,12 @@ int main() {
   test_forward<2>(grid_case("LSA windows as batch, D 72 padded to 80", 4, 1, 9, 9, 72, 3, 0), kTol, rng);
   test_forward<2>(grid_case("D 20 padded to 32, index offset 5", 1, 2, 12, 12, 20, 4, 5), kTol, rng);
   test_forward<2>(grid_case("D 96", 1, 1, 17, 17, 96, 4, -1), kTol, rng);
+  {
+    Case c{"D 112, explicit query positions, key grid", 1, 1, 5, 40, 112};
+    explicit_positions(c.qp, c.N, rng);
+    c.kp.cols = 5, c.kp.offset = -1, c.k_same = false;
+    test_forward<2>(c, kTol, rng);
+  }
   test_forward<1>(grid_case("one bf16 pass", 1, 2, 33, 33, 64, 6, -1), 5e-3, rng);
 
   // Backward, every gradient layout.
@@ -533,6 +531,7 @@ int main() {
     test_backward<2>(c, Layout::Separate, kTol, rng);
   }
   test_backward<2>(grid_case("LSA windows as batch, D 32", 3, 2, 9, 9, 32, 3, 0), Layout::PackedQKV, kTol, rng);
+  test_backward<2>(grid_case("D 108 padded to 112", 1, 1, 12, 12, 108, 4, -1), Layout::Separate, kTol, rng);
   test_backward<1>(grid_case("one bf16 pass", 1, 1, 17, 17, 32, 4, -1), Layout::Separate, 5e-3, rng);
   return vl::simt_test::finish();
 }

@@ -27,6 +27,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "core/half.h"
 #include "cuda/simt.cuh"
@@ -51,6 +52,23 @@ template <int kDp>
 constexpr int kAttnSmemStride = kDp + 8;
 // The widths a kernel is instantiated for: D rounded up to 16.
 constexpr int attn_padded_d(int D) { return (D + 15) / 16 * 16; }
+
+// Calls f(std::integral_constant<int, kDp>{}) for D's padded width; false
+// when D is outside 1..kAttnMaxD.
+template <typename F>
+bool attn_with_padded_d(int D, F f) {
+  switch (D < 1 || D > kAttnMaxD ? 0 : attn_padded_d(D)) {
+    case 16: return f(std::integral_constant<int, 16>{}), true;
+    case 32: return f(std::integral_constant<int, 32>{}), true;
+    case 48: return f(std::integral_constant<int, 48>{}), true;
+    case 64: return f(std::integral_constant<int, 64>{}), true;
+    case 80: return f(std::integral_constant<int, 80>{}), true;
+    case 96: return f(std::integral_constant<int, 96>{}), true;
+    case 112: return f(std::integral_constant<int, 112>{}), true;
+    case 128: return f(std::integral_constant<int, 128>{}), true;
+    default: return false;
+  }
+}
 
 // One of q, k, v, dq, ... as [B, T, heads, D] with element strides (last dim contiguous).
 struct AttnTensor {
