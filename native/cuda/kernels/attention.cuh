@@ -11,8 +11,8 @@
 // RoPE: cos/sin come from small per-call tables ([tokens][D/4] of (cos x,
 // sin x, cos y, sin y), rope_table below) rather than from positions in the
 // kernels: every block re-rotates all keys of its (batch, head), and a
-// sincosf per key pair per block would cost about as much as the tensor-core
-// work of that pair; the tables are (N + M)·D floats that stay in L2.
+// sincosf per key pair per block would compete with the tensor-core work of
+// that pair for issue slots; the tables are (N + M)·D floats that stay in L2.
 // Rotation happens while a tile is converted into shared memory, and its
 // transpose (rotation by -angle) is applied to dq and dk in registers.
 //
@@ -189,13 +189,17 @@ struct AttnTile {
   uint16_t* s;
 };
 
+// Rows from `row` on of a RoPE table, or null when there is none.
+VL_DEVICE const float* attn_table_rows(const float* table, int row, int D) {
+  return table ? table + static_cast<int64_t>(row) * D : nullptr;
+}
+
 // Block-cooperative: rows [0, kRows) of the tile from `rows` valid rows at
-// src (row stride `stride`, D columns), rotated by table rows (the sines
-// times sin_sign: -1 rotates back) when a table is given, split into hi/lo.
-// Rows past `rows` and columns past D are zero.
+// src (row stride `stride`, D columns), rotated by the table's rows when a
+// table is given, split into hi/lo. Rows past `rows` and columns past D are zero.
 template <int kRows, int kDp, int kParts>
 VL_DEVICE void attn_fill(AttnTile<kRows, kDp, kParts> tile, const float* src, int64_t stride, int rows, int D,
-                         const float* table, float sin_sign, bool vec) {
+                         const float* table, bool vec) {
   using T = AttnTile<kRows, kDp, kParts>;
   constexpr int kGroups = kDp / 4;
   for (int i = simt::thread_x(); i < kRows * kGroups; i += kAttnThreads) {
@@ -208,7 +212,7 @@ VL_DEVICE void attn_fill(AttnTile<kRows, kDp, kParts> tile, const float* src, in
         attn_load4(table + static_cast<int64_t>(r) * D + c, true, cs);
         // Pair (a, b) turns by φ: (a cos φ - b sin φ, a sin φ + b cos φ); x then y.
         for (int p = 0; p < 2; ++p) {
-          const float co = cs[2 * p], si = sin_sign * cs[2 * p + 1], a = v[2 * p], b = v[2 * p + 1];
+          const float co = cs[2 * p], si = cs[2 * p + 1], a = v[2 * p], b = v[2 * p + 1];
           v[2 * p] = a * co - b * si;
           v[2 * p + 1] = a * si + b * co;
         }
@@ -304,12 +308,24 @@ VL_DEVICE void attn_mma_nn(float (&acc)[kDp / 8][4], const uint32_t (&a)[kRows /
   }
 }
 
+// Two consecutive floats; one 8-byte store when `vec` says rows and the base are 8-byte aligned.
+VL_DEVICE void attn_store2(float* p, float a, float b, bool vec) {
+#if defined(__CUDACC__)
+  if (vec) {
+    *reinterpret_cast<float2*>(p) = make_float2(a, b);
+    return;
+  }
+#endif
+  p[0] = a, p[1] = b;
+}
+
 // Writes a warp's 16 x kDp accumulator (rows row0.., columns < D) times
 // `scale`, rotated back by the table (sines negated) when one is given. A
 // lane's two columns 2t, 2t+1 of each 8-wide tile are one RoPE pair.
 template <int kDp>
 VL_DEVICE void attn_store_rows(const float (&acc)[kDp / 8][4], float* base, int64_t stride, int row0, int rows, int D,
                                float scale, const float* table) {
+  const bool vec = reinterpret_cast<uintptr_t>(base) % 8 == 0 && stride % 2 == 0;
   const int g = simt::lane() >> 2, t = simt::lane() & 3;
   for (int half = 0; half < 2; ++half) {
     const int r = row0 + g + 8 * half;
@@ -325,8 +341,7 @@ VL_DEVICE void attn_store_rows(const float (&acc)[kDp / 8][4], float* base, int6
         const float ra = a * co + b * si, rb = b * co - a * si;
         a = ra, b = rb;
       }
-      base[r * stride + c] = a;
-      base[r * stride + c + 1] = b;
+      attn_store2(base + r * stride + c, a, b, vec);
     }
   }
 }
@@ -362,8 +377,7 @@ VL_GLOBAL void attention_fwd(const AttnFwdArgs a) {
   const float* v = a.v.data + b * a.v.sb + h * a.v.sh;
 
   const QTile qt{smem};
-  attn_fill(qt, q + n0 * a.q.st, a.q.st, a.N - n0, a.D, a.q_rope ? a.q_rope + static_cast<int64_t>(n0) * a.D : nullptr,
-            1.0f, a.vec);
+  attn_fill(qt, q + n0 * a.q.st, a.q.st, a.N - n0, a.D, attn_table_rows(a.q_rope, n0, a.D), a.vec);
   simt::sync_threads();
   uint32_t qf[kDp / 16][kParts][4];
   for (int ks = 0; ks < kDp / 16; ++ks) attn_a_frag(qt, 16 * warp, ks, qf[ks]);
@@ -374,9 +388,8 @@ VL_GLOBAL void attention_fwd(const AttnFwdArgs a) {
   const KTile kt{smem}, vt{smem + KTile::kElems};
   for (int m0 = 0; m0 < a.M; m0 += kBN) {
     const int rows = a.M - m0 < kBN ? a.M - m0 : kBN;
-    attn_fill(kt, k + m0 * a.k.st, a.k.st, rows, a.D, a.k_rope ? a.k_rope + static_cast<int64_t>(m0) * a.D : nullptr,
-              1.0f, a.vec);
-    attn_fill(vt, v + m0 * a.v.st, a.v.st, rows, a.D, nullptr, 1.0f, a.vec);
+    attn_fill(kt, k + m0 * a.k.st, a.k.st, rows, a.D, attn_table_rows(a.k_rope, m0, a.D), a.vec);
+    attn_fill(vt, v + m0 * a.v.st, a.v.st, rows, a.D, nullptr, a.vec);
     simt::sync_threads();
     float s[kBN / 8][4] = {};
     attn_mma_nt(s, [&](int ks, uint32_t(&f)[kParts][4]) {
@@ -493,17 +506,15 @@ VL_GLOBAL void attention_bwd_dkdv(const AttnBwdArgs a) {
   const float* lse = a.lse + static_cast<int64_t>(pair) * a.N;
   const float* delta = a.delta + static_cast<int64_t>(pair) * a.N;
 
-  attn_fill(kt, k + m0 * a.k.st, a.k.st, a.M - m0, a.D,
-            a.k_rope ? a.k_rope + static_cast<int64_t>(m0) * a.D : nullptr, 1.0f, a.vec);
-  attn_fill(vt, v + m0 * a.v.st, a.v.st, a.M - m0, a.D, nullptr, 1.0f, a.vec);
+  attn_fill(kt, k + m0 * a.k.st, a.k.st, a.M - m0, a.D, attn_table_rows(a.k_rope, m0, a.D), a.vec);
+  attn_fill(vt, v + m0 * a.v.st, a.v.st, a.M - m0, a.D, nullptr, a.vec);
   float dk[kDp / 8][4] = {}, dv[kDp / 8][4] = {};
   const auto k_frag = [&](int ks, uint32_t(&f)[kParts][4]) { attn_a_frag(kt, 16 * warp, ks, f); };
   const auto v_frag = [&](int ks, uint32_t(&f)[kParts][4]) { attn_a_frag(vt, 16 * warp, ks, f); };
   for (int n0 = 0; n0 < a.N; n0 += kBS) {
     const int rows = a.N - n0 < kBS ? a.N - n0 : kBS;
-    attn_fill(qt, q + n0 * a.q.st, a.q.st, rows, a.D,
-              a.q_rope ? a.q_rope + static_cast<int64_t>(n0) * a.D : nullptr, 1.0f, a.vec);
-    attn_fill(dt, dout + n0 * a.dout.st, a.dout.st, rows, a.D, nullptr, 1.0f, a.vec);
+    attn_fill(qt, q + n0 * a.q.st, a.q.st, rows, a.D, attn_table_rows(a.q_rope, n0, a.D), a.vec);
+    attn_fill(dt, dout + n0 * a.dout.st, a.dout.st, rows, a.D, nullptr, a.vec);
     // Queries past N are zero rows of Q and dO: they add nothing to dV or dK.
     for (int i = simt::thread_x(); i < kBS; i += kAttnThreads) {
       lse_s[i] = i < rows ? lse[n0 + i] * kLog2e : 0.0f;
@@ -553,9 +564,8 @@ VL_GLOBAL void attention_bwd_dq(const AttnBwdArgs a) {
   const float* dout = a.dout.data + b * a.dout.sb + h * a.dout.sh;
   const int row0 = n0 + 16 * warp;
 
-  attn_fill(qt, q + n0 * a.q.st, a.q.st, a.N - n0, a.D,
-            a.q_rope ? a.q_rope + static_cast<int64_t>(n0) * a.D : nullptr, 1.0f, a.vec);
-  attn_fill(dt, dout + n0 * a.dout.st, a.dout.st, a.N - n0, a.D, nullptr, 1.0f, a.vec);
+  attn_fill(qt, q + n0 * a.q.st, a.q.st, a.N - n0, a.D, attn_table_rows(a.q_rope, n0, a.D), a.vec);
+  attn_fill(dt, dout + n0 * a.dout.st, a.dout.st, a.N - n0, a.D, nullptr, a.vec);
   float lse2[2], delta[2];
   for (int half = 0; half < 2; ++half) {
     const int r = row0 + g + 8 * half;
@@ -568,9 +578,8 @@ VL_GLOBAL void attention_bwd_dq(const AttnBwdArgs a) {
   const auto d_frag = [&](int ks, uint32_t(&f)[kParts][4]) { attn_a_frag(dt, 16 * warp, ks, f); };
   for (int m0 = 0; m0 < a.M; m0 += kBS) {
     const int rows = a.M - m0 < kBS ? a.M - m0 : kBS;
-    attn_fill(kt, k + m0 * a.k.st, a.k.st, rows, a.D,
-              a.k_rope ? a.k_rope + static_cast<int64_t>(m0) * a.D : nullptr, 1.0f, a.vec);
-    attn_fill(vt, v + m0 * a.v.st, a.v.st, rows, a.D, nullptr, 1.0f, a.vec);
+    attn_fill(kt, k + m0 * a.k.st, a.k.st, rows, a.D, attn_table_rows(a.k_rope, m0, a.D), a.vec);
+    attn_fill(vt, v + m0 * a.v.st, a.v.st, rows, a.D, nullptr, a.vec);
     simt::sync_threads();
     float s[kBS / 8][4] = {}, dp[kBS / 8][4] = {};
     attn_mma_nt(s, q_frag, kt);
