@@ -73,11 +73,21 @@ VL_DEVICE void ldmatrix_x4_trans(uint32_t r[4], const void* row_address) {
                : "r"(s));
 }
 
-// The block's dynamic shared memory (the launch's third <<<>>> argument; above
-// 48 KiB the kernel needs cudaFuncAttributeMaxDynamicSharedMemorySize), 16-byte aligned.
+// dynamic_shared and pack_bf16x2 are defined as on the GEMM branch (same
+// text), so a merge keeps one copy.
+// The block's dynamic shared memory (the launch's third <<<>>> argument;
+// above 48 KiB the kernel needs cudaFuncAttributeMaxDynamicSharedMemorySize).
 VL_DEVICE unsigned char* dynamic_shared() {
-  extern __shared__ __align__(16) unsigned char vl_dynamic_shared[];
+  extern __shared__ __align__(128) unsigned char vl_dynamic_shared[];
   return vl_dynamic_shared;
+}
+
+// Two floats rounded (to nearest even) to bf16 in one register, `lo` in the
+// low half: the operand order of mma fragments.
+VL_DEVICE uint32_t pack_bf16x2(float lo, float hi) {
+  uint32_t r;
+  asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
+  return r;
 }
 
 }  // namespace simt
@@ -111,8 +121,13 @@ void ldmatrix_x4(uint32_t r[4], const void* row_address);
 
 // --- attention additions ---
 void ldmatrix_x4_trans(uint32_t r[4], const void* row_address);
-// The block's dynamic shared memory: simt::launch's shared_bytes, 16-byte aligned.
+// dynamic_shared and pack_bf16x2 as on the GEMM branch (same text).
+// The runner's dynamic shared memory: the largest a block may have (H100),
+// filled with 0xff (NaN as f32 and bf16) before each block, so a kernel that
+// reads what it never wrote fails its checks.
+constexpr int kMaxDynamicShared = 227 * 1024;
 unsigned char* dynamic_shared();
+uint32_t pack_bf16x2(float lo, float hi);
 
 }  // namespace simt
 }  // namespace vl

@@ -4,7 +4,7 @@
 // strided q/k/v views, class-token grids, explicit positions, cross
 // attention, RoPE off, custom scales, every padded head width, the bf16 and
 // the 3×bf16 products, and the three gradient layouts. First the runner
-// wrappers the kernels add (ldmatrix_x4_trans, dynamic shared memory).
+// wrappers the kernels add (ldmatrix_x4_trans, dynamic shared memory, pack_bf16x2).
 // Built and run by test/simt.test.ts.
 #include <algorithm>
 #include <cmath>
@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "core/half.h"
 #include "cuda/kernels/attention.cuh"
 #include "tests/simt_check.h"
 #include "tests/simt_runner.h"
@@ -64,22 +65,25 @@ void test_wrappers() {
   {
     const int n = 64;
     std::vector<int> out(3 * n, -1);
-    launch({2, 1}, {n, 1}, n * sizeof(int), [&] { dynamic_shared_probe(out.data()); });
+    launch({2, 1}, {n, 1}, [&] { dynamic_shared_probe(out.data()); });
     bool ok = true, fresh = true;
     for (int b = 0; b < 2; ++b)
       for (int t = 0; t < n; ++t) ok &= out[b * n + t] == n - 1 - t + 1000 * b;
     for (int t = 0; t < n; ++t) fresh &= out[2 * n + t] != t;
-    check(ok, "dynamic_shared: each block of 64 threads reverses through its launch's shared bytes");
+    check(ok, "dynamic_shared: each block of 64 threads reverses through the block's shared bytes");
     check(fresh, "dynamic_shared: a block does not see what the previous block left");
   }
   {
-    std::string e;
-    try {
-      launch({1, 1}, {32, 1}, [] { (void)vl::simt::dynamic_shared(); });
-    } catch (const std::exception& x) {
-      e = x.what();
-    }
-    check(e.find("without shared_bytes") != std::string::npos, "dynamic_shared without shared_bytes is an error: " + e);
+    // 1 + 2^-8 is halfway between two bf16 values: rounds to the even 1; 1 + 3·2^-8 rounds up to 1 + 2^-6.
+    std::vector<uint32_t> out(32);
+    launch({1, 1}, {32, 1}, [&] {
+      const int t = vl::simt::thread_x();
+      out[t] = vl::simt::pack_bf16x2(1.0f + 1.0f / 256, -(1.0f + 3.0f / 256) * static_cast<float>(t + 1));
+    });
+    bool ok = true;
+    for (int t = 0; t < 32; ++t)
+      ok &= out[t] == (0x3f80u | static_cast<uint32_t>(vl::f32_to_bf16(-(1.0f + 3.0f / 256) * static_cast<float>(t + 1))) << 16);
+    check(ok && out[0] == (0x3f80u | 0xbf82u << 16), "pack_bf16x2: lo in the low half, rounded to nearest even");
   }
 }
 
@@ -390,11 +394,11 @@ void test_backward(const Case& c, Layout layout, double tol, std::mt19937& rng) 
   a.vec = true;
   with_padded_d(c.D, [&](auto kd) {
     constexpr int kDp = decltype(kd)::value;
-    const size_t smem = k::kAttnBwdSmemBytes<kDp, kParts>;
+    static_assert(k::kAttnBwdSmemBytes<kDp, kParts> <= vl::simt::kMaxDynamicShared, "fits the runner's shared memory");
     a.tiles = (c.M + k::kAttnRows - 1) / k::kAttnRows;
-    launch({a.tiles * c.B * c.H, 1}, {k::kAttnThreads, 1}, smem, [&] { k::attention_bwd_dkdv<kDp, kParts>(a); });
+    launch({a.tiles * c.B * c.H, 1}, {k::kAttnThreads, 1}, [&] { k::attention_bwd_dkdv<kDp, kParts>(a); });
     a.tiles = (c.N + k::kAttnRows - 1) / k::kAttnRows;
-    launch({a.tiles * c.B * c.H, 1}, {k::kAttnThreads, 1}, smem, [&] { k::attention_bwd_dq<kDp, kParts>(a); });
+    launch({a.tiles * c.B * c.H, 1}, {k::kAttnThreads, 1}, [&] { k::attention_bwd_dq<kDp, kParts>(a); });
   });
 
   // Every element of the packed tensor must be written; gather each gradient as [B][T][H][D].

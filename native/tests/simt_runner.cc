@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "core/half.h"
 #include "cuda/simt.cuh"
 
 namespace vl {
@@ -37,7 +38,6 @@ struct Runner {
   int current = -1;
   const std::function<void()>* body = nullptr;
   std::string error;
-  std::vector<unsigned char> dynamic_shared;  // refilled with a junk pattern for every block
 };
 
 Runner* g_runner = nullptr;
@@ -182,7 +182,41 @@ void ldmatrix_x4(uint32_t r[4], const void* row_address) {
   for (int i = 0; i < 4; ++i) r[i] = out.r[i];
 }
 
-void launch(Dim grid, Dim block, size_t shared_bytes, const std::function<void()>& body) {
+// --- attention additions (dynamic_shared and pack_bf16x2 as on the GEMM branch) ---
+namespace {
+
+alignas(128) unsigned char g_dynamic_shared[kMaxDynamicShared];
+
+// A new block: shared memory full of NaNs.
+void begin_block_shared() { std::memset(g_dynamic_shared, 0xff, sizeof g_dynamic_shared); }
+
+}  // namespace
+
+unsigned char* dynamic_shared() { return g_dynamic_shared; }
+
+uint32_t pack_bf16x2(float lo, float hi) { return f32_to_bf16(lo) | static_cast<uint32_t>(f32_to_bf16(hi)) << 16; }
+
+void ldmatrix_x4_trans(uint32_t r[4], const void* row_address) {
+  struct Out {
+    uint32_t r[4];
+  };
+  const Out out = warp_collective(
+      [&](auto& s) { s[0] = reinterpret_cast<uintptr_t>(row_address); },
+      [&](auto* lanes, int lane) {
+        Out o;
+        // Of matrix m, rows 2(lane%4) and 2(lane%4)+1 at column lane/4.
+        for (int m = 0; m < 4; ++m) {
+          const int col = lane / 4, row = 2 * (lane % 4);
+          const char* r0 = reinterpret_cast<const char*>(static_cast<uintptr_t>(lanes[8 * m + row][0]));
+          const char* r1 = reinterpret_cast<const char*>(static_cast<uintptr_t>(lanes[8 * m + row + 1][0]));
+          o.r[m] = load_b16(r0 + 2 * col) | (static_cast<uint32_t>(load_b16(r1 + 2 * col)) << 16);
+        }
+        return o;
+      });
+  for (int i = 0; i < 4; ++i) r[i] = out.r[i];
+}
+
+void launch(Dim grid, Dim block, const std::function<void()>& body) {
   if (g_runner) throw std::runtime_error("simt: launch inside a kernel");
   if (block.x < 1 || block.x > 1024 || block.y != 1) throw std::runtime_error("simt: blocks are 1-D with 1 to 1024 threads");
   Runner r;
@@ -191,7 +225,6 @@ void launch(Dim grid, Dim block, size_t shared_bytes, const std::function<void()
   r.body = &body;
   r.fibers.resize(block.x);
   r.slots.resize(block.x);
-  r.dynamic_shared.resize(shared_bytes);
   for (auto& f : r.fibers) f.stack.reset(new char[kStackBytes]);
   g_runner = &r;
   struct Reset {
@@ -199,8 +232,7 @@ void launch(Dim grid, Dim block, size_t shared_bytes, const std::function<void()
   } reset;
   for (r.by = 0; r.by < grid.y; ++r.by) {
     for (r.bx = 0; r.bx < grid.x; ++r.bx) {
-      // Shared memory starts undefined on a GPU: a kernel must not rely on what an earlier block left.
-      std::fill(r.dynamic_shared.begin(), r.dynamic_shared.end(), static_cast<unsigned char>(0xa5));
+      begin_block_shared();
       for (auto& f : r.fibers) {
         f.wait = Wait::None;
         getcontext(&f.ctx);
@@ -251,36 +283,6 @@ void launch(Dim grid, Dim block, size_t shared_bytes, const std::function<void()
     }
   }
 }
-
-// --- attention additions ---
-
-void ldmatrix_x4_trans(uint32_t r[4], const void* row_address) {
-  struct Out {
-    uint32_t r[4];
-  };
-  const Out out = warp_collective(
-      [&](auto& s) { s[0] = reinterpret_cast<uintptr_t>(row_address); },
-      [&](auto* lanes, int lane) {
-        Out o;
-        // Of matrix m, rows 2(lane%4) and 2(lane%4)+1 at column lane/4.
-        for (int m = 0; m < 4; ++m) {
-          const int col = lane / 4, row = 2 * (lane % 4);
-          const char* r0 = reinterpret_cast<const char*>(static_cast<uintptr_t>(lanes[8 * m + row][0]));
-          const char* r1 = reinterpret_cast<const char*>(static_cast<uintptr_t>(lanes[8 * m + row + 1][0]));
-          o.r[m] = load_b16(r0 + 2 * col) | (static_cast<uint32_t>(load_b16(r1 + 2 * col)) << 16);
-        }
-        return o;
-      });
-  for (int i = 0; i < 4; ++i) r[i] = out.r[i];
-}
-
-unsigned char* dynamic_shared() {
-  Runner& r = runner();
-  if (r.dynamic_shared.empty()) throw std::runtime_error("simt: dynamic_shared() in a launch without shared_bytes");
-  return r.dynamic_shared.data();
-}
-
-void launch(Dim grid, Dim block, const std::function<void()>& body) { launch(grid, block, 0, body); }
 
 }  // namespace simt
 }  // namespace vl

@@ -4,7 +4,6 @@
 // completes once every thread of the block (or lane of the warp) is there.
 // Divergent barriers and deadlocks are errors, as they are bugs on a GPU.
 #pragma once
-#include <cstddef>
 #include <functional>
 
 namespace vl {
@@ -18,8 +17,6 @@ struct Dim {
 // std::runtime_error naming the block and threads when a barrier or warp
 // collective cannot complete, or with the message of an exception a thread threw.
 void launch(Dim grid, Dim block, const std::function<void()>& body);
-// As above, with `shared_bytes` of dynamic shared memory per block (simt::dynamic_shared()).
-void launch(Dim grid, Dim block, size_t shared_bytes, const std::function<void()>& body);
 
 }  // namespace simt
 }  // namespace vl

@@ -31,9 +31,6 @@
 
 #include "core/half.h"
 #include "cuda/simt.cuh"
-#if defined(__CUDACC__)
-#include <cuda_bf16.h>
-#endif
 
 namespace vl {
 namespace cuda {
@@ -152,24 +149,12 @@ VL_DEVICE void attn_load4(const float* p, bool vec, float v[4]) {
   for (int i = 0; i < 4; ++i) v[i] = p[i];
 }
 
-// bf16(a) in the low half and bf16(b) in the high half of a register (the
-// order of an mma fragment pair), rounded to nearest even: one cvt on the GPU.
-VL_DEVICE uint32_t attn_bf16x2(float a, float b) {
-#if defined(__CUDA_ARCH__)
-  const __nv_bfloat162 v = __floats2bfloat162_rn(a, b);  // .x = a at the lower address
-  uint32_t r;
-  memcpy(&r, &v, 4);
-  return r;
-#else
-  return static_cast<uint32_t>(f32_to_bf16(a)) | static_cast<uint32_t>(f32_to_bf16(b)) << 16;
-#endif
-}
-
-// A pair of floats split as hi = bf16x2(a, b) and (kParts == 2) lo = bf16x2 of what hi misses.
+// A pair of floats (a in the low half) split as hi = bf16x2(a, b) and
+// (kParts == 2) lo = bf16x2 of what hi misses; one cvt each on the GPU.
 template <int kParts>
 VL_DEVICE void attn_split2(float a, float b, uint32_t& hi, uint32_t& lo) {
-  hi = attn_bf16x2(a, b);
-  if constexpr (kParts == 2) lo = attn_bf16x2(a - bits_f32(hi << 16), b - bits_f32(hi & 0xffff0000u));
+  hi = simt::pack_bf16x2(a, b);
+  if constexpr (kParts == 2) lo = simt::pack_bf16x2(a - bits_f32(hi << 16), b - bits_f32(hi & 0xffff0000u));
 }
 
 // 4 bf16 to shared memory in one 8-byte store.
