@@ -9,9 +9,9 @@ import * as path from 'path';
 import { repoRoot } from './helpers';
 
 const programs: [string, string, number][] = [
+  ['simt_attention_test.cc', 'runner ldmatrix_x4_trans, dynamic shared memory, pack_bf16x2; fused AS2DRoPE flash attention forward and backward', 51],
   ['simt_ops_test.cc', 'runner mechanics (barriers, shuffles, votes, ldmatrix, divergence errors); softmax, LayerNorm, activations, cross-entropy, AdamW, binary ops, sum, copy', 88],
   ['simt_gemm_test.cc', 'tensor-core GEMM', 5],
-  ['simt_attention_test.cc', 'runner ldmatrix_x4_trans and dynamic shared memory; fused AS2DRoPE flash attention forward and backward', 51],
 ];
 
 test.each(programs)('SIMT runner: %s (%s)', (file, _what, expected) => {

@@ -1,8 +1,7 @@
 // The kernels of native/cuda/kernels compiled by nvcc as the GPU runs them;
 // .ci/run builds this to PTX for sm_80 and sm_90 and checks that the GEMM
-// and the attention kernels use tensor-core instructions (mma.sync,
-// ldmatrix). The same sources run through the SIMT runner in
-// native/tests/simt_*_test.cc.
+// uses tensor-core instructions (mma.sync, ldmatrix). The same sources run
+// through the SIMT runner in native/tests/simt_*_test.cc.
 #include "cuda/kernels/activation.cuh"
 #include "cuda/kernels/attention.cuh"
 #include "cuda/kernels/cross_entropy.cuh"
@@ -11,8 +10,10 @@
 #include "cuda/kernels/optim.cuh"
 #include "cuda/kernels/softmax.cuh"
 
-template __global__ void vl::cuda::kernels::softmax_rows<128>(const float*, float*, float*, int);
+// The fused attention kernels (.ci/run checks each for mma, ldmatrix.trans and cvt.bf16x2).
 template __global__ void vl::cuda::kernels::attention_fwd<64, 2>(vl::cuda::kernels::AttnFwdArgs);
 template __global__ void vl::cuda::kernels::attention_fwd<128, 1>(vl::cuda::kernels::AttnFwdArgs);
 template __global__ void vl::cuda::kernels::attention_bwd_dkdv<64, 2>(vl::cuda::kernels::AttnBwdArgs);
 template __global__ void vl::cuda::kernels::attention_bwd_dq<64, 2>(vl::cuda::kernels::AttnBwdArgs);
+
+template __global__ void vl::cuda::kernels::softmax_rows<128>(const float*, float*, float*, int);
