@@ -10,7 +10,7 @@ const fs = require('fs');
 const path = require('path');
 require('../test/register-ts.js');
 const vl = require('../lib/index.ts');
-const { decodeImage } = require('../lib/data/decode.ts');
+const { decodeImage, pixelsToChw, IMAGENET_MEAN, IMAGENET_STD } = require('../lib/data/decode.ts');
 
 const root = path.join(__dirname, '..');
 const outDir = path.join(root, 'build', 'bench');
@@ -91,6 +91,42 @@ function startServer(preset, weights, extra) {
   return { child, url };
 }
 
+/**
+ * Preprocessing of the bench JPEG, one image at a time: ours (sharp decodes,
+ * one native pass resizes, crops and normalizes) against the same transform
+ * done by libvips (bicubic resize and crop in the sharp pipeline) plus the
+ * JavaScript normalization. Wall and CPU milliseconds per image.
+ */
+async function preprocessMs(jpeg, seconds) {
+  const sharp = require('sharp');
+  sharp.cache(false);  // as the server runs it
+  const ours = () => decodeImage(jpeg, { resize: 256, crop: 224 });
+  const libvips = async () => {
+    const raw = await sharp(jpeg, { failOn: 'error' }).rotate()
+      .resize({ width: 341, height: 256, fit: 'fill', kernel: 'cubic' }).extract({ left: 58, top: 16, width: 224, height: 224 })
+      .removeAlpha().toColourspace('srgb').raw().toBuffer();
+    return pixelsToChw(raw, 224, 224, IMAGENET_MEAN, IMAGENET_STD);
+  };
+  const time = async (f) => {
+    for (let i = 0; i < 10; ++i) await f();
+    let n = 0;
+    const c0 = process.cpuUsage();
+    const t0 = performance.now();
+    while (performance.now() - t0 < seconds * 1000 || n < 20) {
+      await f();
+      n += 1;
+    }
+    const c = process.cpuUsage(c0);
+    return { wall: (performance.now() - t0) / n, cpu: (c.user + c.system) / 1000 / n };
+  };
+  // Interleaved halves, so drift hits both alike.
+  const a1 = await time(ours), b1 = await time(libvips), a2 = await time(ours), b2 = await time(libvips);
+  return {
+    ours: { wall: (a1.wall + a2.wall) / 2, cpu: (a1.cpu + a2.cpu) / 2 },
+    libvips: { wall: (b1.wall + b2.wall) / 2, cpu: (b1.cpu + b2.cpu) / 2 },
+  };
+}
+
 function histogram(text, name, model) {
   const get = (suffix) => {
     const line = text.split('\n').find((l) => l.startsWith(`${name}_${suffix}{model="${model}"} `));
@@ -141,6 +177,10 @@ async function serveBench(args) {
     return ips;
   };
   const aloneRuns = [];
+  const pre = await preprocessMs(jpeg, Math.max(1, seconds / 4));
+  emit({ bench: 'serve', case: 'preprocess 320x240 JPEG -> 3x224x224 (decode, resize 256, crop 224, normalize), ms per image',
+    ours_ms: +pre.ours.wall.toFixed(3), ours_cpu_ms: +pre.ours.cpu.toFixed(3), peer: 'libvips resize+crop, JS normalize',
+    peer_ms: +pre.libvips.wall.toFixed(3), peer_cpu_ms: +pre.libvips.cpu.toFixed(3), ratio: +(pre.libvips.wall / pre.ours.wall).toFixed(3) });
 
   const results = {};
   const modes = [
@@ -190,6 +230,7 @@ async function serveBench(args) {
   emit({ bench: 'serve', case: 'batching gain at concurrency 32', ours_rps: b.rps, peer: '--max-batch 1', peer_rps: u.rps, ratio: +(b.rps / u.rps).toFixed(3), target: 1.2 });
   const e = results['max-batch 8:32'];
   emit({ bench: 'serve', case: 'server img/s (--max-batch 8, concurrency 32) / model img/s at batch 8', ours_rps: e.rps, peer: 'model alone, batch 8 (mean of before and after)', peer_img_s: +modelIps.toFixed(2), ratio: +(e.rps / modelIps).toFixed(3), target: 0.85 });
+  emit({ bench: 'serve', case: 'preprocess ms per image / model ms per image at batch 8', ours_ms: +pre.ours.wall.toFixed(3), peer: 'model alone, batch 8', peer_ms: +(1000 / modelIps).toFixed(3), ratio: +(pre.ours.wall * modelIps / 1000).toFixed(3) });
   emit({ bench: 'serve', case: 'server img/s (--max-batch 32, concurrency 32) / model img/s at batch 8', ours_rps: b.rps, peer: 'model alone, batch 8 (mean of before and after)', peer_img_s: +modelIps.toFixed(2), ratio: +(b.rps / modelIps).toFixed(3) });
   if (!json) console.table(rows);
 }

@@ -5,6 +5,7 @@ import * as path from 'path';
 import sharp from 'sharp';
 import * as vl from '../lib';
 import { decodeImage, loadImageBatch, IMAGENET_MEAN, IMAGENET_STD } from '../lib/data/image';
+import { native } from '../lib/native';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vl-img-'));
 
@@ -59,6 +60,53 @@ describe('image transform', () => {
   test('crop larger than the image is an error that says so', async () => {
     const file = await gradient(100, 80, 'png');
     await expect(decodeImage(file, { resize: 0, crop: 224 })).rejects.toThrow(/a 224x224 crop does not fit the 100x80 image/);
+  });
+});
+
+describe('resampling (Pillow bicubic, as torchvision resizes a PIL image)', () => {
+  type Case = { width: number; height: number; channels: number; resize: [number, number]; crop: [number, number, number, number]; src: string; expected: string };
+  const fixture = JSON.parse(fs.readFileSync(path.join(__dirname, 'fixtures', 'pil_resize.json'), 'utf8')) as { cases: Case[] };
+  const resample = (...args: unknown[]): Promise<Float32Array> => (native() as any).resampleImage(...args);
+
+  test.each(fixture.cases.map((c) => [`${c.width}x${c.height}x${c.channels} -> ${c.resize.join('x')}, crop ${c.crop.join(',')}`, c] as [string, Case]))(
+    '%s: every byte as Pillow computes it', async (_name, c) => {
+      const src = new Uint8Array(Buffer.from(c.src, 'base64'));
+      const want = new Uint8Array(Buffer.from(c.expected, 'base64'));
+      const [left, top, cw, ch] = c.crop;
+      const ones = new Array(c.channels).fill(1), zeros = new Array(c.channels).fill(0);
+      const got = await resample(src, c.width, c.height, c.channels, c.resize[0], c.resize[1], left, top, cw, ch, zeros, ones);
+      expect(got.length).toBe(c.channels * cw * ch);
+      let mismatches = 0;
+      for (let y = 0; y < ch; ++y) {
+        for (let x = 0; x < cw; ++x) {
+          for (let k = 0; k < c.channels; ++k) {
+            const v = got[k * cw * ch + y * cw + x] * 255;
+            if (Math.abs(v - want[(y * cw + x) * c.channels + k]) > 1e-3) mismatches += 1;
+          }
+        }
+      }
+      expect(mismatches).toBe(0);
+    });
+
+  test('normalization is (v/255 - mean)/std in f32, channels first', async () => {
+    const src = new Uint8Array([0, 128, 255, 10, 20, 30]);  // 2x1 RGB
+    const mean = [0.485, 0.456, 0.406], std = [0.229, 0.224, 0.225];
+    const got = await resample(src, 2, 1, 3, 2, 1, 0, 0, 2, 1, mean, std);
+    const f = Math.fround;
+    const want = [0, 10, 128, 20, 255, 30].map((v, i) => f(f(f(v) / 255) - f(mean[i >> 1])) / f(std[i >> 1]));
+    want.forEach((w, i) => expect(got[i]).toBeCloseTo(f(w), 6));
+  });
+
+  test('bad arguments are errors that say what was expected', () => {
+    const px = new Uint8Array(12);
+    expect(() => resample(px, 2, 2, 3, 2, 2, 0, 0, 2, 2, [0, 0, 0], [1, 1, 1])).not.toThrow();
+    expect(() => resample(new Float32Array(12), 2, 2, 3, 2, 2, 0, 0, 2, 2, [0, 0, 0], [1, 1, 1])).toThrow(/pixels must be a Uint8Array/);
+    expect(() => resample(px, 2, 2, 2, 2, 2, 0, 0, 2, 2, [0, 0], [1, 1])).toThrow(/a 2x2x2 image has 8 bytes, got 12/);
+    expect(() => resample(px, 2, 2, 3, 2, 2, 1, 0, 2, 2, [0, 0, 0], [1, 1, 1])).toThrow(/crop 2x2 at \(1, 0\) must lie inside the 2x2 resized image/);
+    expect(() => resample(px, 2, 2, 3, 2, 2, 0, 0, 2, 2, [0, 0], [1, 1, 1])).toThrow(/mean must be an array of one number per channel/);
+    expect(() => resample(px, 2, 2, 3, 2, 2, 0, 0, 2, 2, [0, 0, 0], [1, 0, 1])).toThrow(/std finite and > 0/);
+    expect(() => resample(px, 2, 2, 3, -1, 2, 0, 0, 2, 2, [0, 0, 0], [1, 1, 1])).toThrow(/resizeWidth must be an integer from 0/);
+    expect(() => resample(px, 2, 2, 5, 2, 2, 0, 0, 2, 2, [0, 0, 0], [1, 1, 1])).toThrow(/1 to 4/);
   });
 });
 

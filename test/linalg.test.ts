@@ -480,6 +480,18 @@ describe('instruction sets', () => {
       expect(name.length).toBeGreaterThan(0);
     }
   });
+
+  test("weights packed on a CUDA device ('cuda' layout) are rejected on the CPU, naming the device", async () => {
+    using w = vl.randn([90, 300], { seed: 2 });
+    using mine = packLinear(w);
+    using x = vl.randn([70, 300], { seed: 1 });
+    using packed = PackedLinear.fromTensor(vl.tensor(new Uint8Array(await mine.tensor.bytes()), undefined, { dtype: 'u8' }), {
+      ...mine.info,
+      layout: 'cuda',
+    });
+    expect(() => linear(x, packed)).toThrow(vl.ArgumentError);
+    expect(() => linear(x, packed)).toThrow(/packed for the 'cuda' kernels, but its data is on cpu(:0)?, whose kernels take '/);
+  });
 });
 
 describe('packed weights are tensors', () => {

@@ -2,10 +2,20 @@
  * Image decoding and the evaluation transform of the released models:
  * resize the shorter side (bicubic), center-crop, scale to [0, 1], normalize
  * with the ImageNet mean/std, channels first. Decoding is sharp (libvips):
- * JPEG, PNG, WebP (and whatever else libvips reads), off the JavaScript thread.
+ * JPEG, PNG, WebP (and whatever else libvips reads); the resize, crop and
+ * normalization are one native pass (native/cpu/image_resample.cc) that
+ * reproduces Pillow's bicubic filter, i.e. the pixels torchvision's PIL
+ * pipeline gives the model. Both run off the JavaScript thread.
  */
 import sharp from 'sharp';
 import { ArgumentError, FormatError } from '../errors';
+import { native } from '../native';
+
+interface ImageNative {
+  resampleImage(pixels: Uint8Array, width: number, height: number, channels: number, resizeWidth: number, resizeHeight: number,
+    left: number, top: number, cropWidth: number, cropHeight: number, mean: number[], std: number[]): Promise<Float32Array>;
+}
+const imageNative = () => native() as unknown as ImageNative;
 
 export const IMAGENET_MEAN = [0.485, 0.456, 0.406] as const;
 export const IMAGENET_STD = [0.229, 0.224, 0.225] as const;
@@ -44,44 +54,30 @@ export async function decodeImage(input: string | Buffer, transform: EvalTransfo
   if ((channels !== 3 && channels !== 1) || std.length !== channels || std.some((s) => !(s > 0))) {
     throw new ArgumentError('image transform: mean and std need 3 values each (RGB) or 1 each (grayscale), std > 0');
   }
-  let pipeline: ReturnType<typeof sharp>;
-  let width: number;
-  let height: number;
+  let raw: { data: Buffer; info: sharp.OutputInfo };
   try {
-    pipeline = sharp(input, { failOn: 'error' }).rotate(); // EXIF orientation applied
-    const meta = await sharp(input).metadata();
-    if (!meta.width || !meta.height) throw new Error('no image size');
-    const swap = (meta.orientation ?? 1) >= 5;
-    width = swap ? meta.height : meta.width;
-    height = swap ? meta.width : meta.height;
+    // EXIF orientation applied; alpha dropped; grayscale when one mean value is given.
+    raw = await sharp(input, { failOn: 'error' }).rotate().removeAlpha().toColourspace(channels === 1 ? 'b-w' : 'srgb')
+      .raw().toBuffer({ resolveWithObject: true });
   } catch (err) {
     throw new FormatError(`${describeInput(input)}: not a readable image (${(err as Error).message})`);
   }
-  if (resize > 0) {
-    // torchvision Resize(int): the shorter side becomes `resize`, the other is truncated.
-    const [w, h] = width <= height ? [resize, Math.floor((resize * height) / width)] : [Math.floor((resize * width) / height), resize];
-    pipeline = pipeline.resize({ width: w, height: h, fit: 'fill', kernel: 'cubic' });
-    width = w;
-    height = h;
+  const { width, height } = raw.info;
+  if (raw.info.channels !== channels || raw.data.length !== width * height * channels) {
+    throw new FormatError(`${describeInput(input)}: decoded to ${raw.data.length} bytes of ${raw.info.channels} channels, expected ${width}x${height}x${channels}`);
   }
-  if (crop > 0) {
-    if (crop > width || crop > height) {
-      throw new ArgumentError(`${describeInput(input)}: a ${crop}x${crop} crop does not fit the ${width}x${height} image`);
-    }
-    const top = roundHalfEven((height - crop) / 2);
-    const left = roundHalfEven((width - crop) / 2);
-    pipeline = pipeline.extract({ left, top, width: crop, height: crop });
-    width = height = crop;
+  // torchvision Resize(int): the shorter side becomes `resize`, the other is truncated.
+  const [rw, rh] = resize === 0 ? [width, height]
+    : width <= height ? [resize, Math.floor((resize * height) / width)] : [Math.floor((resize * width) / height), resize];
+  if (crop > rw || crop > rh) {
+    throw new ArgumentError(`${describeInput(input)}: a ${crop}x${crop} crop does not fit the ${rw}x${rh} image`);
   }
-  let raw: Buffer;
-  try {
-    raw = await pipeline.removeAlpha().toColourspace(channels === 1 ? 'b-w' : 'srgb').raw().toBuffer();
-  } catch (err) {
-    throw new FormatError(`${describeInput(input)}: not a readable image (${(err as Error).message})`);
-  }
-  const plane = width * height;
-  if (raw.length !== plane * channels) throw new FormatError(`${describeInput(input)}: decoded to ${raw.length} bytes, expected ${plane * channels}`);
-  return { data: pixelsToChw(raw, height, width, mean, std), height, width };
+  const [cw, ch] = crop === 0 ? [rw, rh] : [crop, crop];
+  const top = roundHalfEven((rh - ch) / 2);
+  const left = roundHalfEven((rw - cw) / 2);
+  const out = await imageNative().resampleImage(raw.data, width, height, channels, rw, rh, left, top, cw, ch, [...mean], [...std]);
+  // A view made here is of this realm's Float32Array (the addon's belongs to the main context, which vm sandboxes tell apart).
+  return { data: new Float32Array(out.buffer, out.byteOffset, out.length), height: ch, width: cw };
 }
 
 /**

@@ -104,7 +104,9 @@ function packedDType(value: unknown, op: string): PackedDType {
  * Weights packed once into the GEMM kernels' panel layout. The bytes live
  * in a u8 tensor (`.tensor`), so memory accounting, dispose(), `using` and
  * tidy() work as for any tensor; the panels are only valid for the kernels
- * that packed them (`layout`), and using them under another ISA is an error.
+ * that packed them (`layout`: the CPU ISA name, or 'cuda' for a weight packed
+ * on a CUDA device), and using them under another ISA or on another device
+ * is an error.
  */
 abstract class PackedWeight {
   /** The packed panels (u8). Disposing it disposes this weight. */

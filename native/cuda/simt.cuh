@@ -62,24 +62,32 @@ VL_DEVICE void ldmatrix_x4(uint32_t r[4], const void* row_address) {
                : "r"(s));
 }
 
-// --- attention additions ---
-// ldmatrix_x4 with each 8x8 matrix transposed: register i of a lane gets, of
-// matrix i, rows 2*(lane%4) and 2*(lane%4)+1 of column lane/4 (the .col B
-// fragment of mma for a row-major [k][n] tile, e.g. V in P·V).
-VL_DEVICE void ldmatrix_x4_trans(uint32_t r[4], const void* row_address) {
-  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(row_address));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(s));
-}
 
-// dynamic_shared and pack_bf16x2 are defined as on the GEMM branch (same
-// text), so a merge keeps one copy.
+// ---- GEMM pipeline: dynamic shared memory, cp.async, bf16 packing ----
+#define VL_LAUNCH_BOUNDS(threads) __launch_bounds__(threads)
+
 // The block's dynamic shared memory (the launch's third <<<>>> argument;
 // above 48 KiB the kernel needs cudaFuncAttributeMaxDynamicSharedMemorySize).
 VL_DEVICE unsigned char* dynamic_shared() {
   extern __shared__ __align__(128) unsigned char vl_dynamic_shared[];
   return vl_dynamic_shared;
+}
+
+// 16 bytes global -> shared without staging in registers (sm_80
+// cp.async.cg, L2 only: the tiles are reused from shared memory, not L1).
+// Only the first src_bytes (0..16) are read, the rest of the 16 are zeroed, so
+// tile edges need no branches; both addresses must be 16-byte aligned.
+VL_DEVICE void cp_async_16(void* smem, const void* gmem, int src_bytes) {
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(src_bytes) : "memory");
+}
+// Closes the group of this thread's cp.async issued since the last commit.
+VL_DEVICE void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+// Waits until at most N of this thread's committed groups are in flight;
+// other threads' copies are visible only after a following sync_threads.
+template <int N>
+VL_DEVICE void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 }
 
 // Two floats rounded (to nearest even) to bf16 in one register, `lo` in the
@@ -90,6 +98,16 @@ VL_DEVICE uint32_t pack_bf16x2(float lo, float hi) {
   return r;
 }
 
+// ---- attention: transposed ldmatrix ----
+// ldmatrix_x4 with each 8x8 matrix transposed: register i of a lane gets, of
+// matrix i, rows 2*(lane%4) and 2*(lane%4)+1 of column lane/4 (the .col B
+// fragment of mma for a row-major [k][n] tile, e.g. V in P·V).
+VL_DEVICE void ldmatrix_x4_trans(uint32_t r[4], const void* row_address) {
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(row_address));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(s));
+}
 }  // namespace simt
 }  // namespace vl
 
@@ -119,15 +137,28 @@ unsigned ballot(bool p);
 void mma_bf16_m16n8k16(float acc[4], const uint32_t a[4], const uint32_t b[2]);
 void ldmatrix_x4(uint32_t r[4], const void* row_address);
 
-// --- attention additions ---
-void ldmatrix_x4_trans(uint32_t r[4], const void* row_address);
-// dynamic_shared and pack_bf16x2 as on the GEMM branch (same text).
+// ---- GEMM pipeline: dynamic shared memory, cp.async, bf16 packing ----
+#define VL_LAUNCH_BOUNDS(threads)
+
 // The runner's dynamic shared memory: the largest a block may have (H100),
 // filled with 0xff (NaN as f32 and bf16) before each block, so a kernel that
 // reads what it never wrote fails its checks.
 constexpr int kMaxDynamicShared = 227 * 1024;
 unsigned char* dynamic_shared();
+// cp.async in the runner is deferred, the latest a GPU may complete it: the
+// bytes land at the cp_async_wait that retires their group, so a read before
+// the wait sees the old contents, as it can on a GPU.
+void cp_async_16(void* smem, const void* gmem, int src_bytes);
+void cp_async_commit();
+void cp_async_wait_groups(int n);
+template <int N>
+inline void cp_async_wait() {
+  cp_async_wait_groups(N);
+}
 uint32_t pack_bf16x2(float lo, float hi);
+
+// ---- attention: transposed ldmatrix ----
+void ldmatrix_x4_trans(uint32_t r[4], const void* row_address);
 
 }  // namespace simt
 }  // namespace vl

@@ -25,10 +25,16 @@ void check_same_device(const char* op, const TensorPtr& ref, std::initializer_li
                ref->device().str(), "')");
 }
 
-// Packed layouts exist for the CPU kernels only.
-void check_cpu(const char* op, const TensorPtr& t) {
-  VL_CHECK(t->device().type == DeviceType::CPU, ErrorCode::NotImplemented, op, ": ", t->describe(),
-           ": the GEMM kernels run on the CPU only in this build; move it with .to('cpu')");
+bool on_cuda(const TensorPtr& t) { return t->device().type == DeviceType::CUDA; }
+
+// Packed layouts exist for the CPU kernels and the CUDA kernels.
+void check_packable(const char* op, const TensorPtr& t) {
+  VL_CHECK(t->device().type == DeviceType::CPU || on_cuda(t), ErrorCode::NotImplemented, op, ": ", t->describe(),
+           ": weights are packed for the CPU or CUDA GEMM kernels only; move it with .to('cpu') or .to('cuda')");
+}
+
+size_t cuda_packed_bytes(int64_t n, int64_t k, DType dtype, bool swiglu) {
+  return static_cast<size_t>(cuda_packed_rows(n, swiglu) * cuda_packed_kpad(k)) * (dtype == DType::BF16 ? 2 : 4);
 }
 
 gemm::WType wtype_for(DType dtype, const char* op) {
@@ -78,10 +84,28 @@ void check_x(const char* op, const TensorPtr& x, int64_t k, const char* weight_d
 void check_packed(const char* op, const PackedWeight& w) {
   VL_CHECK(w.data, ErrorCode::Argument, op, ": the packed weight has no data");
   const TensorPtr& d = w.data;
-  check_cpu(op, d);
+  check_packable(op, d);
   VL_CHECK(d->dtype() == DType::U8 && d->ndim() == 1 && d->is_contiguous(), ErrorCode::DType, op,
            ": a packed weight is a contiguous 1-D u8 tensor of panels, got ", d->describe());
+  if (on_cuda(d)) {
+    VL_CHECK(w.layout == kCudaPackedLayout, ErrorCode::Argument, op, ": the weight was packed for the '", w.layout,
+             "' kernels, but its data is on ", d->device().str(), ", whose kernels take '", kCudaPackedLayout,
+             "' weights; packed weights do not move between devices: pack the weight again on ", d->device().str());
+    wtype_for(w.dtype, op);
+    VL_CHECK(w.n >= 0 && w.k >= 0, ErrorCode::Shape, op, ": packed weight sizes must be non-negative");
+    VL_CHECK(w.kblock == cuda_packed_kpad(w.k), ErrorCode::Argument, op, ": a CUDA packed weight of K = ", w.k,
+             " has rows of ", cuda_packed_kpad(w.k), " values, but this one records ", w.kblock, "; pack it again");
+    const size_t bytes = cuda_packed_bytes(w.n, w.k, w.dtype, w.swiglu);
+    VL_CHECK(static_cast<size_t>(d->numel()) == bytes, ErrorCode::Shape, op, ": a CUDA packed ", dtype_name(w.dtype),
+             w.swiglu ? " SwiGLU" : "", " weight of [", w.n, ",", w.k, "] takes ", bytes, " bytes, got ", d->describe());
+    VL_CHECK(reinterpret_cast<uintptr_t>(d->data()) % 16 == 0, ErrorCode::Argument, op,
+             ": packed weight data must be 16-byte aligned (use the tensor packLinear made, not a view into it)");
+    return;
+  }
   const std::string here = packed_layout();
+  VL_CHECK(w.layout != kCudaPackedLayout, ErrorCode::Argument, op, ": the weight was packed for the '",
+           kCudaPackedLayout, "' kernels, but its data is on ", d->device().str(), ", whose kernels take '", here,
+           "' weights; packed weights do not move between devices: pack the weight again on ", d->device().str());
   VL_CHECK(w.layout == here, ErrorCode::Argument, op, ": the weight was packed for the '", w.layout,
            "' kernels, but this process runs '", here,
            "' (see VLLAMA_CPU_ISA); packed panels are not portable between instruction sets: pack the weight again");
@@ -107,15 +131,17 @@ PackedWeight make_packed(const char* op, const std::vector<TensorPtr>& in, int64
   pw.n = n;
   pw.k = k;
   pw.dtype = dtype;
-  pw.layout = packed_layout();
   pw.swiglu = swiglu;
   gemm::PackedInfo info;
   info.n = n;
   info.k = k;
   info.wtype = wtype_for(dtype, op);
   info.swiglu = swiglu;
-  pw.kblock = gemm::k_block(k, info.wtype);
-  pw.data = empty_tensor({static_cast<int64_t>(gemm::packed_bytes(info))}, DType::U8, in[0]->device());
+  const bool cuda = on_cuda(in[0]);
+  pw.layout = cuda ? kCudaPackedLayout : packed_layout();
+  pw.kblock = cuda ? cuda_packed_kpad(k) : gemm::k_block(k, info.wtype);
+  const size_t bytes = cuda ? cuda_packed_bytes(n, k, dtype, swiglu) : gemm::packed_bytes(info);
+  pw.data = empty_tensor({static_cast<int64_t>(bytes)}, DType::U8, in[0]->device());
   Attrs attrs;
   attrs.set("n", static_cast<double>(n)).set("k", static_cast<double>(k)).set("wtype", static_cast<double>(info.wtype));
   launch(swiglu ? "pack_swiglu" : "pack_linear", in, {pw.data}, attrs);
@@ -125,13 +151,14 @@ PackedWeight make_packed(const char* op, const std::vector<TensorPtr>& in, int64
 }  // namespace
 
 // The panels depend on the ISA's tile sizes only (AVX-512 with and without
-// AVX512_BF16 share them), so the ISA name identifies the layout.
+// AVX512_BF16 share them), so the ISA name identifies the layout. CUDA
+// weights record kCudaPackedLayout.
 std::string packed_layout() { return isa_name(active_isa()); }
 
 PackedWeight pack_linear(const TensorPtr& w, DType dtype) {
   const char* op = "packLinear";
   wtype_for(dtype, op);
-  check_cpu(op, w);
+  check_packable(op, w);
   VL_CHECK(w->ndim() == 2, ErrorCode::Shape, op, ": weight must be 2-D [out_features, in_features], got ",
            shape_str(w->shape()));
   return make_packed(op, {as_f32(w, op, "weight")}, w->shape()[0], w->shape()[1], dtype, false);
@@ -140,7 +167,7 @@ PackedWeight pack_linear(const TensorPtr& w, DType dtype) {
 PackedWeight pack_swiglu(const TensorPtr& w1, const TensorPtr& w2, DType dtype) {
   const char* op = "packSwiGLU";
   wtype_for(dtype, op);
-  check_cpu(op, w1);
+  check_packable(op, w1);
   check_same_device(op, w1, {&w2});
   VL_CHECK(w1->ndim() == 2 && w2->ndim() == 2 && w1->shape() == w2->shape(), ErrorCode::Shape, op,
            ": w1 and w2 must both be [hidden, in_features] with the same shape, got ", shape_str(w1->shape()),

@@ -1,7 +1,7 @@
 // Linear algebra launchers: linear layers (plain, packed, SwiGLU), batched
-// matmul and the patch-embedding convolution. All run as GEMMs on the CPU
-// (cpu/gemm): inputs are read through their strides, outputs are new
-// contiguous f32 tensors.
+// matmul and the patch-embedding convolution. All run as GEMMs: on the CPU
+// cpu/gemm, on CUDA the tensor-core kernel of cuda/kernels/gemm.cuh. Inputs
+// are read through their strides, outputs are new contiguous f32 tensors.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -18,13 +18,23 @@ struct PackedWeight {
   int64_t n = 0;        // output features (SwiGLU: hidden size)
   int64_t k = 0;        // input features
   DType dtype = DType::F32;  // precision of the packed panels: F32 or BF16
-  std::string layout;   // kernel family that packed it, e.g. "avx512"
-  int64_t kblock = 0;
+  std::string layout;   // kernel family that packed it, e.g. "avx512", or "cuda"
+  int64_t kblock = 0;   // CPU: the K block; CUDA: the padded row length
   bool swiglu = false;
 };
 
-// The layout name of this process's kernels (what pack_* records).
+// The layout name of this process's CPU kernels (what pack_* records for CPU tensors).
 std::string packed_layout();
+
+// Packed weights on CUDA (layout "cuda"), for cuda/kernels/gemm.cuh: rows of
+// cuda_packed_kpad(K) values, zero past K: f32, or bf16 with each 16-wide k
+// group in the order the kernel's f32 fragments use (gemm::packed_k). A
+// linear weight has N rows; a SwiGLU weight 2 * round_up(H, 8), W1 and W2
+// interleaved in groups of 8 rows (the mma's n tile), so one GEMM computes
+// both products of a column in the same registers.
+constexpr const char* kCudaPackedLayout = "cuda";
+inline int64_t cuda_packed_kpad(int64_t k) { return (k + 15) / 16 * 16; }
+inline int64_t cuda_packed_rows(int64_t n, bool swiglu) { return swiglu ? 2 * ((n + 7) / 8 * 8) : n; }
 
 // w: [N, K] (f32 or bf16, any strides). dtype: F32 or BF16 panels.
 PackedWeight pack_linear(const TensorPtr& w, DType dtype);

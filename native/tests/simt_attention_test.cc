@@ -4,7 +4,8 @@
 // strided q/k/v views, class-token grids, explicit positions, cross
 // attention, RoPE off, custom scales, every padded head width, the bf16 and
 // the 3×bf16 products, and the three gradient layouts. First the runner
-// wrappers the kernels add (ldmatrix_x4_trans, dynamic shared memory, pack_bf16x2).
+// wrapper the kernels add (ldmatrix_x4_trans; dynamic_shared and pack_bf16x2
+// are checked with the GEMM in simt_gemm_test.cc).
 // Built and run by test/simt.test.ts.
 #include <algorithm>
 #include <cmath>
@@ -27,7 +28,7 @@ namespace k = vl::cuda::kernels;
 
 namespace {
 
-// ---- runner wrappers ----
+// ---- runner wrapper ----
 
 VL_GLOBAL void ldmatrix_trans_probe(uint32_t* out) {
   VL_SHARED_ALIGNED(16) uint16_t tile[16][24];  // padded rows, as the attention tiles
@@ -39,52 +40,18 @@ VL_GLOBAL void ldmatrix_trans_probe(uint32_t* out) {
   for (int i = 0; i < 4; ++i) out[t * 4 + i] = r[i];
 }
 
-VL_GLOBAL void dynamic_shared_probe(int* out) {
-  int* s = reinterpret_cast<int*>(vl::simt::dynamic_shared());
-  const int t = vl::simt::thread_x(), n = vl::simt::block_dim_x();
-  if (vl::simt::block_x() == 1) out[2 * n + t] = s[t];  // what block 0 left must not show
-  s[t] = t + 1000 * vl::simt::block_x();
-  vl::simt::sync_threads();
-  out[vl::simt::block_x() * n + t] = s[n - 1 - t];
-}
-
-void test_wrappers() {
-  {
-    std::vector<uint32_t> out(32 * 4);
-    launch({1, 1}, {32, 1}, [&] { ldmatrix_trans_probe(out.data()); });
-    bool ok = true;
-    for (int l = 0; l < 32; ++l)
-      for (int m = 0; m < 4; ++m) {
-        // Matrix m covers rows 8(m%2).., columns 8(m/2)..; the lane gets rows 2(l%4), +1 of column l/4.
-        const int row = (m & 1) * 8 + 2 * (l % 4), col = (m >> 1) * 8 + l / 4;
-        const uint32_t want = static_cast<uint32_t>(row * 16 + col) | static_cast<uint32_t>((row + 1) * 16 + col) << 16;
-        ok &= out[l * 4 + m] == want;
-      }
-    check(ok, "ldmatrix_x4_trans: register m of lane l holds rows 2(l%4), 2(l%4)+1 of column l/4 of matrix m");
-  }
-  {
-    const int n = 64;
-    std::vector<int> out(3 * n, -1);
-    launch({2, 1}, {n, 1}, [&] { dynamic_shared_probe(out.data()); });
-    bool ok = true, fresh = true;
-    for (int b = 0; b < 2; ++b)
-      for (int t = 0; t < n; ++t) ok &= out[b * n + t] == n - 1 - t + 1000 * b;
-    for (int t = 0; t < n; ++t) fresh &= out[2 * n + t] != t;
-    check(ok, "dynamic_shared: each block of 64 threads reverses through the block's shared bytes");
-    check(fresh, "dynamic_shared: a block does not see what the previous block left");
-  }
-  {
-    // 1 + 2^-8 is halfway between two bf16 values: rounds to the even 1; 1 + 3·2^-8 rounds up to 1 + 2^-6.
-    std::vector<uint32_t> out(32);
-    launch({1, 1}, {32, 1}, [&] {
-      const int t = vl::simt::thread_x();
-      out[t] = vl::simt::pack_bf16x2(1.0f + 1.0f / 256, -(1.0f + 3.0f / 256) * static_cast<float>(t + 1));
-    });
-    bool ok = true;
-    for (int t = 0; t < 32; ++t)
-      ok &= out[t] == (0x3f80u | static_cast<uint32_t>(vl::f32_to_bf16(-(1.0f + 3.0f / 256) * static_cast<float>(t + 1))) << 16);
-    check(ok && out[0] == (0x3f80u | 0xbf82u << 16), "pack_bf16x2: lo in the low half, rounded to nearest even");
-  }
+void test_ldmatrix_trans() {
+  std::vector<uint32_t> out(32 * 4);
+  launch({1, 1}, {32, 1}, [&] { ldmatrix_trans_probe(out.data()); });
+  bool ok = true;
+  for (int l = 0; l < 32; ++l)
+    for (int m = 0; m < 4; ++m) {
+      // Matrix m covers rows 8(m%2).., columns 8(m/2)..; the lane gets rows 2(l%4), +1 of column l/4.
+      const int row = (m & 1) * 8 + 2 * (l % 4), col = (m >> 1) * 8 + l / 4;
+      const uint32_t want = static_cast<uint32_t>(row * 16 + col) | static_cast<uint32_t>((row + 1) * 16 + col) << 16;
+      ok &= out[l * 4 + m] == want;
+    }
+  check(ok, "ldmatrix_x4_trans: register m of lane l holds rows 2(l%4), 2(l%4)+1 of column l/4 of matrix m");
 }
 
 // ---- references ----
@@ -474,7 +441,7 @@ void explicit_positions(Pos& p, int count, std::mt19937& rng) {
 }  // namespace
 
 int main() {
-  test_wrappers();
+  test_ldmatrix_trans();
   std::mt19937 rng(2403);
   test_reference_gradient(rng);
   constexpr double kTol = 5e-5;  // 3×bf16 against double, inputs in [-1, 1]

@@ -1,13 +1,17 @@
 // The GEMM kernels of native/cuda/kernels on the CPU, through the SIMT runner,
-// against plain double-precision references. Built and run by test/simt.test.ts.
+// against plain double-precision references, and the runner's cp.async
+// mechanics they rely on. Built and run by test/simt.test.ts.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "core/half.h"
+#include "cuda/kernels/gemm.cuh"
 #include "cuda/kernels/gemm_mma.cuh"
 #include "tests/simt_check.h"
 #include "tests/simt_runner.h"
@@ -15,11 +19,24 @@
 using vl::simt::Dim;
 using vl::simt::launch;
 using vl::simt_test::check;
+namespace g = vl::cuda::kernels::gemm;
 
 namespace {
 
+std::mt19937 rng(11);
+
+std::vector<float> random_f32(size_t n) {
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  std::vector<float> v(n);
+  for (auto& x : v) x = dist(rng);
+  return v;
+}
+
+float round_bf16(float x) { return vl::bf16_to_f32(vl::f32_to_bf16(x)); }
+
+std::string dims(int M, int N, int K) { return std::to_string(M) + "x" + std::to_string(N) + "x" + std::to_string(K); }
+
 void test_gemm_mma() {
-  std::mt19937 rng(11);
   std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
   const int shapes[][3] = {{16, 8, 16}, {32, 16, 16}, {33, 17, 40}, {64, 48, 96}, {5, 3, 7}};
   for (const auto& s : shapes) {
@@ -38,14 +55,339 @@ void test_gemm_mma() {
         for (int k = 0; k < K; ++k) ref += static_cast<double>(vl::bf16_to_f32(a[i * K + k])) * vl::bf16_to_f32(b[j * K + k]);
         worst = std::max(worst, std::fabs(c[i * N + j] - ref));
       }
-    check(worst < 1e-4, "gemm_bf16_mma " + std::to_string(M) + "x" + std::to_string(N) + "x" + std::to_string(K) +
-                            " matches the reference (max error " + std::to_string(worst) + ")");
+    check(worst < 1e-4, "gemm_bf16_mma " + dims(M, N, K) + " matches the reference (max error " + std::to_string(worst) + ")");
   }
+}
+
+// ---- runner mechanics of the pipeline primitives ----
+
+void test_cp_async() {
+  alignas(16) float src[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+  bool landed_early = true, partial_ok = false, order_ok = false;
+  launch({1, 1}, {32, 1}, [&] {
+    float* s = reinterpret_cast<float*>(vl::simt::dynamic_shared());
+    if (vl::simt::thread_x() != 0) return;
+    vl::simt::cp_async_16(s, src, 16);
+    vl::simt::cp_async_commit();
+    vl::simt::cp_async_16(s + 4, src + 4, 6);  // 1.5 floats, the rest zero-filled
+    vl::simt::cp_async_commit();
+    vl::simt::cp_async_16(s + 8, src, 16);  // not committed: wait_group does not cover it
+    vl::simt::cp_async_wait<1>();
+    landed_early = !std::isnan(s[4]) || !std::isnan(s[8]);
+    order_ok = s[0] == 1 && s[3] == 4;
+    vl::simt::cp_async_wait<0>();
+    // Bytes 4-5 of the copy are the low half of 6.0f (little-endian), bytes 6-15 zero.
+    partial_ok = s[4] == 5 && vl::f32_bits(s[5]) == (vl::f32_bits(6.0f) & 0xffffu) && s[6] == 0 && s[7] == 0 && std::isnan(s[8]);
+  });
+  check(order_ok && !landed_early, "cp_async_wait<1> lands the older group only (the newer one and uncommitted copies stay in flight)");
+  check(partial_ok, "cp_async_16 copies src_bytes and zero-fills the rest of the 16 bytes");
+  bool threw = false;
+  try {
+    launch({1, 1}, {32, 1}, [&] { vl::simt::cp_async_16(vl::simt::dynamic_shared() + 4, src, 16); });
+  } catch (const std::exception& e) {
+    threw = std::string(e.what()).find("16-byte aligned") != std::string::npos;
+  }
+  check(threw, "cp_async_16 to a misaligned shared address is an error");
+  bool fresh = true;
+  launch({2, 1}, {32, 1}, [&] {
+    unsigned char* s = vl::simt::dynamic_shared();
+    if (vl::simt::thread_x() != 0) return;
+    fresh = fresh && s[100] == 0xff;
+    s[100] = 0;  // the next block must not see it
+  });
+  check(fresh, "dynamic shared memory starts as NaN bytes in every block");
+  const uint32_t p = vl::simt::pack_bf16x2(1.00390625f, -3.0f);  // 1 + 2^-8 ties to even: 1.0
+  check((p & 0xffffu) == vl::f32_to_bf16(1.0f) && (p >> 16) == vl::f32_to_bf16(-3.0f),
+        "pack_bf16x2 rounds to nearest even, first value in the low half");
+}
+
+// ---- the pipelined GEMM ----
+
+// Accuracy of the 3-pass split against exact f32 products: each product
+// misses lo*lo and the rounding of lo, at most 3 * 2^-18 of |a b|, so 2e-5 of
+// sum |a b| bounds it with f32 accumulation on top. The 1-pass variants are
+// compared with references on the bf16-rounded operands (exact products),
+// where only f32 accumulation remains.
+constexpr double kSplitTol = 2e-5, kBf16Tol = 1e-5;
+
+// C = A B^T with A [batches][M][lda], B [N][ldb] (f32, or bf16 bits), C
+// [batches][M][ldc]; what the launchers of cuda/linalg.cu set up.
+template <typename TA, typename TB, int kPasses, bool kSwiGLU, bool kAsync, typename ASrc>
+void run_gemm(g::Params<TA, TB, ASrc> p, int64_t batches) {
+  p.m_tiles = (p.M + g::kBM - 1) / g::kBM;
+  p.n_tiles = (p.N + g::kBN - 1) / g::kBN;
+  static_assert(g::kSmemBytes<TA, TB> <= vl::simt::kMaxDynamicShared, "fits the largest shared memory");
+  launch({static_cast<int>(g::grid_blocks(p, batches)), 1}, {g::kThreads, 1},
+         [&] { g::gemm_kernel<TA, TB, kPasses, kSwiGLU, kAsync, ASrc>(p); });
+}
+
+// max |c - ref| / (sum |terms| + |additive terms|), over every output.
+struct Worst {
+  double err = 0;
+  bool finite = true;
+  void add(double c, double ref, double mag) {
+    finite = finite && std::isfinite(c);
+    err = std::max(err, std::fabs(c - ref) / std::max(mag, 1e-30));
+  }
+  std::string str() const { return "relative error " + std::to_string(err); }
+};
+
+// Packs w [n, k] (row stride s0) like cuda/linalg.cu does, through the runner.
+template <typename TB>
+std::vector<TB> pack(const float* w1, const float* w2, int n, int k, int64_t s0, bool swiglu, int64_t& rows, int& kpad) {
+  kpad = (k + 15) / 16 * 16;
+  rows = swiglu ? 2 * ((n + 7) / 8 * 8) : n;
+  std::vector<TB> out(static_cast<size_t>(rows * kpad));
+  launch({3, 1}, {64, 1}, [&] { g::pack_weight_rows<TB>(w1, w2, s0, s0, 1, n, k, rows, kpad, swiglu, out.data()); });
+  return out;
+}
+
+// f32 x f32 (3 passes or 1), f32 x packed bf16, and bf16 x bf16, with bias
+// and residual, over shapes with ragged M, N and K (lda padded so cp.async
+// applies, or not so the plain loads do).
+template <int kPasses, bool kAsync>
+void test_f32(int M, int N, int K, int lda, bool bias_res) {
+  const double tol = kPasses == 3 ? kSplitTol : kBf16Tol;
+  const std::vector<float> a = random_f32(static_cast<size_t>(M) * lda), b = random_f32(static_cast<size_t>(N) * lda);
+  const std::vector<float> bias = random_f32(N), res = random_f32(static_cast<size_t>(M) * N);
+  std::vector<float> c(static_cast<size_t>(M) * N, -7.0f);
+  g::Params<float, float, g::Rows> p;
+  p.a = a.data();
+  p.a_src.ld = lda;
+  p.b = b.data();
+  p.b_src.ld = lda;
+  p.c = c.data();
+  p.ldc = N;
+  p.bias = bias_res ? bias.data() : nullptr;
+  p.residual = bias_res ? res.data() : nullptr;
+  p.M = M, p.N = N, p.K = K, p.b_k = K, p.out_n = N;
+  run_gemm<float, float, kPasses, false, kAsync>(p, 1);
+  Worst w;
+  for (int i = 0; i < M; ++i)
+    for (int j = 0; j < N; ++j) {
+      double ref = 0, mag = 0;
+      for (int k = 0; k < K; ++k) {
+        const double x = kPasses == 3 ? a[i * lda + k] : round_bf16(a[i * lda + k]);
+        const double y = kPasses == 3 ? b[j * lda + k] : round_bf16(b[j * lda + k]);
+        ref += x * y;
+        mag += std::fabs(x * y);
+      }
+      if (bias_res) ref += bias[j] + res[i * N + j], mag += std::fabs(bias[j]) + std::fabs(res[i * N + j]);
+      w.add(c[i * N + j], ref, mag);
+    }
+  check(w.finite && w.err < tol, std::string("gemm f32 x f32, ") + std::to_string(kPasses) + (kPasses == 3 ? " passes" : " pass") +
+                                     (kAsync ? ", cp.async" : ", plain loads") + (bias_res ? ", bias + residual, " : ", ") +
+                                     dims(M, N, K) + " lda " + std::to_string(lda) + ": " + w.str());
+}
+
+// A rows of lda floats: a multiple of 4 for cp.async, any for plain loads.
+template <bool kAsync>
+void test_f32_bf16_packed(int M, int N, int K, int lda, bool swiglu) {
+  const std::vector<float> a = random_f32(static_cast<size_t>(M) * lda);
+  const std::vector<float> w1 = random_f32(static_cast<size_t>(N) * K), w2 = random_f32(static_cast<size_t>(N) * K);
+  const std::vector<float> bias = random_f32(N), res = random_f32(static_cast<size_t>(M) * N);
+  int64_t rows;
+  int kpad;
+  const std::vector<uint16_t> packed = pack<uint16_t>(w1.data(), w2.data(), N, K, K, swiglu, rows, kpad);
+  std::vector<float> c(static_cast<size_t>(M) * N, -7.0f);
+  g::Params<float, uint16_t, g::Rows> p;
+  p.a = a.data();
+  p.a_src.ld = lda;
+  p.b = packed.data();
+  p.b_src.ld = kpad;
+  p.c = c.data();
+  p.ldc = N;
+  p.bias = swiglu ? nullptr : bias.data();
+  p.residual = res.data();
+  p.M = M, p.N = static_cast<int>(rows), p.K = K, p.b_k = kpad, p.out_n = N;
+  if (swiglu)
+    run_gemm<float, uint16_t, 1, true, kAsync>(p, 1);
+  else
+    run_gemm<float, uint16_t, 1, false, kAsync>(p, 1);
+  Worst w;
+  for (int i = 0; i < M; ++i)
+    for (int j = 0; j < N; ++j) {
+      double r1 = 0, r2 = 0, m1 = 0, m2 = 0;
+      for (int k = 0; k < K; ++k) {
+        const double x = round_bf16(a[i * lda + k]), y1 = round_bf16(w1[j * K + k]), y2 = round_bf16(w2[j * K + k]);
+        r1 += x * y1, m1 += std::fabs(x * y1);
+        r2 += x * y2, m2 += std::fabs(x * y2);
+      }
+      const double r = res[i * N + j];
+      if (swiglu)
+        w.add(c[i * N + j], r1 / (1 + std::exp(-r1)) * r2 + r, 2.1 * m1 * m2 + std::fabs(r));
+      else
+        w.add(c[i * N + j], r1 + bias[j] + r, m1 + std::fabs(bias[j]) + std::fabs(r));
+    }
+  check(w.finite && w.err < kBf16Tol, std::string(swiglu ? "SwiGLU dual GEMM (silu(a W1^T) * a W2^T + residual)" : "gemm + bias + residual") +
+                                      ", f32 x packed bf16 (1 pass" + (kAsync ? ", cp.async), " : ", plain loads), ") + dims(M, N, K) + ": " + w.str());
+}
+
+// K = 36: A rows stay 16-byte aligned, the packed W rows are padded to 48.
+void test_swiglu_f32(int M, int H, int K) {
+  const std::vector<float> a = random_f32(static_cast<size_t>(M) * K);
+  const std::vector<float> w1 = random_f32(static_cast<size_t>(H) * K), w2 = random_f32(static_cast<size_t>(H) * K);
+  int64_t rows;
+  int kpad;
+  const std::vector<float> packed = pack<float>(w1.data(), w2.data(), H, K, K, true, rows, kpad);
+  std::vector<float> c(static_cast<size_t>(M) * H, -7.0f);
+  g::Params<float, float, g::Rows> p;
+  p.a = a.data();
+  p.a_src.ld = K;
+  p.b = packed.data();
+  p.b_src.ld = kpad;
+  p.c = c.data();
+  p.ldc = H;
+  p.M = M, p.N = static_cast<int>(rows), p.K = K, p.b_k = kpad, p.out_n = H;
+  run_gemm<float, float, 3, true, true>(p, 1);
+  Worst w;
+  for (int i = 0; i < M; ++i)
+    for (int j = 0; j < H; ++j) {
+      double r1 = 0, r2 = 0, m1 = 0, m2 = 0;
+      for (int k = 0; k < K; ++k) {
+        r1 += static_cast<double>(a[i * K + k]) * w1[j * K + k], m1 += std::fabs(static_cast<double>(a[i * K + k]) * w1[j * K + k]);
+        r2 += static_cast<double>(a[i * K + k]) * w2[j * K + k], m2 += std::fabs(static_cast<double>(a[i * K + k]) * w2[j * K + k]);
+      }
+      w.add(c[i * H + j], r1 / (1 + std::exp(-r1)) * r2, 2.1 * m1 * m2);
+    }
+  check(w.finite && w.err < kSplitTol, "SwiGLU dual GEMM, f32 x packed f32 (3 passes), " + dims(M, H, K) + ": " + w.str());
+}
+
+void test_bf16_bf16(int M, int N, int K) {
+  std::vector<uint16_t> a(static_cast<size_t>(M) * K), b(static_cast<size_t>(N) * K);
+  for (auto& v : a) v = vl::f32_to_bf16(random_f32(1)[0]);
+  for (auto& v : b) v = vl::f32_to_bf16(random_f32(1)[0]);
+  std::vector<float> c(static_cast<size_t>(M) * N, -7.0f);
+  g::Params<uint16_t, uint16_t, g::Rows> p;
+  p.a = a.data();
+  p.a_src.ld = K;
+  p.b = b.data();
+  p.b_src.ld = K;
+  p.c = c.data();
+  p.ldc = N;
+  p.M = M, p.N = N, p.K = K, p.b_k = K, p.out_n = N;
+  run_gemm<uint16_t, uint16_t, 1, false, true>(p, 1);
+  Worst w;
+  for (int i = 0; i < M; ++i)
+    for (int j = 0; j < N; ++j) {
+      double ref = 0, mag = 0;
+      for (int k = 0; k < K; ++k) {
+        const double x = vl::bf16_to_f32(a[i * K + k]) * static_cast<double>(vl::bf16_to_f32(b[j * K + k]));
+        ref += x, mag += std::fabs(x);
+      }
+      w.add(c[i * N + j], ref, mag);
+    }
+  check(w.finite && w.err < kBf16Tol, "gemm bf16 x bf16 (natural k order), " + dims(M, N, K) + ": " + w.str());
+}
+
+// Batch dims [2, 3]: A differs in both, B is broadcast over the second (stride 0).
+void test_batched() {
+  const int M = 21, N = 19, K = 24, B0 = 2, B1 = 3;
+  const std::vector<float> a = random_f32(static_cast<size_t>(B0) * B1 * M * K), b = random_f32(static_cast<size_t>(B0) * N * K);
+  std::vector<float> c(static_cast<size_t>(B0) * B1 * M * N, -7.0f);
+  g::Params<float, float, g::Rows> p;
+  p.a = a.data();
+  p.a_src.ld = K;
+  p.b = b.data();
+  p.b_src.ld = K;
+  p.c = c.data();
+  p.ldc = N;
+  p.M = M, p.N = N, p.K = K, p.b_k = K, p.out_n = N;
+  p.batch.dims = 2;
+  p.batch.shape[0] = B0, p.batch.shape[1] = B1;
+  p.batch.a[0] = static_cast<int64_t>(B1) * M * K, p.batch.a[1] = static_cast<int64_t>(M) * K;
+  p.batch.b[0] = static_cast<int64_t>(N) * K, p.batch.b[1] = 0;
+  p.batch.c = static_cast<int64_t>(M) * N;
+  run_gemm<float, float, 3, false, true>(p, B0 * B1);
+  Worst w;
+  for (int z0 = 0; z0 < B0; ++z0)
+    for (int z1 = 0; z1 < B1; ++z1)
+      for (int i = 0; i < M; ++i)
+        for (int j = 0; j < N; ++j) {
+          const float* ar = &a[((z0 * B1 + z1) * M + i) * K];
+          const float* br = &b[(z0 * N + j) * K];
+          double ref = 0, mag = 0;
+          for (int k = 0; k < K; ++k) ref += static_cast<double>(ar[k]) * br[k], mag += std::fabs(static_cast<double>(ar[k]) * br[k]);
+          w.add(c[((z0 * B1 + z1) * M + i) * N + j], ref, mag);
+        }
+  check(w.finite && w.err < kSplitTol, "batched gemm, batch [2, 3] with B broadcast over the second dim, " + dims(M, N, K) + ": " + w.str());
+}
+
+// conv_patch's A gathered from the image in the tile loads: x [B, C, H, W],
+// w [O, C*p*p] -> [B, (H/p)*(W/p), O] + bias.
+template <bool kAsync>
+void test_patches(int Bn, int C, int H, int W, int p_, int O) {
+  const int gh = H / p_, gw = W / p_, M = Bn * gh * gw, K = C * p_ * p_;
+  const std::vector<float> x = random_f32(static_cast<size_t>(Bn) * C * H * W), wt = random_f32(static_cast<size_t>(O) * K),
+                           bias = random_f32(O);
+  std::vector<float> c(static_cast<size_t>(M) * O, -7.0f);
+  g::Params<float, float, g::Patches> p;
+  p.a = x.data();
+  p.a_src.sb = static_cast<int64_t>(C) * H * W, p.a_src.sc = static_cast<int64_t>(H) * W, p.a_src.sh = W, p.a_src.sw = 1;
+  p.a_src.p = p_, p.a_src.gw = gw, p.a_src.cells = gh * gw;
+  p.b = wt.data();
+  p.b_src.ld = K;
+  p.c = c.data();
+  p.ldc = O;
+  p.bias = bias.data();
+  p.M = M, p.N = O, p.K = K, p.b_k = K, p.out_n = O;
+  run_gemm<float, float, 3, false, kAsync>(p, 1);
+  Worst w;
+  for (int b = 0; b < Bn; ++b)
+    for (int gy = 0; gy < gh; ++gy)
+      for (int gx = 0; gx < gw; ++gx)
+        for (int o = 0; o < O; ++o) {
+          double ref = bias[o], mag = std::fabs(bias[o]);
+          for (int ci = 0; ci < C; ++ci)
+            for (int ky = 0; ky < p_; ++ky)
+              for (int kx = 0; kx < p_; ++kx) {
+                const double t = static_cast<double>(x[((b * C + ci) * H + gy * p_ + ky) * W + gx * p_ + kx]) *
+                                 wt[o * K + (ci * p_ + ky) * p_ + kx];
+                ref += t, mag += std::fabs(t);
+              }
+          w.add(c[((b * gh + gy) * gw + gx) * O + o], ref, mag);
+        }
+  check(w.finite && w.err < kSplitTol, std::string("patch GEMM (A gathered from the image") + (kAsync ? ", cp.async" : ", plain loads") +
+                                      "), x [" + std::to_string(Bn) + "," + std::to_string(C) + "," + std::to_string(H) + "," +
+                                      std::to_string(W) + "] patch " + std::to_string(p_) + " -> " + std::to_string(O) + ": " + w.str());
+}
+
+void test_pack_layout() {
+  const int n = 11, k = 21;
+  const std::vector<float> w1 = random_f32(static_cast<size_t>(n) * 30), w2 = random_f32(static_cast<size_t>(n) * 30);
+  int64_t rows;
+  int kpad;
+  // Row stride 30: the pack reads through strides.
+  const std::vector<uint16_t> p = pack<uint16_t>(w1.data(), w2.data(), n, k, 30, true, rows, kpad);
+  bool ok = rows == 32 && kpad == 32;
+  for (int64_t j = 0; ok && j < rows; ++j)
+    for (int s = 0; s < kpad; ++s) {
+      const int h = static_cast<int>((j / 16) * 8 + j % 8), kk = g::packed_k(s);
+      const std::vector<float>& w = (j / 8) % 2 ? w2 : w1;
+      const uint16_t want = h < n && kk < k ? vl::f32_to_bf16(w[h * 30 + kk]) : 0;
+      ok = ok && p[j * kpad + s] == want;
+    }
+  check(ok, "pack_weight_rows: SwiGLU rows interleaved by 8, bf16 k order packed_k, zero past H and K");
 }
 
 }  // namespace
 
 int main() {
   test_gemm_mma();
+  test_cp_async();
+  test_pack_layout();
+  test_f32<3, true>(130, 136, 37, 40, false);  // ragged K zero-filled within a chunk
+  test_f32<3, true>(70, 260, 100, 100, true);  // 4 K tiles: the 3-stage ring wraps
+  test_f32<3, false>(5, 9, 7, 7, true);        // rows not 16-byte aligned
+  test_f32<1, true>(33, 40, 48, 48, true);     // 1 pass: both rounded to bf16
+  test_f32<3, true>(1160, 200, 8, 8, false);   // 10 x 2 tiles: the grouped tile order
+  test_f32_bf16_packed<true>(67, 45, 50, 52, false);
+  test_f32_bf16_packed<true>(67, 20, 50, 52, true);  // H = 20: a partial group of 8
+  test_f32_bf16_packed<false>(9, 13, 19, 19, true);  // rows of 19 floats
+  test_swiglu_f32(40, 136, 36);            // 2 N tiles of the interleaved W1/W2 rows
+  test_bf16_bf16(50, 70, 72);
+  test_batched();
+  test_patches<true>(2, 3, 8, 12, 4, 20);
+  test_patches<false>(2, 2, 9, 6, 3, 10);
   return vl::simt_test::finish();
 }

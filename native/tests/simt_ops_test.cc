@@ -312,6 +312,47 @@ void test_cross_entropy(const char* label_type) {
 
 // Three AdamW steps (both lerp branches) against a double reference of
 // torch.optim.AdamW's update.
+void test_soft_targets_and_bce() {
+  namespace k = vl::cuda::kernels;
+  std::mt19937 rng(29);
+  std::normal_distribution<float> dist(0.0f, 2.0f);
+  std::uniform_real_distribution<float> unit(0.0f, 1.0f);
+  for (int K : {3, 200}) {
+    const int B = 4;
+    std::vector<float> z(B * K), t(B * K), dloss(B), loss(B), lse(B), dz(B * K);
+    for (auto& v : z) v = dist(rng);
+    for (auto& v : t) v = unit(rng) / K;  // mixup-like: rows sum to about 1/2, not 1
+    for (auto& v : dloss) v = dist(rng);
+    launch({B, 1}, {64, 1}, [&] { k::soft_cross_entropy_rows<64>(z.data(), t.data(), loss.data(), lse.data(), K); });
+    launch({B, 1}, {64, 1}, [&] { k::soft_cross_entropy_backward_rows<64>(dloss.data(), z.data(), lse.data(), t.data(), dz.data(), K); });
+    double e = 0;
+    for (int i = 0; i < B; ++i) {
+      double m = -INFINITY, s = 0, total = 0, want = 0;
+      for (int j = 0; j < K; ++j) m = std::max(m, static_cast<double>(z[i * K + j]));
+      for (int j = 0; j < K; ++j) s += std::exp(z[i * K + j] - m), total += t[i * K + j];
+      const double l = m + std::log(s);
+      for (int j = 0; j < K; ++j) want += t[i * K + j] * (l - z[i * K + j]);
+      e = std::max({e, std::fabs(lse[i] - l), std::fabs(loss[i] - want)});
+      for (int j = 0; j < K; ++j)
+        e = std::max(e, std::fabs(dz[i * K + j] - dloss[i] * (std::exp(z[i * K + j] - l) * total - t[i * K + j])));
+    }
+    check(e < 1e-4, "soft_cross_entropy forward and backward, K=" + std::to_string(K) + " (max error " + std::to_string(e) + ")");
+  }
+  const int n = 257;
+  std::vector<float> z(n), t(n), d(n), loss(n), dz(n);
+  for (int i = 0; i < n; ++i) z[i] = (i - 128) * 0.8f, t[i] = unit(rng), d[i] = dist(rng);  // |z| up to 100: no overflow
+  launch({2, 1}, {64, 1}, [&] { k::bce_with_logits(z.data(), t.data(), loss.data(), n); });
+  launch({2, 1}, {64, 1}, [&] { k::bce_with_logits_backward(d.data(), z.data(), t.data(), dz.data(), n); });
+  double e = 0;
+  for (int i = 0; i < n; ++i) {
+    const double zi = z[i], sig = 1.0 / (1.0 + std::exp(-zi));
+    const double want = std::max(zi, 0.0) - zi * t[i] + std::log1p(std::exp(-std::fabs(zi)));
+    e = std::max({e, std::fabs(loss[i] - want) / std::max(1.0, std::fabs(want)), std::fabs(dz[i] - d[i] * (sig - t[i]))});
+  }
+  check(e < 1e-5 && std::isfinite(loss[0]) && std::isfinite(dz[n - 1]),
+        "bce_with_logits forward and backward for |z| up to 100 (max error " + std::to_string(e) + ")");
+}
+
 void test_adamw() {
   namespace k = vl::cuda::kernels;
   std::mt19937 rng(17);
@@ -372,6 +413,128 @@ vl::TensorArg arg(void* data, vl::DType dtype, std::vector<int64_t> shape, std::
 // The binary kernels of the CUDA add/sub/mul/div ops: broadcast operands
 // (stride 0), f32 and bf16 against plain float math, int64 wrap-around,
 // INT64_MIN / -1, and integer division by zero raising the flag.
+void test_sgd() {
+  namespace k = vl::cuda::kernels;
+  std::mt19937 rng(19);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  struct Case {
+    float momentum, dampening, wd;
+    bool nesterov;
+  };
+  for (const Case& cs : {Case{0.0f, 0.0f, 0.0f, false}, Case{0.9f, 0.1f, 0.01f, false}, Case{0.9f, 0.0f, 0.05f, true}}) {
+    const int n = 555;
+    std::vector<float> p(n), g(n), buf(n, 0.0f);
+    for (auto& e : p) e = dist(rng);
+    std::vector<double> rp(p.begin(), p.end()), rb(n, 0.0);
+    const double lr = 0.05;
+    double e = 0;
+    for (int step = 1; step <= 3; ++step) {
+      for (auto& x : g) x = dist(rng);
+      const k::SgdStep s{static_cast<float>(-lr), cs.momentum, 1 - cs.dampening, cs.wd, cs.nesterov, step == 1};
+      float* b = cs.momentum != 0.0f ? buf.data() : nullptr;
+      launch({3, 1}, {64, 1}, [&] { k::sgd_update(p.data(), g.data(), b, n, s); });
+      for (int i = 0; i < n; ++i) {
+        double gi = g[i] + cs.wd * rp[i];
+        if (b) {
+          rb[i] = step == 1 ? gi : cs.momentum * rb[i] + (1 - cs.dampening) * gi;
+          gi = cs.nesterov ? gi + cs.momentum * rb[i] : rb[i];
+          e = std::max(e, std::fabs(buf[i] - rb[i]));
+        }
+        rp[i] -= lr * gi;
+        e = std::max(e, std::fabs(p[i] - rp[i]));
+      }
+    }
+    check(e < 1e-5, "sgd_update, momentum " + std::to_string(cs.momentum) + (cs.nesterov ? " nesterov" : "") +
+                        ", 3 steps (max error " + std::to_string(e) + ")");
+  }
+}
+
+void test_lamb_and_sum_of_squares() {
+  namespace k = vl::cuda::kernels;
+  std::mt19937 rng(23);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  // Sizes around the chunk: one partial, several, and a ragged last chunk.
+  for (int n : {1000, static_cast<int>(2 * k::kOptimChunk + 333)}) {
+    const int64_t chunks = (n + k::kOptimChunk - 1) / k::kOptimChunk;
+    std::vector<float> t(n);
+    for (auto& x : t) x = dist(rng);
+    std::vector<double> part(chunks);
+    float total = 0;
+    launch({2, 1}, {k::kOptimThreads, 1}, [&] { k::sum_of_squares_chunks(t.data(), n, part.data()); });
+    launch({1, 1}, {k::kOptimThreads, 1}, [&] { k::sum_of_squares_finish(part.data(), chunks, &total); });
+    double ref = 0;
+    for (float x : t) ref += static_cast<double>(x) * x;
+    check(std::fabs(total - ref) <= 1e-6 * ref, "sum_of_squares of " + std::to_string(n) + " values in " +
+                                                    std::to_string(chunks) + " chunks");
+
+    std::vector<float> p(n), g(n), m(n, 0.0f), v(n, 0.0f);
+    for (auto& x : p) x = dist(rng);
+    std::vector<double> rp(p.begin(), p.end()), rm(n, 0.0), rv(n, 0.0);
+    const double lr = 1e-2, wd = 0.02, b1 = 0.9, b2 = 0.999, eps = 1e-6;
+    double e = 0;
+    for (int step = 1; step <= 2; ++step) {
+      for (auto& x : g) x = dist(rng);
+      const double bc1 = 1 - std::pow(b1, step), bc2 = 1 - std::pow(b2, step);
+      const k::LambStep s{static_cast<float>(b1),        static_cast<float>(1 - b1),   static_cast<float>(b2),
+                          static_cast<float>(1 - b2),    static_cast<float>(1 / bc1),  static_cast<float>(1 / bc2),
+                          static_cast<float>(eps),       static_cast<float>(wd),       static_cast<float>(lr)};
+      std::vector<double> sums(2 * chunks);
+      float scale = 0;
+      launch({2, 1}, {k::kOptimThreads, 1}, [&] { k::lamb_moments(p.data(), g.data(), m.data(), v.data(), n, s, sums.data()); });
+      launch({1, 1}, {k::kOptimThreads, 1}, [&] { k::lamb_trust_ratio(sums.data(), chunks, static_cast<float>(lr), &scale); });
+      launch({5, 1}, {64, 1}, [&] { k::lamb_apply(p.data(), m.data(), v.data(), n, s, &scale); });
+      std::vector<double> u(n);
+      double pp = 0, uu = 0;
+      for (int i = 0; i < n; ++i) {
+        rm[i] = b1 * rm[i] + (1 - b1) * g[i];
+        rv[i] = b2 * rv[i] + (1 - b2) * g[i] * static_cast<double>(g[i]);
+        u[i] = (rm[i] / bc1) / (std::sqrt(rv[i] / bc2) + eps) + wd * rp[i];
+        pp += rp[i] * rp[i];
+        uu += u[i] * u[i];
+      }
+      const double ratio = pp > 0 && uu > 0 ? std::sqrt(pp) / std::sqrt(uu) : 1.0;
+      for (int i = 0; i < n; ++i) {
+        rp[i] -= lr * ratio * u[i];
+        e = std::max({e, std::fabs(p[i] - rp[i]), std::fabs(m[i] - rm[i]), std::fabs(v[i] - rv[i])});
+      }
+    }
+    check(e < 2e-5, "lamb_update of " + std::to_string(n) + " values, 2 steps (max error " + std::to_string(e) + ")");
+  }
+}
+
+void test_inplace_helpers() {
+  namespace k = vl::cuda::kernels;
+  const int n = 301;
+  std::vector<float> a(n), b(n);
+  for (int i = 0; i < n; ++i) a[i] = 0.01f * i - 1.0f, b[i] = std::sin(0.1f * i);
+  std::vector<float> x = a;
+  launch({2, 1}, {64, 1}, [&] { k::scale_inplace(x.data(), n, -0.75f); });
+  bool ok = true;
+  for (int i = 0; i < n; ++i) ok &= x[i] == a[i] * -0.75f;
+  check(ok, "scale_inplace");
+  x = a;
+  launch({2, 1}, {64, 1}, [&] { k::add_inplace(x.data(), b.data(), n, 0.3f); });
+  ok = true;
+  for (int i = 0; i < n; ++i) ok &= x[i] == a[i] + 0.3f * b[i];
+  check(ok, "add_inplace");
+  for (float w : {0.25f, 0.9f, 1.0f}) {
+    x = a;
+    launch({2, 1}, {64, 1}, [&] {
+      if (std::fabs(w) < 0.5f)
+        k::lerp_inplace<true>(x.data(), b.data(), n, w);
+      else
+        k::lerp_inplace<false>(x.data(), b.data(), n, w);
+    });
+    ok = true;
+    for (int i = 0; i < n; ++i) {
+      const float want = std::fabs(w) < 0.5f ? a[i] + w * (b[i] - a[i]) : b[i] - (b[i] - a[i]) * (1.0f - w);
+      ok &= x[i] == want;
+    }
+    if (w == 1.0f) ok &= x == b;  // torch.lerp: weight 1 gives the end point exactly
+    check(ok, "lerp_inplace, weight " + std::to_string(w));
+  }
+}
+
 void test_binary() {
   namespace k = vl::cuda::kernels;
   using vl::cuda::kernels::BinaryOp;
@@ -460,6 +623,35 @@ void test_sum() {
 
 // The CUDA copy kernel: strided gathers with dtype conversion (f32 -> bf16
 // rounding, float -> int truncation with saturation and NaN -> 0).
+void test_copy_into_and_windows() {
+  namespace k = vl::cuda::kernels;
+  // copy_into: a contiguous [2, 3] block into columns 1..3 of a [2, 5] tensor, converting to f32.
+  std::vector<int32_t> src{1, 2, 3, 4, 5, 6};
+  std::vector<float> big(10, -1.0f);
+  const auto in = arg(src.data(), vl::DType::I32, {2, 3});
+  const auto out = arg(big.data() + 1, vl::DType::F32, {2, 3}, {5, 1});
+  launch({1, 1}, {32, 1}, [&] { k::copy_into_kernel<int32_t, float>(in, out, 6); });
+  check(big == std::vector<float>{-1, 1, 2, 3, -1, -1, 4, 5, 6, -1}, "copy_into a strided slice leaves the rest alone");
+
+  // Windows of 3 over a 2 x 5 x 7 x 2 map (padded to 6 x 9): partition, reference, merge back.
+  const k::WindowShape g{2, 5, 7, 2, 3, 2, 3};
+  std::vector<float> x(g.B * g.H * g.W * g.C);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i + 1);
+  std::vector<float> win(g.B * g.nh * g.nw * g.ws * g.ws * g.C, -1.0f), back(x.size(), -1.0f);
+  launch({4, 1}, {64, 1}, [&] { k::window_partition_kernel<float>(x.data(), win.data(), g); });
+  bool ok = true;
+  for (int64_t w = 0; w < g.B * g.nh * g.nw; ++w)
+    for (int64_t t = 0; t < g.ws * g.ws; ++t)
+      for (int64_t c = 0; c < g.C; ++c) {
+        const int64_t b = w / (g.nh * g.nw), y = (w / g.nw) % g.nh * g.ws + t / g.ws, xx = w % g.nw * g.ws + t % g.ws;
+        const float want = y < g.H && xx < g.W ? x[((b * g.H + y) * g.W + xx) * g.C + c] : 0.0f;
+        ok &= win[(w * g.ws * g.ws + t) * g.C + c] == want;
+      }
+  check(ok, "window_partition: 3x3 windows, zero padding at the bottom and right");
+  launch({4, 1}, {64, 1}, [&] { k::window_merge_kernel<float>(win.data(), back.data(), g); });
+  check(back == x, "window_merge inverts window_partition (padding dropped)");
+}
+
 void test_copy() {
   namespace k = vl::cuda::kernels;
   std::vector<float> x{1.5f, -2.7f, 3e10f, -3e10f, NAN, 0.2f};
@@ -486,9 +678,14 @@ int main() {
   test_activations();
   test_cross_entropy<int32_t>("i32");
   test_cross_entropy<int64_t>("i64");
+  test_soft_targets_and_bce();
   test_adamw();
+  test_sgd();
+  test_lamb_and_sum_of_squares();
+  test_inplace_helpers();
   test_binary();
   test_sum();
   test_copy();
+  test_copy_into_and_windows();
   return vl::simt_test::finish();
 }

@@ -182,39 +182,59 @@ void ldmatrix_x4(uint32_t r[4], const void* row_address) {
   for (int i = 0; i < 4; ++i) r[i] = out.r[i];
 }
 
-// --- attention additions (dynamic_shared and pack_bf16x2 as on the GEMM branch) ---
+// ---- GEMM pipeline: dynamic shared memory, cp.async, bf16 packing ----
 namespace {
+
+struct AsyncCopy {
+  void* dst;
+  const void* src;
+  int src_bytes;
+  long group;  // the commit count of the thread when it was issued
+};
+struct AsyncState {
+  std::vector<AsyncCopy> pending;
+  long committed = 0;
+};
+std::vector<AsyncState> g_async;  // per thread of the running block
 
 alignas(128) unsigned char g_dynamic_shared[kMaxDynamicShared];
 
-// A new block: shared memory full of NaNs.
-void begin_block_shared() { std::memset(g_dynamic_shared, 0xff, sizeof g_dynamic_shared); }
+// A new block: no copies in flight, shared memory full of NaNs.
+void begin_block(int threads) {
+  g_async.assign(static_cast<size_t>(threads), AsyncState());
+  std::memset(g_dynamic_shared, 0xff, sizeof g_dynamic_shared);
+}
 
 }  // namespace
 
 unsigned char* dynamic_shared() { return g_dynamic_shared; }
 
-uint32_t pack_bf16x2(float lo, float hi) { return f32_to_bf16(lo) | static_cast<uint32_t>(f32_to_bf16(hi)) << 16; }
-
-void ldmatrix_x4_trans(uint32_t r[4], const void* row_address) {
-  struct Out {
-    uint32_t r[4];
-  };
-  const Out out = warp_collective(
-      [&](auto& s) { s[0] = reinterpret_cast<uintptr_t>(row_address); },
-      [&](auto* lanes, int lane) {
-        Out o;
-        // Of matrix m, rows 2(lane%4) and 2(lane%4)+1 at column lane/4.
-        for (int m = 0; m < 4; ++m) {
-          const int col = lane / 4, row = 2 * (lane % 4);
-          const char* r0 = reinterpret_cast<const char*>(static_cast<uintptr_t>(lanes[8 * m + row][0]));
-          const char* r1 = reinterpret_cast<const char*>(static_cast<uintptr_t>(lanes[8 * m + row + 1][0]));
-          o.r[m] = load_b16(r0 + 2 * col) | (static_cast<uint32_t>(load_b16(r1 + 2 * col)) << 16);
-        }
-        return o;
-      });
-  for (int i = 0; i < 4; ++i) r[i] = out.r[i];
+void cp_async_16(void* smem, const void* gmem, int src_bytes) {
+  Runner& r = runner();
+  if (reinterpret_cast<uintptr_t>(smem) % 16 || (src_bytes > 0 && reinterpret_cast<uintptr_t>(gmem) % 16))
+    throw std::runtime_error("simt: cp_async_16 needs 16-byte aligned addresses");
+  if (src_bytes < 0 || src_bytes > 16) throw std::runtime_error("simt: cp_async_16 copies 0 to 16 bytes, got " + std::to_string(src_bytes));
+  AsyncState& st = g_async[r.current];
+  st.pending.push_back({smem, gmem, src_bytes, st.committed});
 }
+
+void cp_async_commit() { ++g_async[runner().current].committed; }
+
+void cp_async_wait_groups(int n) {
+  AsyncState& st = g_async[runner().current];
+  std::vector<AsyncCopy> later;
+  for (const AsyncCopy& c : st.pending) {
+    if (c.group >= st.committed - n) {  // still in flight (or not committed yet)
+      later.push_back(c);
+      continue;
+    }
+    std::memcpy(c.dst, c.src, static_cast<size_t>(c.src_bytes));
+    std::memset(static_cast<char*>(c.dst) + c.src_bytes, 0, static_cast<size_t>(16 - c.src_bytes));
+  }
+  st.pending.swap(later);
+}
+
+uint32_t pack_bf16x2(float lo, float hi) { return f32_to_bf16(lo) | static_cast<uint32_t>(f32_to_bf16(hi)) << 16; }
 
 void launch(Dim grid, Dim block, const std::function<void()>& body) {
   if (g_runner) throw std::runtime_error("simt: launch inside a kernel");
@@ -232,7 +252,7 @@ void launch(Dim grid, Dim block, const std::function<void()>& body) {
   } reset;
   for (r.by = 0; r.by < grid.y; ++r.by) {
     for (r.bx = 0; r.bx < grid.x; ++r.bx) {
-      begin_block_shared();
+      begin_block(block.x);
       for (auto& f : r.fibers) {
         f.wait = Wait::None;
         getcontext(&f.ctx);
@@ -282,6 +302,27 @@ void launch(Dim grid, Dim block, const std::function<void()>& body) {
       }
     }
   }
+}
+
+// ---- attention: transposed ldmatrix ----
+void ldmatrix_x4_trans(uint32_t r[4], const void* row_address) {
+  struct Out {
+    uint32_t r[4];
+  };
+  const Out out = warp_collective(
+      [&](auto& s) { s[0] = reinterpret_cast<uintptr_t>(row_address); },
+      [&](auto* lanes, int lane) {
+        Out o;
+        // Of matrix m, rows 2(lane%4) and 2(lane%4)+1 at column lane/4.
+        for (int m = 0; m < 4; ++m) {
+          const int col = lane / 4, row = 2 * (lane % 4);
+          const char* r0 = reinterpret_cast<const char*>(static_cast<uintptr_t>(lanes[8 * m + row][0]));
+          const char* r1 = reinterpret_cast<const char*>(static_cast<uintptr_t>(lanes[8 * m + row + 1][0]));
+          o.r[m] = load_b16(r0 + 2 * col) | (static_cast<uint32_t>(load_b16(r1 + 2 * col)) << 16);
+        }
+        return o;
+      });
+  for (int i = 0; i < 4; ++i) r[i] = out.r[i];
 }
 
 }  // namespace simt

@@ -2,11 +2,13 @@
 //   loss = lse - (1 - eps) z_y - (eps / K) sum_k z_k, lse = log sum exp z,
 // and its gradient dz_k = dloss (softmax_k - (1 - eps) [k = y] - eps / K).
 // A label outside [0, K) sets *bad (the launcher reports it) and its row is
-// left unwritten. Kernel source shared by nvcc and the SIMT runner.
+// left unwritten. Also the soft-target form (mixup / CutMix targets) and
+// binary cross-entropy on logits. Kernel source shared by nvcc and the SIMT runner.
 #pragma once
 #include <cmath>
 #include <cstdint>
 
+#include "cuda/element.cuh"
 #include "cuda/kernels/block_reduce.cuh"
 
 namespace vl {
@@ -59,6 +61,70 @@ VL_GLOBAL void cross_entropy_backward_elems(const float* VL_RESTRICT dloss, cons
     }
     const float p = expf(z[i] - lse[r]);
     dz[i] = k == y ? dloss[r] * ((p - conf) - off) : dloss[r] * (p - off);
+  }
+}
+
+// Soft targets t [B, K], one block per row: loss = sum_k t_k (lse - z_k),
+// accumulated in double (targets with mixed signs or tiny weights lose nothing).
+template <int kThreads>
+VL_GLOBAL void soft_cross_entropy_rows(const float* VL_RESTRICT z, const float* VL_RESTRICT t, float* VL_RESTRICT loss,
+                                       float* VL_RESTRICT lse_out, int K) {
+  VL_SHARED float partial[kThreads / 32];
+  VL_SHARED double dpartial[kThreads];
+  const int64_t row = simt::block_x();
+  const float* zr = z + row * K;
+  const float* tr = t + row * K;
+  const int i = simt::thread_x();
+  float m = -INFINITY;
+  for (int k = i; k < K; k += kThreads) m = fmaxf(m, zr[k]);
+  m = block_reduce<MaxOp>(m, partial);
+  float s = 0.0f;
+  for (int k = i; k < K; k += kThreads) s += expf(zr[k] - m);
+  const float lse = m + logf(block_reduce<SumOp>(s, partial));
+  double v = 0;
+  for (int k = i; k < K; k += kThreads) v += static_cast<double>(tr[k]) * (static_cast<double>(lse) - zr[k]);
+  dpartial[i] = v;
+  simt::sync_threads();
+  for (int h = kThreads / 2; h > 0; h >>= 1) {
+    if (i < h) dpartial[i] += dpartial[i + h];
+    simt::sync_threads();
+  }
+  if (i == 0) {
+    lse_out[row] = lse;
+    loss[row] = static_cast<float>(dpartial[0]);
+  }
+}
+
+// One block per row: dz_k = dloss (softmax_k * sum_j t_j - t_k).
+template <int kThreads>
+VL_GLOBAL void soft_cross_entropy_backward_rows(const float* VL_RESTRICT dloss, const float* VL_RESTRICT z,
+                                                const float* VL_RESTRICT lse, const float* VL_RESTRICT t,
+                                                float* VL_RESTRICT dz, int K) {
+  VL_SHARED float partial[kThreads / 32];
+  const int64_t row = simt::block_x();
+  const float* tr = t + row * K;
+  float total = 0.0f;
+  for (int k = simt::thread_x(); k < K; k += kThreads) total += tr[k];
+  total = block_reduce<SumOp>(total, partial);
+  const float d = dloss[row], l = lse[row];
+  for (int k = simt::thread_x(); k < K; k += kThreads) {
+    const int64_t i = row * K + k;
+    dz[i] = d * (expf(z[i] - l) * total - tr[k]);
+  }
+}
+
+// Binary cross-entropy on logits, elementwise: max(z, 0) - z t + log1p(exp(-|z|)).
+VL_GLOBAL void bce_with_logits(const float* VL_RESTRICT z, const float* VL_RESTRICT t, float* VL_RESTRICT loss, int64_t n) {
+  VL_GRID_STRIDE(i, n) loss[i] = fmaxf(z[i], 0.0f) - z[i] * t[i] + log1pf(expf(-fabsf(z[i])));
+}
+
+// dz = dloss (sigmoid(z) - t), with exp of a non-positive argument only (no overflow for large |z|).
+VL_GLOBAL void bce_with_logits_backward(const float* VL_RESTRICT d, const float* VL_RESTRICT z,
+                                        const float* VL_RESTRICT t, float* VL_RESTRICT dz, int64_t n) {
+  VL_GRID_STRIDE(i, n) {
+    const float ez = expf(-fabsf(z[i]));
+    const float sig = z[i] >= 0.0f ? 1.0f / (1.0f + ez) : ez / (1.0f + ez);
+    dz[i] = d[i] * (sig - t[i]);
   }
 }
 
