@@ -10,6 +10,7 @@
 // them); handing them back right after queuing is safe because all work on a
 // device runs in stream order.
 #include <algorithm>
+#include <atomic>
 #include <climits>
 #include <string>
 
@@ -167,18 +168,24 @@ void attention_backward(const KernelCall& c) {
   const bool launched = kernels::attn_with_padded_d(d.D, [&](auto kd) {
     constexpr int kDp = decltype(kd)::value;
     constexpr int smem = kernels::kAttnBwdSmemBytes<kDp, kParts>;
-    // 102 KiB for D > 112: fine on sm_80/sm_90 (163/227 KiB), too much for sm_86/sm_89 (99 KiB).
-    int optin = 0;
-    VL_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), dev);
-    VL_CHECK(smem <= optin, ErrorCode::Runtime, "attentionBackward: the CUDA kernels for D = ", d.D, " need ",
-             smem / 1024, " KiB of shared memory per block; cuda:", dev, " allows ", optin / 1024, " KiB");
-    // Above 48 KiB a kernel must opt in to its dynamic shared memory.
-    VL_CUDA_CHECK(cudaFuncSetAttribute(kernels::attention_bwd_dkdv<kDp, kParts>,
-                                       cudaFuncAttributeMaxDynamicSharedMemorySize, smem),
-                  dev);
-    VL_CUDA_CHECK(cudaFuncSetAttribute(kernels::attention_bwd_dq<kDp, kParts>,
-                                       cudaFuncAttributeMaxDynamicSharedMemorySize, smem),
-                  dev);
+    // Above the default 48 KiB of shared memory a kernel must ask, once per
+    // device (a bit per device index, one word per head width). 102 KiB for
+    // D > 112 fits sm_80/sm_90 (163/227 KiB), not sm_86/sm_89 (99 KiB).
+    static std::atomic<uint64_t> granted{0};
+    const uint64_t bit = uint64_t(1) << (dev & 63);
+    if (!(granted.load(std::memory_order_relaxed) & bit)) {
+      int optin = 0;
+      VL_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), dev);
+      VL_CHECK(smem <= optin, ErrorCode::Runtime, "attentionBackward: the CUDA kernels for D = ", d.D, " need ",
+               smem / 1024, " KiB of shared memory per block; cuda:", dev, " allows ", optin / 1024, " KiB");
+      VL_CUDA_CHECK(cudaFuncSetAttribute(kernels::attention_bwd_dkdv<kDp, kParts>,
+                                         cudaFuncAttributeMaxDynamicSharedMemorySize, smem),
+                    dev);
+      VL_CUDA_CHECK(cudaFuncSetAttribute(kernels::attention_bwd_dq<kDp, kParts>,
+                                         cudaFuncAttributeMaxDynamicSharedMemorySize, smem),
+                    dev);
+      granted.fetch_or(bit);
+    }
     a.tiles = key_tiles;
     kernels::attention_bwd_dkdv<kDp, kParts><<<static_cast<unsigned>(key_tiles) * pairs, kernels::kAttnThreads,
                                                smem, stream>>>(a);

@@ -347,7 +347,7 @@ struct AttnFwdArgs {
 // rotated queries as A fragments in registers, streams the keys and values
 // through shared memory and keeps running max, sum and output in registers.
 template <int kDp, int kParts>
-VL_GLOBAL void attention_fwd(const AttnFwdArgs a) {
+VL_GLOBAL void VL_LAUNCH_BOUNDS(kAttnThreads) attention_fwd(const AttnFwdArgs a) {
   constexpr int kBN = kAttnStreamRows<kDp>;
   using QTile = AttnTile<kAttnRows, kDp, kParts>;
   using KTile = AttnTile<kBN, kDp, kParts>;
@@ -445,7 +445,7 @@ struct AttnBwdArgs {
 
 // delta[(b·heads + h)·N + n] = Σ_d dout·out over the head's columns, in fp32;
 // a warp per row, blockDim.x = 128, grid.x = ceil(rows / 4).
-VL_GLOBAL void attention_bwd_delta(const AttnTensor dout, const AttnTensor out, int H, int N, int D, int64_t rows,
+VL_GLOBAL void VL_LAUNCH_BOUNDS(kAttnThreads) attention_bwd_delta(const AttnTensor dout, const AttnTensor out, int H, int N, int D, int64_t rows,
                                    float* VL_RESTRICT delta) {
   const int64_t r = static_cast<int64_t>(simt::block_x()) * kAttnWarps + simt::warp();
   float sum = 0.0f;
@@ -472,7 +472,7 @@ constexpr int kAttnBwdSmemBytes =
 // dk is scaled and rotated back at the end. The sums stay in registers and
 // each block writes its keys alone (no atomics: the result is deterministic).
 template <int kDp, int kParts>
-VL_GLOBAL void attention_bwd_dkdv(const AttnBwdArgs a) {
+VL_GLOBAL void VL_LAUNCH_BOUNDS(kAttnThreads) attention_bwd_dkdv(const AttnBwdArgs a) {
   constexpr int kBS = kAttnStreamRows<kDp>;
   using Own = AttnTile<kAttnRows, kDp, kParts>;
   using Stream = AttnTile<kBS, kDp, kParts>;
@@ -533,7 +533,7 @@ VL_GLOBAL void attention_bwd_dkdv(const AttnBwdArgs a) {
 // dS = P ⊙ (dP − delta), dQ += dS·K; scaled and rotated back at the end. A
 // separate pass from dk/dv (recomputing S and dP) so dq needs no atomics.
 template <int kDp, int kParts>
-VL_GLOBAL void attention_bwd_dq(const AttnBwdArgs a) {
+VL_GLOBAL void VL_LAUNCH_BOUNDS(kAttnThreads) attention_bwd_dq(const AttnBwdArgs a) {
   constexpr int kBS = kAttnStreamRows<kDp>;
   using Own = AttnTile<kAttnRows, kDp, kParts>;
   using Stream = AttnTile<kBS, kDp, kParts>;
