@@ -13,6 +13,7 @@
 #include <atomic>
 #include <climits>
 #include <string>
+#include <type_traits>
 
 #include "core/backend.h"
 #include "core/dispatch.h"
@@ -114,6 +115,23 @@ Tables rope_tables(const KernelCall& c, size_t first_position, const Dims& d, cu
   return t;
 }
 
+// Lets kKernel use `bytes` of dynamic shared memory: above the default 48 KiB
+// a kernel must ask, once per device (a bit per device index, one word per
+// kernel). The backward's 102 KiB for D > 112 fit sm_80/sm_90 (163/227 KiB),
+// not sm_86/sm_89 (99 KiB): that is an error naming both sizes.
+template <auto kKernel>
+void allow_shared(int bytes, int dev, const char* op, int D) {
+  static std::atomic<uint64_t> granted{0};
+  const uint64_t bit = uint64_t(1) << (dev & 63);
+  if (granted.load(std::memory_order_relaxed) & bit) return;
+  int optin = 0;
+  VL_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), dev);
+  VL_CHECK(bytes <= optin, ErrorCode::Runtime, op, ": the CUDA kernels for D = ", D, " need ", bytes / 1024,
+           " KiB of shared memory per block; cuda:", dev, " allows ", optin / 1024, " KiB");
+  VL_CUDA_CHECK(cudaFuncSetAttribute(kKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes), dev);
+  granted.fetch_or(bit);
+}
+
 // Inputs: q, k, v, then explicit positions; outputs: out [B, N, heads·D], lse [B, heads, N]?
 void attention(const KernelCall& c) {
   const Dims d = check_dims(c, 0, "attention");
@@ -130,8 +148,19 @@ void attention(const KernelCall& c) {
   a.q_rope = tables.q, a.k_rope = tables.k;
   a.vec = aligned16(a.q) && aligned16(a.k) && aligned16(a.v);
   const unsigned blocks = static_cast<unsigned>(a.q_tiles) * static_cast<unsigned>(d.B * d.H);
+  // Aligned rows stream through cp.async (the next keys while the current ones are computed on).
+  const auto launch = [&](auto kd, auto async) {
+    constexpr int kDp = decltype(kd)::value;
+    constexpr bool kAsync = decltype(async)::value;
+    constexpr int smem = kernels::kAttnFwdSmemBytes<kDp, kParts, kAsync>;
+    allow_shared<kernels::attention_fwd<kDp, kParts, kAsync>>(smem, dev, "attention", d.D);
+    kernels::attention_fwd<kDp, kParts, kAsync><<<blocks, kernels::kAttnThreads, smem, stream>>>(a);
+  };
   const bool launched = kernels::attn_with_padded_d(d.D, [&](auto kd) {
-    kernels::attention_fwd<decltype(kd)::value, kParts><<<blocks, kernels::kAttnThreads, 0, stream>>>(a);
+    if (a.vec)
+      launch(kd, std::true_type{});
+    else
+      launch(kd, std::false_type{});
   });
   VL_CHECK(launched, ErrorCode::Shape, "attention: no CUDA kernel for D = ", d.D);
   check_launch("attention_fwd", dev);
@@ -168,24 +197,8 @@ void attention_backward(const KernelCall& c) {
   const bool launched = kernels::attn_with_padded_d(d.D, [&](auto kd) {
     constexpr int kDp = decltype(kd)::value;
     constexpr int smem = kernels::kAttnBwdSmemBytes<kDp, kParts>;
-    // Above the default 48 KiB of shared memory a kernel must ask, once per
-    // device (a bit per device index, one word per head width). 102 KiB for
-    // D > 112 fits sm_80/sm_90 (163/227 KiB), not sm_86/sm_89 (99 KiB).
-    static std::atomic<uint64_t> granted{0};
-    const uint64_t bit = uint64_t(1) << (dev & 63);
-    if (!(granted.load(std::memory_order_relaxed) & bit)) {
-      int optin = 0;
-      VL_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), dev);
-      VL_CHECK(smem <= optin, ErrorCode::Runtime, "attentionBackward: the CUDA kernels for D = ", d.D, " need ",
-               smem / 1024, " KiB of shared memory per block; cuda:", dev, " allows ", optin / 1024, " KiB");
-      VL_CUDA_CHECK(cudaFuncSetAttribute(kernels::attention_bwd_dkdv<kDp, kParts>,
-                                         cudaFuncAttributeMaxDynamicSharedMemorySize, smem),
-                    dev);
-      VL_CUDA_CHECK(cudaFuncSetAttribute(kernels::attention_bwd_dq<kDp, kParts>,
-                                         cudaFuncAttributeMaxDynamicSharedMemorySize, smem),
-                    dev);
-      granted.fetch_or(bit);
-    }
+    allow_shared<kernels::attention_bwd_dkdv<kDp, kParts>>(smem, dev, "attentionBackward", d.D);
+    allow_shared<kernels::attention_bwd_dq<kDp, kParts>>(smem, dev, "attentionBackward", d.D);
     a.tiles = key_tiles;
     kernels::attention_bwd_dkdv<kDp, kParts><<<static_cast<unsigned>(key_tiles) * pairs, kernels::kAttnThreads,
                                                smem, stream>>>(a);

@@ -89,6 +89,10 @@ struct View {
   float& at(int b, int t, int h, int d) { return buf[offset + b * sb + t * st + h * sh + d]; }
   float at(int b, int t, int h, int d) const { return buf[offset + b * sb + t * st + h * sh + d]; }
   k::AttnTensor arg() const { return {buf.data() + offset, sb, st, sh}; }
+  // Every row 16-byte aligned, as attention.cu asks for cp.async.
+  bool aligned() const {
+    return reinterpret_cast<uintptr_t>(buf.data() + offset) % 16 == 0 && sb % 4 == 0 && st % 4 == 0 && sh % 4 == 0;
+  }
 };
 
 // part `part` of `parts` in a packed [B, T, parts·H·D] tensor (parts = 1 with
@@ -130,6 +134,7 @@ struct Case {
   bool k_same = true;  // keys at the queries' positions
   double scale = 0;  // 0: 1/sqrt(D)
   int qkv = 0;  // 0 separate rows (padded), 1 packed qkv, 2 q separate + packed kv
+  bool unaligned = false;  // query rows 1 float apart from 16-byte alignment: plain loads, no cp.async
 };
 
 struct Inputs {
@@ -143,7 +148,7 @@ Inputs make_inputs(const Case& c, std::mt19937& rng) {
     in.k.offset = static_cast<int64_t>(c.H) * c.D, in.v.offset = 2 * in.k.offset;
     return in;
   }
-  Inputs in{make_view(c.B, c.N, c.H, c.D, 1, 0, 4, rng), {}, {}};
+  Inputs in{make_view(c.B, c.N, c.H, c.D, 1, 0, c.unaligned ? 1 : 4, rng), {}, {}};
   if (c.qkv == 2) {
     in.k = make_view(c.B, c.M, c.H, c.D, 2, 0, 0, rng);
     in.v = in.k;
@@ -296,12 +301,22 @@ void test_forward(const Case& c, double tol, std::mt19937& rng) {
   a.q_tiles = (c.N + k::kAttnRows - 1) / k::kAttnRows;
   a.scale_log2 = static_cast<float>(scale_of(c)) * k::kLog2e;
   a.q_rope = tb.qp(), a.k_rope = tb.kp();
-  a.vec = true;
+  a.vec = in.q.aligned() && in.k.aligned() && in.v.aligned();
+  const auto run = [&](auto kd, auto async) {
+    constexpr int kDp = decltype(kd)::value;
+    constexpr bool kAsync = decltype(async)::value;
+    static_assert(k::kAttnFwdSmemBytes<kDp, kParts, kAsync> <= vl::simt::kMaxDynamicShared, "fits");
+    launch({a.q_tiles * c.B * c.H, 1}, {k::kAttnThreads, 1}, [&] { k::attention_fwd<kDp, kParts, kAsync>(a); });
+  };
   with_padded_d(c.D, [&](auto kd) {
-    launch({a.q_tiles * c.B * c.H, 1}, {k::kAttnThreads, 1}, [&] { k::attention_fwd<decltype(kd)::value, kParts>(a); });
+    if (a.vec)
+      run(kd, std::true_type{});
+    else
+      run(kd, std::false_type{});
   });
   const double eo = max_err(out, ref.out), el = max_err(lse, ref.lse);
-  const std::string what = std::string(kParts == 2 ? "3xbf16" : "bf16") + " forward " + shape(c);
+  const std::string what = std::string(kParts == 2 ? "3xbf16" : "bf16") + " forward (" +
+                           (a.vec ? "cp.async" : "plain loads") + ") " + shape(c);
   check(eo < tol, what + ": out matches the reference (max error " + err_str(eo) + ")");
   check(el < tol, what + ": lse matches the reference (max error " + err_str(el) + ")");
 }
@@ -469,11 +484,20 @@ int main() {
     Case c{"explicit positions", 1, 2, 20, 45, 48};
     explicit_positions(c.qp, c.N, rng);
     explicit_positions(c.kp, c.M, rng);
-    c.k_same = false;
+    c.k_same = false, c.unaligned = true;
     test_forward<2>(c, kTol, rng);
   }
   test_forward<2>(grid_case("LSA windows as batch, D 72 padded to 80", 4, 1, 9, 9, 72, 3, 0), kTol, rng);
-  test_forward<2>(grid_case("D 20 padded to 32, index offset 5", 1, 2, 12, 12, 20, 4, 5), kTol, rng);
+  {
+    Case c = grid_case("D 20 padded to 32, index offset 5, unaligned rows", 1, 2, 12, 12, 20, 4, 5);
+    c.unaligned = true;
+    test_forward<2>(c, kTol, rng);
+  }
+  {
+    Case c = grid_case("three key tiles, unaligned rows", 1, 1, 70, 130, 32, 7, 0);
+    c.kp.cols = 10, c.kp.step = 2.0f, c.kp.bias = 0.5f, c.k_same = false, c.unaligned = true;
+    test_forward<2>(c, kTol, rng);
+  }
   test_forward<2>(grid_case("D 96", 1, 1, 17, 17, 96, 4, -1), kTol, rng);
   {
     Case c{"D 112, explicit query positions, key grid", 1, 1, 5, 40, 112};

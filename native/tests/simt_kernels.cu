@@ -14,8 +14,8 @@
 #include "cuda/kernels/softmax.cuh"
 
 // The fused attention kernels (cuda/attention.cu launches every padded head width).
-template __global__ void vl::cuda::kernels::attention_fwd<64, 2>(vl::cuda::kernels::AttnFwdArgs);
-template __global__ void vl::cuda::kernels::attention_fwd<128, 1>(vl::cuda::kernels::AttnFwdArgs);
+template __global__ void vl::cuda::kernels::attention_fwd<64, 2, true>(vl::cuda::kernels::AttnFwdArgs);
+template __global__ void vl::cuda::kernels::attention_fwd<128, 1, false>(vl::cuda::kernels::AttnFwdArgs);
 template __global__ void vl::cuda::kernels::attention_bwd_dkdv<64, 2>(vl::cuda::kernels::AttnBwdArgs);
 template __global__ void vl::cuda::kernels::attention_bwd_dq<64, 2>(vl::cuda::kernels::AttnBwdArgs);
 

@@ -21,8 +21,11 @@
 // in a kernel padded to kDp = D rounded up to 16, the padding columns zero.
 // Shared-memory rows are kDp + 8 bf16 wide so the 8 row addresses of an
 // ldmatrix fall in distinct banks. Tiles are converted (f32 -> rotated bf16
-// hi/lo) on their way into shared memory, which cp.async cannot do, so tiles
-// are single-buffered and latency is hidden by several resident blocks.
+// hi/lo) on their way into shared memory. The forward, when rows are 16-byte
+// aligned, copies the next key/value tile into an f32 staging tile with
+// cp.async while the current one is computed on, and converts it
+// shared-to-shared; the backward kernels (already 102 KiB of shared memory
+// at D = 128) load synchronously and rely on other resident blocks.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -212,6 +215,20 @@ VL_DEVICE void attn_fill(AttnTile<kRows, kDp, kParts> tile, const float* src, in
   }
 }
 
+// Block-cooperative: cp.async copies of rows [0, kRows) x columns [0, kDp)
+// of src (row stride `stride`, 16-byte aligned rows) into an f32 staging
+// tile (rows kDp floats apart); rows past `rows` and columns past D are
+// zero-filled. attn_fill then converts the staging tile (it is its `src`).
+template <int kRows, int kDp>
+VL_DEVICE void attn_stage(float* stage, const float* src, int64_t stride, int rows, int D) {
+  constexpr int kGroups = kDp / 4;
+  for (int i = simt::thread_x(); i < kRows * kGroups; i += kAttnThreads) {
+    const int r = i / kGroups, c = 4 * (i % kGroups);
+    const bool in = r < rows && c < D;
+    simt::cp_async_16(stage + r * kDp + c, in ? src + r * stride + c : src, in ? 16 : 0);
+  }
+}
+
 // acc += a·b on tensor cores with the hi/lo split: lo·hi + hi·lo first, the large term last.
 template <int kParts>
 VL_DEVICE void attn_mma(float acc[4], const uint32_t (&a)[kParts][4], const uint32_t (&b)[kParts][2]) {
@@ -343,17 +360,32 @@ struct AttnFwdArgs {
   bool vec;  // q, k, v rows are 16-byte aligned
 };
 
-// grid.x = q_tiles · B · heads, blockDim.x = 128. Each warp keeps its 16
-// rotated queries as A fragments in registers, streams the keys and values
-// through shared memory and keeps running max, sum and output in registers.
+// Dynamic shared memory of attention_fwd: the bf16 tiles (the query tile,
+// then the key and value tiles in the same space), and with kAsync the f32
+// staging tile the next keys and values (or the queries) land in.
 template <int kDp, int kParts>
+constexpr int kAttnFwdTileElems =
+    kParts * kAttnSmemStride<kDp> * (kAttnRows > 2 * kAttnStreamRows<kDp> ? kAttnRows : 2 * kAttnStreamRows<kDp>);
+template <int kDp>
+constexpr int kAttnFwdStageFloats = kDp * (kAttnRows > 2 * kAttnStreamRows<kDp> ? kAttnRows : 2 * kAttnStreamRows<kDp>);
+template <int kDp, int kParts, bool kAsync>
+constexpr int kAttnFwdSmemBytes = 2 * kAttnFwdTileElems<kDp, kParts> + (kAsync ? 4 * kAttnFwdStageFloats<kDp> : 0);
+
+// grid.x = q_tiles · B · heads, blockDim.x = 128, kAttnFwdSmemBytes of
+// dynamic shared memory. Each warp keeps its 16 rotated queries as A
+// fragments in registers, streams the keys and values through shared memory
+// and keeps running max, sum and output in registers. kAsync (rows 16-byte
+// aligned): the next key and value tiles are copied (cp.async) into the
+// staging tile while the current ones are computed on, then rotated and
+// split shared-to-shared; otherwise each tile is read, rotated and split on
+// its way in from global memory.
+template <int kDp, int kParts, bool kAsync>
 VL_GLOBAL void VL_LAUNCH_BOUNDS(kAttnThreads) attention_fwd(const AttnFwdArgs a) {
   constexpr int kBN = kAttnStreamRows<kDp>;
   using QTile = AttnTile<kAttnRows, kDp, kParts>;
   using KTile = AttnTile<kBN, kDp, kParts>;
-  // The query tile is staged in the space the key and value tiles use later.
-  constexpr int kElems = QTile::kElems > 2 * KTile::kElems ? QTile::kElems : 2 * KTile::kElems;
-  VL_SHARED_ALIGNED(16) uint16_t smem[kElems];
+  uint16_t* smem = reinterpret_cast<uint16_t*>(simt::dynamic_shared());
+  float* stage = reinterpret_cast<float*>(smem + kAttnFwdTileElems<kDp, kParts>);
   const int lane = simt::lane(), warp = simt::warp(), g = lane >> 2, t = lane & 3;
   const int pair = simt::block_x() / a.q_tiles, n0 = simt::block_x() % a.q_tiles * kAttnRows;
   const int b = pair / a.H, h = pair % a.H;
@@ -362,20 +394,52 @@ VL_GLOBAL void VL_LAUNCH_BOUNDS(kAttnThreads) attention_fwd(const AttnFwdArgs a)
   const float* v = a.v.data + b * a.v.sb + h * a.v.sh;
 
   const QTile qt{smem};
-  attn_fill(qt, q + n0 * a.q.st, a.q.st, a.N - n0, a.D, attn_table_rows(a.q_rope, n0, a.D), a.vec);
+  if constexpr (kAsync) {
+    attn_stage<kAttnRows, kDp>(stage, q + n0 * a.q.st, a.q.st, a.N - n0, a.D);
+    simt::cp_async_commit();
+    simt::cp_async_wait<0>();
+    simt::sync_threads();
+    attn_fill(qt, stage, kDp, a.N - n0, a.D, attn_table_rows(a.q_rope, n0, a.D), true);
+  } else {
+    attn_fill(qt, q + n0 * a.q.st, a.q.st, a.N - n0, a.D, attn_table_rows(a.q_rope, n0, a.D), a.vec);
+  }
   simt::sync_threads();
   uint32_t qf[kDp / 16][kParts][4];
   for (int ks = 0; ks < kDp / 16; ++ks) attn_a_frag(qt, 16 * warp, ks, qf[ks]);
-  simt::sync_threads();  // the key tile overwrites the staged queries
+  // The staged queries are read; the first keys and values may land there.
+  simt::sync_threads();
+  float* k_stage = stage;
+  float* v_stage = stage + kBN * kDp;
+  if constexpr (kAsync) {
+    attn_stage<kBN, kDp>(k_stage, k, a.k.st, a.M, a.D);
+    attn_stage<kBN, kDp>(v_stage, v, a.v.st, a.M, a.D);
+    simt::cp_async_commit();
+  }
 
   float o[kDp / 8][4] = {};
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
   const KTile kt{smem}, vt{smem + KTile::kElems};
   for (int m0 = 0; m0 < a.M; m0 += kBN) {
     const int rows = a.M - m0 < kBN ? a.M - m0 : kBN;
-    attn_fill(kt, k + m0 * a.k.st, a.k.st, rows, a.D, attn_table_rows(a.k_rope, m0, a.D), a.vec);
-    attn_fill(vt, v + m0 * a.v.st, a.v.st, rows, a.D, nullptr, a.vec);
-    simt::sync_threads();
+    if constexpr (kAsync) {
+      // This tile has landed and every warp is done with the previous one.
+      simt::cp_async_wait<0>();
+      simt::sync_threads();
+      attn_fill(kt, k_stage, kDp, rows, a.D, attn_table_rows(a.k_rope, m0, a.D), true);
+      attn_fill(vt, v_stage, kDp, rows, a.D, nullptr, true);
+      simt::sync_threads();
+      // The next tile streams in while this one is computed on.
+      const int next = m0 + kBN;
+      if (next < a.M) {
+        attn_stage<kBN, kDp>(k_stage, k + next * a.k.st, a.k.st, a.M - next, a.D);
+        attn_stage<kBN, kDp>(v_stage, v + next * a.v.st, a.v.st, a.M - next, a.D);
+      }
+      simt::cp_async_commit();
+    } else {
+      attn_fill(kt, k + m0 * a.k.st, a.k.st, rows, a.D, attn_table_rows(a.k_rope, m0, a.D), a.vec);
+      attn_fill(vt, v + m0 * a.v.st, a.v.st, rows, a.D, nullptr, a.vec);
+      simt::sync_threads();
+    }
     float s[kBN / 8][4] = {};
     attn_mma_nt(s, [&](int ks, uint32_t(&f)[kParts][4]) {
       for (int l2 = 0; l2 < kParts; ++l2)
@@ -407,7 +471,7 @@ VL_GLOBAL void VL_LAUNCH_BOUNDS(kAttnThreads) attention_fwd(const AttnFwdArgs a)
     uint32_t pf[kBN / 16][kParts][4];
     attn_acc_to_a<kBN, kParts>(s, pf);
     attn_mma_nn<kBN, kDp, kParts>(o, pf, vt);
-    simt::sync_threads();  // the next tiles overwrite these
+    if constexpr (!kAsync) simt::sync_threads();  // the next tiles overwrite these
   }
 
   const int row0 = n0 + 16 * warp;
