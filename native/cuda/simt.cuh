@@ -97,6 +97,17 @@ VL_DEVICE uint32_t pack_bf16x2(float lo, float hi) {
   asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
   return r;
 }
+
+// ---- attention: transposed ldmatrix ----
+// ldmatrix_x4 with each 8x8 matrix transposed: register i of a lane gets, of
+// matrix i, rows 2*(lane%4) and 2*(lane%4)+1 of column lane/4 (the .col B
+// fragment of mma for a row-major [k][n] tile, e.g. V in P·V).
+VL_DEVICE void ldmatrix_x4_trans(uint32_t r[4], const void* row_address) {
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(row_address));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(s));
+}
 }  // namespace simt
 }  // namespace vl
 
@@ -145,6 +156,9 @@ inline void cp_async_wait() {
   cp_async_wait_groups(N);
 }
 uint32_t pack_bf16x2(float lo, float hi);
+
+// ---- attention: transposed ldmatrix ----
+void ldmatrix_x4_trans(uint32_t r[4], const void* row_address);
 
 }  // namespace simt
 }  // namespace vl

@@ -1,15 +1,23 @@
 // The kernels of native/cuda/kernels compiled by nvcc as the GPU runs them;
 // .ci/run builds this to PTX for sm_80 and sm_90 and checks that the GEMM
-// uses tensor-core instructions (mma.sync, ldmatrix) and the pipelined GEMM
-// its cp.async copies. The same sources run
-// through the SIMT runner in native/tests/simt_*_test.cc.
+// uses tensor-core instructions (mma.sync, ldmatrix), the pipelined GEMM
+// its cp.async copies and each fused attention kernel mma, ldmatrix.trans and
+// cvt.bf16x2. The same sources run through the SIMT runner in
+// native/tests/simt_*_test.cc.
 #include "cuda/kernels/activation.cuh"
+#include "cuda/kernels/attention.cuh"
 #include "cuda/kernels/cross_entropy.cuh"
 #include "cuda/kernels/gemm.cuh"
 #include "cuda/kernels/gemm_mma.cuh"
 #include "cuda/kernels/layer_norm.cuh"
 #include "cuda/kernels/optim.cuh"
 #include "cuda/kernels/softmax.cuh"
+
+// The fused attention kernels (cuda/attention.cu launches every padded head width).
+template __global__ void vl::cuda::kernels::attention_fwd<64, 2, true>(vl::cuda::kernels::AttnFwdArgs);
+template __global__ void vl::cuda::kernels::attention_fwd<128, 1, false>(vl::cuda::kernels::AttnFwdArgs);
+template __global__ void vl::cuda::kernels::attention_bwd_dkdv<64, 2>(vl::cuda::kernels::AttnBwdArgs);
+template __global__ void vl::cuda::kernels::attention_bwd_dq<64, 2>(vl::cuda::kernels::AttnBwdArgs);
 
 template __global__ void vl::cuda::kernels::softmax_rows<128>(const float*, float*, float*, int);
 

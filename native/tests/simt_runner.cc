@@ -304,5 +304,26 @@ void launch(Dim grid, Dim block, const std::function<void()>& body) {
   }
 }
 
+// ---- attention: transposed ldmatrix ----
+void ldmatrix_x4_trans(uint32_t r[4], const void* row_address) {
+  struct Out {
+    uint32_t r[4];
+  };
+  const Out out = warp_collective(
+      [&](auto& s) { s[0] = reinterpret_cast<uintptr_t>(row_address); },
+      [&](auto* lanes, int lane) {
+        Out o;
+        // Of matrix m, rows 2(lane%4) and 2(lane%4)+1 at column lane/4.
+        for (int m = 0; m < 4; ++m) {
+          const int col = lane / 4, row = 2 * (lane % 4);
+          const char* r0 = reinterpret_cast<const char*>(static_cast<uintptr_t>(lanes[8 * m + row][0]));
+          const char* r1 = reinterpret_cast<const char*>(static_cast<uintptr_t>(lanes[8 * m + row + 1][0]));
+          o.r[m] = load_b16(r0 + 2 * col) | (static_cast<uint32_t>(load_b16(r1 + 2 * col)) << 16);
+        }
+        return o;
+      });
+  for (int i = 0; i < 4; ++i) r[i] = out.r[i];
+}
+
 }  // namespace simt
 }  // namespace vl

@@ -1,0 +1,652 @@
+// Fused AS2DRoPE flash attention on tensor cores (flash-attention-2 style),
+// forward and backward, with the contract of cpu/attention.cc and
+// cpu/attention_backward.cc. Kernel source shared by nvcc and the SIMT runner.
+//
+// Precision: f32 operands are split as x = hi + lo (hi = bf16(x), lo =
+// bf16(x - hi)) and every product is hi·hi + hi·lo + lo·hi with fp32
+// accumulation (kParts = 2), ≈1e-5 relative to an f32 kernel; kParts = 1 is
+// the plain bf16 product (hi·hi). Softmax runs in fp32 with exp2 and the
+// scale pre-multiplied by log2(e).
+//
+// RoPE: cos/sin come from small per-call tables ([tokens][D/4] of (cos x,
+// sin x, cos y, sin y), rope_table below) rather than from positions in the
+// kernels: every block re-rotates all keys of its (batch, head), and a
+// sincosf per key pair per block would compete with the tensor-core work of
+// that pair for issue slots; the tables are (N + M)·D floats that stay in L2.
+// Rotation happens while a tile is converted into shared memory, and its
+// transpose (rotation by -angle) is applied to dq and dk in registers.
+//
+// Tiles: 4 warps per block, each owning 16 rows (queries in the forward and
+// dq kernels, keys in the dk/dv kernel). Head widths D (a multiple of 4) run
+// in a kernel padded to kDp = D rounded up to 16, the padding columns zero.
+// Shared-memory rows are kDp + 8 bf16 wide so the 8 row addresses of an
+// ldmatrix fall in distinct banks. Tiles are converted (f32 -> rotated bf16
+// hi/lo) on their way into shared memory. The forward, when rows are 16-byte
+// aligned, copies the next key/value tile into an f32 staging tile with
+// cp.async while the current one is computed on, and converts it
+// shared-to-shared; the backward kernels (already 102 KiB of shared memory
+// at D = 128) load synchronously and rely on other resident blocks.
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#include "core/half.h"
+#include "cuda/simt.cuh"
+
+namespace vl {
+namespace cuda {
+namespace kernels {
+
+constexpr int kAttnWarps = 4, kAttnThreads = 32 * kAttnWarps, kAttnRows = 16 * kAttnWarps;
+constexpr int kAttnMaxD = 128;
+constexpr float kLog2e = 1.4426950408889634f, kLn2 = 0.6931471805599453f;
+
+// Keys (or queries) streamed per step next to a block's 64 own rows: smaller
+// for wide heads, so accumulators, fragments and shared memory stay in budget.
+// (Variable templates rather than constexpr functions: nvcc allows them in device code.)
+template <int kDp>
+constexpr int kAttnStreamRows = kDp <= 64 ? 64 : 32;
+template <int kDp>
+constexpr int kAttnSmemStride = kDp + 8;
+// The widths a kernel is instantiated for: D rounded up to 16.
+constexpr int attn_padded_d(int D) { return (D + 15) / 16 * 16; }
+
+// Calls f(std::integral_constant<int, kDp>{}) for D's padded width; false
+// when D is outside 1..kAttnMaxD.
+template <typename F>
+bool attn_with_padded_d(int D, F f) {
+  switch (D < 1 || D > kAttnMaxD ? 0 : attn_padded_d(D)) {
+    case 16: return f(std::integral_constant<int, 16>{}), true;
+    case 32: return f(std::integral_constant<int, 32>{}), true;
+    case 48: return f(std::integral_constant<int, 48>{}), true;
+    case 64: return f(std::integral_constant<int, 64>{}), true;
+    case 80: return f(std::integral_constant<int, 80>{}), true;
+    case 96: return f(std::integral_constant<int, 96>{}), true;
+    case 112: return f(std::integral_constant<int, 112>{}), true;
+    case 128: return f(std::integral_constant<int, 128>{}), true;
+    default: return false;
+  }
+}
+
+// One of q, k, v, dq, ... as [B, T, heads, D] with element strides (last dim contiguous).
+struct AttnTensor {
+  const float* data;
+  int64_t sb, st, sh;
+};
+struct AttnOutTensor {
+  float* data;
+  int64_t sb, st, sh;
+};
+
+// Where tokens sit (ops/attention.h RopePositions): explicit x, y, or the grid rule.
+struct AttnPositions {
+  const float* x;
+  const float* y;
+  int64_t cols, offset;
+  float step, bias;
+};
+
+// f_i = theta^(-4i/D) for i < D/4, computed on the host as the CPU tables
+// (cpu/attention_rope.cc) compute them, so angles agree bit for bit.
+struct AttnFreqs {
+  float f[kAttnMaxD / 4];
+};
+inline AttnFreqs attn_freqs(int D) {
+  AttnFreqs r{};
+  for (int i = 0; i < D / 4 && i < kAttnMaxD / 4; ++i) {
+    const float e = static_cast<float>(4 * i) / static_cast<float>(D);
+    r.f[i] = 1.0f / std::pow(10000.0f, e);
+  }
+  return r;
+}
+
+// The multiply and add of positions and angles rounded separately (no FMA
+// contraction), as the CPU tables compute them.
+VL_DEVICE float attn_mul(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+VL_DEVICE float attn_add(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+VL_DEVICE int64_t attn_floor_div(int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }
+
+// table[n][i] = (cos x_n f_i, sin x_n f_i, cos y_n f_i, sin y_n f_i) for
+// tokens n < count, i < D/4; one thread per entry.
+VL_GLOBAL void rope_table(AttnPositions p, AttnFreqs freqs, int count, int quarter, float* VL_RESTRICT table) {
+  const int64_t e = static_cast<int64_t>(simt::block_x()) * simt::block_dim_x() + simt::thread_x();
+  if (e >= static_cast<int64_t>(count) * quarter) return;
+  const int64_t n = e / quarter;
+  const int i = static_cast<int>(e % quarter);
+  float x, y;
+  if (p.x) {
+    x = p.x[n], y = p.y[n];
+  } else {
+    const int64_t idx = n + p.offset, row = attn_floor_div(idx, p.cols);
+    x = attn_add(p.bias, attn_mul(static_cast<float>(idx - row * p.cols), p.step));
+    y = attn_add(p.bias, attn_mul(static_cast<float>(row), p.step));
+  }
+  const float ax = attn_mul(x, freqs.f[i]), ay = attn_mul(y, freqs.f[i]);
+  float* t = table + 4 * e;
+  t[0] = cosf(ax), t[1] = sinf(ax), t[2] = cosf(ay), t[3] = sinf(ay);
+}
+
+// Four consecutive floats; one 16-byte load when `vec` says rows are aligned.
+VL_DEVICE void attn_load4(const float* p, bool vec, float v[4]) {
+#if defined(__CUDACC__)
+  if (vec) {
+    const float4 f = *reinterpret_cast<const float4*>(p);
+    v[0] = f.x, v[1] = f.y, v[2] = f.z, v[3] = f.w;
+    return;
+  }
+#endif
+  for (int i = 0; i < 4; ++i) v[i] = p[i];
+}
+
+// A pair of floats (a in the low half) split as hi = bf16x2(a, b) and
+// (kParts == 2) lo = bf16x2 of what hi misses; one cvt each on the GPU.
+template <int kParts>
+VL_DEVICE void attn_split2(float a, float b, uint32_t& hi, uint32_t& lo) {
+  hi = simt::pack_bf16x2(a, b);
+  if constexpr (kParts == 2) lo = simt::pack_bf16x2(a - bits_f32(hi << 16), b - bits_f32(hi & 0xffff0000u));
+}
+
+// 4 bf16 to shared memory in one 8-byte store.
+VL_DEVICE void attn_store4(uint16_t* dst, uint32_t a, uint32_t b) {
+#if defined(__CUDACC__)
+  *reinterpret_cast<uint2*>(dst) = make_uint2(a, b);
+#else
+  std::memcpy(dst, &a, 4);
+  std::memcpy(dst + 2, &b, 4);
+#endif
+}
+
+// A shared-memory tile of kRows rows, bf16 hi then (kParts == 2) lo, rows kS apart.
+template <int kRows, int kDp, int kParts>
+struct AttnTile {
+  static constexpr int kS = kAttnSmemStride<kDp>, kPart = kRows * kS, kElems = kParts * kPart;
+  uint16_t* s;
+};
+
+// Rows from `row` on of a RoPE table, or null when there is none.
+VL_DEVICE const float* attn_table_rows(const float* table, int row, int D) {
+  return table ? table + static_cast<int64_t>(row) * D : nullptr;
+}
+
+// Block-cooperative: rows [0, kRows) of the tile from `rows` valid rows at
+// src (row stride `stride`, D columns), rotated by the table's rows when a
+// table is given, split into hi/lo. Rows past `rows` and columns past D are zero.
+template <int kRows, int kDp, int kParts>
+VL_DEVICE void attn_fill(AttnTile<kRows, kDp, kParts> tile, const float* src, int64_t stride, int rows, int D,
+                         const float* table, bool vec) {
+  using T = AttnTile<kRows, kDp, kParts>;
+  constexpr int kGroups = kDp / 4;
+  for (int i = simt::thread_x(); i < kRows * kGroups; i += kAttnThreads) {
+    const int r = i / kGroups, c = 4 * (i % kGroups);
+    float v[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    if (r < rows && c < D) {
+      attn_load4(src + r * stride + c, vec, v);
+      if (table) {
+        float cs[4];
+        attn_load4(table + static_cast<int64_t>(r) * D + c, true, cs);
+        // Pair (a, b) turns by φ: (a cos φ - b sin φ, a sin φ + b cos φ); x then y.
+        for (int p = 0; p < 2; ++p) {
+          const float co = cs[2 * p], si = cs[2 * p + 1], a = v[2 * p], b = v[2 * p + 1];
+          v[2 * p] = a * co - b * si;
+          v[2 * p + 1] = a * si + b * co;
+        }
+      }
+    }
+    uint32_t h[2], l[2];
+    attn_split2<kParts>(v[0], v[1], h[0], l[0]);
+    attn_split2<kParts>(v[2], v[3], h[1], l[1]);
+    uint16_t* dst = tile.s + r * T::kS + c;
+    attn_store4(dst, h[0], h[1]);
+    if constexpr (kParts == 2) attn_store4(dst + T::kPart, l[0], l[1]);
+  }
+}
+
+// Block-cooperative: cp.async copies of rows [0, kRows) x columns [0, kDp)
+// of src (row stride `stride`, 16-byte aligned rows) into an f32 staging
+// tile (rows kDp floats apart); rows past `rows` and columns past D are
+// zero-filled. attn_fill then converts the staging tile (it is its `src`).
+template <int kRows, int kDp>
+VL_DEVICE void attn_stage(float* stage, const float* src, int64_t stride, int rows, int D) {
+  constexpr int kGroups = kDp / 4;
+  for (int i = simt::thread_x(); i < kRows * kGroups; i += kAttnThreads) {
+    const int r = i / kGroups, c = 4 * (i % kGroups);
+    const bool in = r < rows && c < D;
+    simt::cp_async_16(stage + r * kDp + c, in ? src + r * stride + c : src, in ? 16 : 0);
+  }
+}
+
+// acc += a·b on tensor cores with the hi/lo split: lo·hi + hi·lo first, the large term last.
+template <int kParts>
+VL_DEVICE void attn_mma(float acc[4], const uint32_t (&a)[kParts][4], const uint32_t (&b)[kParts][2]) {
+  if constexpr (kParts == 2) {
+    simt::mma_bf16_m16n8k16(acc, a[1], b[0]);
+    simt::mma_bf16_m16n8k16(acc, a[0], b[1]);
+  }
+  simt::mma_bf16_m16n8k16(acc, a[0], b[0]);
+}
+
+// The A fragment of a warp's 16 rows from row0 of a tile, columns [16 ks, 16 ks + 16).
+template <int kRows, int kDp, int kParts>
+VL_DEVICE void attn_a_frag(const AttnTile<kRows, kDp, kParts>& tile, int row0, int ks, uint32_t (&a)[kParts][4]) {
+  using T = AttnTile<kRows, kDp, kParts>;
+  const int lane = simt::lane();
+  const uint16_t* p = tile.s + (row0 + (lane & 7) + ((lane >> 3) & 1) * 8) * T::kS + 16 * ks + (lane >> 4) * 8;
+  for (int l = 0; l < kParts; ++l) simt::ldmatrix_x4(a[l], p + l * T::kPart);
+}
+
+// acc[16 x kRows] += A·Bᵀ for one warp: B is the tile (its rows are the
+// output columns, the kDp columns the reduction); A's fragment for k-step ks
+// comes from a_frag(ks, a).
+template <int kRows, int kDp, int kParts, typename AFrag>
+VL_DEVICE void attn_mma_nt(float (&acc)[kRows / 8][4], AFrag a_frag, const AttnTile<kRows, kDp, kParts>& b) {
+  using T = AttnTile<kRows, kDp, kParts>;
+  const int lane = simt::lane();
+  for (int ks = 0; ks < kDp / 16; ++ks) {
+    uint32_t a[kParts][4];
+    a_frag(ks, a);
+    for (int np = 0; np < kRows / 16; ++np) {
+      // Matrices: rows 0-7 of columns 0-7, 8-15; then rows 8-15 of the same.
+      const uint16_t* p = b.s + (16 * np + (lane & 7) + ((lane >> 4) << 3)) * T::kS + 16 * ks + ((lane >> 3) & 1) * 8;
+      uint32_t r[kParts][4], b0[kParts][2], b1[kParts][2];
+      for (int l = 0; l < kParts; ++l) {
+        simt::ldmatrix_x4(r[l], p + l * T::kPart);
+        b0[l][0] = r[l][0], b0[l][1] = r[l][1], b1[l][0] = r[l][2], b1[l][1] = r[l][3];
+      }
+      attn_mma<kParts>(acc[2 * np], a, b0);
+      attn_mma<kParts>(acc[2 * np + 1], a, b1);
+    }
+  }
+}
+
+// The A fragments of a 16 x kRows accumulator (scores, probabilities) for
+// the next product, split into hi/lo in registers: the accumulator's 16x8
+// tiles 2kk and 2kk+1 are A's k-step kk (flash-attention-2's register reuse).
+template <int kRows, int kParts>
+VL_DEVICE void attn_acc_to_a(const float (&acc)[kRows / 8][4], uint32_t (&a)[kRows / 16][kParts][4]) {
+  for (int kk = 0; kk < kRows / 16; ++kk) {
+    uint32_t lo[4];
+    attn_split2<kParts>(acc[2 * kk][0], acc[2 * kk][1], a[kk][0][0], lo[0]);
+    attn_split2<kParts>(acc[2 * kk][2], acc[2 * kk][3], a[kk][0][1], lo[1]);
+    attn_split2<kParts>(acc[2 * kk + 1][0], acc[2 * kk + 1][1], a[kk][0][2], lo[2]);
+    attn_split2<kParts>(acc[2 * kk + 1][2], acc[2 * kk + 1][3], a[kk][0][3], lo[3]);
+    if constexpr (kParts == 2)
+      for (int i = 0; i < 4; ++i) a[kk][1][i] = lo[i];
+  }
+}
+
+// acc[16 x kDp] += A·B for one warp: A 16 x kRows as fragments, B the tile
+// (kRows rows of kDp columns, row-major), read transposed by ldmatrix.trans.
+template <int kRows, int kDp, int kParts>
+VL_DEVICE void attn_mma_nn(float (&acc)[kDp / 8][4], const uint32_t (&a)[kRows / 16][kParts][4],
+                           const AttnTile<kRows, kDp, kParts>& b) {
+  using T = AttnTile<kRows, kDp, kParts>;
+  const int lane = simt::lane();
+  for (int kk = 0; kk < kRows / 16; ++kk) {
+    for (int np = 0; np < kDp / 16; ++np) {
+      // Matrices: rows 0-7 and 8-15 of columns 0-7, then of columns 8-15.
+      const uint16_t* p = b.s + (16 * kk + (lane & 7) + ((lane >> 3) & 1) * 8) * T::kS + 16 * np + (lane >> 4) * 8;
+      uint32_t r[kParts][4], b0[kParts][2], b1[kParts][2];
+      for (int l = 0; l < kParts; ++l) {
+        simt::ldmatrix_x4_trans(r[l], p + l * T::kPart);
+        b0[l][0] = r[l][0], b0[l][1] = r[l][1], b1[l][0] = r[l][2], b1[l][1] = r[l][3];
+      }
+      attn_mma<kParts>(acc[2 * np], a[kk], b0);
+      attn_mma<kParts>(acc[2 * np + 1], a[kk], b1);
+    }
+  }
+}
+
+// Two consecutive floats; one 8-byte store when `vec` says rows and the base are 8-byte aligned.
+VL_DEVICE void attn_store2(float* p, float a, float b, bool vec) {
+#if defined(__CUDACC__)
+  if (vec) {
+    *reinterpret_cast<float2*>(p) = make_float2(a, b);
+    return;
+  }
+#endif
+  p[0] = a, p[1] = b;
+}
+
+// Writes a warp's 16 x kDp accumulator (rows row0.., columns < D) times
+// `scale`, rotated back by the table (sines negated) when one is given. A
+// lane's two columns 2t, 2t+1 of each 8-wide tile are one RoPE pair.
+template <int kDp>
+VL_DEVICE void attn_store_rows(const float (&acc)[kDp / 8][4], float* base, int64_t stride, int row0, int rows, int D,
+                               float scale, const float* table) {
+  const bool vec = reinterpret_cast<uintptr_t>(base) % 8 == 0 && stride % 2 == 0;
+  const int g = simt::lane() >> 2, t = simt::lane() & 3;
+  for (int half = 0; half < 2; ++half) {
+    const int r = row0 + g + 8 * half;
+    if (r >= rows) continue;
+    for (int j = 0; j < kDp / 8; ++j) {
+      const int c = 8 * j + 2 * t;
+      if (c >= D) continue;
+      float a = acc[j][2 * half] * scale, b = acc[j][2 * half + 1] * scale;
+      if (table) {
+        // Pair c/2: x (even pair) or y (odd) of group c/4.
+        const float* cs = table + static_cast<int64_t>(r) * D + (c & ~3) + (c & 2);
+        const float co = cs[0], si = cs[1];
+        const float ra = a * co + b * si, rb = b * co - a * si;
+        a = ra, b = rb;
+      }
+      attn_store2(base + r * stride + c, a, b, vec);
+    }
+  }
+}
+
+struct AttnFwdArgs {
+  AttnTensor q, k, v;
+  float* out;  // [B, N, heads·D]
+  float* lse;  // [B, heads, N] or null
+  int H, N, M, D;
+  int q_tiles;  // ceil(N / 64)
+  float scale_log2;  // scale·log2(e)
+  const float* q_rope;  // rope_table of the queries, or null (no RoPE)
+  const float* k_rope;  // of the keys
+  bool vec;  // q, k, v rows are 16-byte aligned
+};
+
+// Dynamic shared memory of attention_fwd: the bf16 tiles (the query tile,
+// then the key and value tiles in the same space), and with kAsync the f32
+// staging tile the next keys and values (or the queries) land in.
+template <int kDp, int kParts>
+constexpr int kAttnFwdTileElems =
+    kParts * kAttnSmemStride<kDp> * (kAttnRows > 2 * kAttnStreamRows<kDp> ? kAttnRows : 2 * kAttnStreamRows<kDp>);
+template <int kDp>
+constexpr int kAttnFwdStageFloats = kDp * (kAttnRows > 2 * kAttnStreamRows<kDp> ? kAttnRows : 2 * kAttnStreamRows<kDp>);
+template <int kDp, int kParts, bool kAsync>
+constexpr int kAttnFwdSmemBytes = 2 * kAttnFwdTileElems<kDp, kParts> + (kAsync ? 4 * kAttnFwdStageFloats<kDp> : 0);
+
+// grid.x = q_tiles · B · heads, blockDim.x = 128, kAttnFwdSmemBytes of
+// dynamic shared memory. Each warp keeps its 16 rotated queries as A
+// fragments in registers, streams the keys and values through shared memory
+// and keeps running max, sum and output in registers. kAsync (rows 16-byte
+// aligned): the next key and value tiles are copied (cp.async) into the
+// staging tile while the current ones are computed on, then rotated and
+// split shared-to-shared; otherwise each tile is read, rotated and split on
+// its way in from global memory.
+template <int kDp, int kParts, bool kAsync>
+VL_GLOBAL void VL_LAUNCH_BOUNDS(kAttnThreads) attention_fwd(const AttnFwdArgs a) {
+  constexpr int kBN = kAttnStreamRows<kDp>;
+  using QTile = AttnTile<kAttnRows, kDp, kParts>;
+  using KTile = AttnTile<kBN, kDp, kParts>;
+  uint16_t* smem = reinterpret_cast<uint16_t*>(simt::dynamic_shared());
+  float* stage = reinterpret_cast<float*>(smem + kAttnFwdTileElems<kDp, kParts>);
+  const int lane = simt::lane(), warp = simt::warp(), g = lane >> 2, t = lane & 3;
+  const int pair = simt::block_x() / a.q_tiles, n0 = simt::block_x() % a.q_tiles * kAttnRows;
+  const int b = pair / a.H, h = pair % a.H;
+  const float* q = a.q.data + b * a.q.sb + h * a.q.sh;
+  const float* k = a.k.data + b * a.k.sb + h * a.k.sh;
+  const float* v = a.v.data + b * a.v.sb + h * a.v.sh;
+
+  const QTile qt{smem};
+  if constexpr (kAsync) {
+    attn_stage<kAttnRows, kDp>(stage, q + n0 * a.q.st, a.q.st, a.N - n0, a.D);
+    simt::cp_async_commit();
+    simt::cp_async_wait<0>();
+    simt::sync_threads();
+    attn_fill(qt, stage, kDp, a.N - n0, a.D, attn_table_rows(a.q_rope, n0, a.D), true);
+  } else {
+    attn_fill(qt, q + n0 * a.q.st, a.q.st, a.N - n0, a.D, attn_table_rows(a.q_rope, n0, a.D), a.vec);
+  }
+  simt::sync_threads();
+  uint32_t qf[kDp / 16][kParts][4];
+  for (int ks = 0; ks < kDp / 16; ++ks) attn_a_frag(qt, 16 * warp, ks, qf[ks]);
+  // The staged queries are read; the first keys and values may land there.
+  simt::sync_threads();
+  float* k_stage = stage;
+  float* v_stage = stage + kBN * kDp;
+  if constexpr (kAsync) {
+    attn_stage<kBN, kDp>(k_stage, k, a.k.st, a.M, a.D);
+    attn_stage<kBN, kDp>(v_stage, v, a.v.st, a.M, a.D);
+    simt::cp_async_commit();
+  }
+
+  float o[kDp / 8][4] = {};
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+  const KTile kt{smem}, vt{smem + KTile::kElems};
+  for (int m0 = 0; m0 < a.M; m0 += kBN) {
+    const int rows = a.M - m0 < kBN ? a.M - m0 : kBN;
+    if constexpr (kAsync) {
+      // This tile has landed and every warp is done with the previous one.
+      simt::cp_async_wait<0>();
+      simt::sync_threads();
+      attn_fill(kt, k_stage, kDp, rows, a.D, attn_table_rows(a.k_rope, m0, a.D), true);
+      attn_fill(vt, v_stage, kDp, rows, a.D, nullptr, true);
+      simt::sync_threads();
+      // The next tile streams in while this one is computed on.
+      const int next = m0 + kBN;
+      if (next < a.M) {
+        attn_stage<kBN, kDp>(k_stage, k + next * a.k.st, a.k.st, a.M - next, a.D);
+        attn_stage<kBN, kDp>(v_stage, v + next * a.v.st, a.v.st, a.M - next, a.D);
+      }
+      simt::cp_async_commit();
+    } else {
+      attn_fill(kt, k + m0 * a.k.st, a.k.st, rows, a.D, attn_table_rows(a.k_rope, m0, a.D), a.vec);
+      attn_fill(vt, v + m0 * a.v.st, a.v.st, rows, a.D, nullptr, a.vec);
+      simt::sync_threads();
+    }
+    float s[kBN / 8][4] = {};
+    attn_mma_nt(s, [&](int ks, uint32_t(&f)[kParts][4]) {
+      for (int l2 = 0; l2 < kParts; ++l2)
+        for (int i = 0; i < 4; ++i) f[l2][i] = qf[ks][l2][i];
+    }, kt);
+    // Online softmax in the log2 domain; keys past M (zero rows) are masked.
+    for (int half = 0; half < 2; ++half) {
+      float mx = m[half];
+      for (int j = 0; j < kBN / 8; ++j)
+        for (int e = 0; e < 2; ++e) {
+          float& x = s[j][2 * half + e];
+          x = 8 * j + 2 * t + e < rows ? x * a.scale_log2 : -INFINITY;
+          mx = fmaxf(mx, x);
+        }
+      mx = fmaxf(mx, simt::shfl_xor(mx, 1));
+      mx = fmaxf(mx, simt::shfl_xor(mx, 2));
+      const float corr = exp2f(m[half] - mx);
+      m[half] = mx;
+      float sum = 0.0f;
+      for (int j = 0; j < kBN / 8; ++j)
+        for (int e = 0; e < 2; ++e) {
+          float& x = s[j][2 * half + e];
+          x = exp2f(x - mx);
+          sum += x;
+        }
+      l[half] = l[half] * corr + sum;  // this lane's columns; the 4 lanes of a row add up at the end
+      for (int j = 0; j < kDp / 8; ++j) o[j][2 * half] *= corr, o[j][2 * half + 1] *= corr;
+    }
+    uint32_t pf[kBN / 16][kParts][4];
+    attn_acc_to_a<kBN, kParts>(s, pf);
+    attn_mma_nn<kBN, kDp, kParts>(o, pf, vt);
+    if constexpr (!kAsync) simt::sync_threads();  // the next tiles overwrite these
+  }
+
+  const int row0 = n0 + 16 * warp;
+  float inv[2];
+  for (int half = 0; half < 2; ++half) {
+    l[half] += simt::shfl_xor(l[half], 1);
+    l[half] += simt::shfl_xor(l[half], 2);
+    inv[half] = 1.0f / l[half];
+    const int r = row0 + g + 8 * half;
+    if (a.lse && t == 0 && r < a.N) a.lse[static_cast<int64_t>(pair) * a.N + r] = (m[half] + log2f(l[half])) * kLn2;
+  }
+  for (int j = 0; j < kDp / 8; ++j)
+    for (int half = 0; half < 2; ++half) o[j][2 * half] *= inv[half], o[j][2 * half + 1] *= inv[half];
+  const int64_t out_stride = static_cast<int64_t>(a.H) * a.D;
+  attn_store_rows<kDp>(o, a.out + static_cast<int64_t>(b) * a.N * out_stride + h * a.D, out_stride, row0, a.N, a.D,
+                       1.0f, nullptr);
+}
+
+
+// ---- backward ----
+
+struct AttnBwdArgs {
+  AttnTensor q, k, v;
+  AttnTensor dout;  // [B, N, heads·D] as [B, N, heads, D] (sh = D)
+  const float* lse;  // [B, heads, N], natural log
+  const float* delta;  // [B, heads, N]: rowsum(dout ⊙ out), attention_bwd_delta
+  AttnOutTensor dq, dk, dv;  // written through their strides (views of a packed tensor or not)
+  int H, N, M, D;
+  int tiles;  // ceil(M / 64) for attention_bwd_dkdv, ceil(N / 64) for attention_bwd_dq
+  float scale, scale_log2;
+  const float* q_rope;
+  const float* k_rope;
+  bool vec;  // q, k, v, dout rows are 16-byte aligned
+};
+
+// delta[(b·heads + h)·N + n] = Σ_d dout·out over the head's columns, in fp32;
+// a warp per row, blockDim.x = 128, grid.x = ceil(rows / 4).
+VL_GLOBAL void VL_LAUNCH_BOUNDS(kAttnThreads) attention_bwd_delta(const AttnTensor dout, const AttnTensor out, int H, int N, int D, int64_t rows,
+                                   float* VL_RESTRICT delta) {
+  const int64_t r = static_cast<int64_t>(simt::block_x()) * kAttnWarps + simt::warp();
+  float sum = 0.0f;
+  if (r < rows) {
+    const int64_t n = r % N, bh = r / N, b = bh / H, h = bh % H;
+    const float* d = dout.data + b * dout.sb + n * dout.st + h * dout.sh;
+    const float* o = out.data + b * out.sb + n * out.st + h * out.sh;
+    for (int c = simt::lane(); c < D; c += 32) sum += d[c] * o[c];
+  }
+  for (int m = 16; m > 0; m >>= 1) sum += simt::shfl_xor(sum, m);
+  if (r < rows && simt::lane() == 0) delta[r] = sum;
+}
+
+// Dynamic shared memory of both backward kernels: two tiles of the block's
+// 64 own rows, two streamed tiles, and per streamed row lse and delta.
+template <int kDp, int kParts>
+constexpr int kAttnBwdSmemBytes =
+    2 * (2 * kParts * (kAttnRows + kAttnStreamRows<kDp>)*kAttnSmemStride<kDp>) + 2 * 4 * kAttnStreamRows<kDp>;
+
+// dk, dv for 64 keys of one (batch, head): grid.x = tiles · B · heads,
+// blockDim.x = 128, kAttnBwdSmemBytes of dynamic shared memory. Each warp
+// owns 16 keys and walks all query tiles: Sᵀ = K·Qᵀ, Pᵀ = exp2(Sᵀ·scale·log2e −
+// lse·log2e), dV += Pᵀ·dO, dPᵀ = V·dOᵀ, dSᵀ = Pᵀ ⊙ (dPᵀ − delta), dK += dSᵀ·Q;
+// dk is scaled and rotated back at the end. The sums stay in registers and
+// each block writes its keys alone (no atomics: the result is deterministic).
+template <int kDp, int kParts>
+VL_GLOBAL void VL_LAUNCH_BOUNDS(kAttnThreads) attention_bwd_dkdv(const AttnBwdArgs a) {
+  constexpr int kBS = kAttnStreamRows<kDp>;
+  using Own = AttnTile<kAttnRows, kDp, kParts>;
+  using Stream = AttnTile<kBS, kDp, kParts>;
+  uint16_t* smem = reinterpret_cast<uint16_t*>(simt::dynamic_shared());
+  const Own kt{smem}, vt{smem + Own::kElems};
+  const Stream qt{smem + 2 * Own::kElems}, dt{smem + 2 * Own::kElems + Stream::kElems};
+  float* lse_s = reinterpret_cast<float*>(smem + 2 * Own::kElems + 2 * Stream::kElems);
+  float* delta_s = lse_s + kBS;
+  const int lane = simt::lane(), warp = simt::warp(), t = lane & 3;
+  const int pair = simt::block_x() / a.tiles, m0 = simt::block_x() % a.tiles * kAttnRows;
+  const int b = pair / a.H, h = pair % a.H;
+  const float* q = a.q.data + b * a.q.sb + h * a.q.sh;
+  const float* k = a.k.data + b * a.k.sb + h * a.k.sh;
+  const float* v = a.v.data + b * a.v.sb + h * a.v.sh;
+  const float* dout = a.dout.data + b * a.dout.sb + h * a.dout.sh;
+  const float* lse = a.lse + static_cast<int64_t>(pair) * a.N;
+  const float* delta = a.delta + static_cast<int64_t>(pair) * a.N;
+
+  attn_fill(kt, k + m0 * a.k.st, a.k.st, a.M - m0, a.D, attn_table_rows(a.k_rope, m0, a.D), a.vec);
+  attn_fill(vt, v + m0 * a.v.st, a.v.st, a.M - m0, a.D, nullptr, a.vec);
+  float dk[kDp / 8][4] = {}, dv[kDp / 8][4] = {};
+  const auto k_frag = [&](int ks, uint32_t(&f)[kParts][4]) { attn_a_frag(kt, 16 * warp, ks, f); };
+  const auto v_frag = [&](int ks, uint32_t(&f)[kParts][4]) { attn_a_frag(vt, 16 * warp, ks, f); };
+  for (int n0 = 0; n0 < a.N; n0 += kBS) {
+    const int rows = a.N - n0 < kBS ? a.N - n0 : kBS;
+    attn_fill(qt, q + n0 * a.q.st, a.q.st, rows, a.D, attn_table_rows(a.q_rope, n0, a.D), a.vec);
+    attn_fill(dt, dout + n0 * a.dout.st, a.dout.st, rows, a.D, nullptr, a.vec);
+    // Queries past N are zero rows of Q and dO: they add nothing to dV or dK.
+    for (int i = simt::thread_x(); i < kBS; i += kAttnThreads) {
+      lse_s[i] = i < rows ? lse[n0 + i] * kLog2e : 0.0f;
+      delta_s[i] = i < rows ? delta[n0 + i] : 0.0f;
+    }
+    simt::sync_threads();
+    float s[kBS / 8][4] = {}, dp[kBS / 8][4] = {};
+    attn_mma_nt(s, k_frag, qt);
+    attn_mma_nt(dp, v_frag, dt);
+    for (int j = 0; j < kBS / 8; ++j)
+      for (int i = 0; i < 4; ++i) {
+        const int col = 8 * j + 2 * t + (i & 1);
+        s[j][i] = exp2f(s[j][i] * a.scale_log2 - lse_s[col]);
+        dp[j][i] = s[j][i] * (dp[j][i] - delta_s[col]);
+      }
+    uint32_t f[kBS / 16][kParts][4];
+    attn_acc_to_a<kBS, kParts>(s, f);
+    attn_mma_nn<kBS, kDp, kParts>(dv, f, dt);
+    attn_acc_to_a<kBS, kParts>(dp, f);
+    attn_mma_nn<kBS, kDp, kParts>(dk, f, qt);
+    simt::sync_threads();  // the next query tile overwrites these
+  }
+  const int row0 = m0 + 16 * warp;
+  attn_store_rows<kDp>(dk, a.dk.data + b * a.dk.sb + h * a.dk.sh, a.dk.st, row0, a.M, a.D, a.scale, a.k_rope);
+  attn_store_rows<kDp>(dv, a.dv.data + b * a.dv.sb + h * a.dv.sh, a.dv.st, row0, a.M, a.D, 1.0f, nullptr);
+}
+
+// dq for 64 queries of one (batch, head): grid.x = tiles · B · heads,
+// blockDim.x = 128, kAttnBwdSmemBytes of dynamic shared memory. Each warp
+// owns 16 queries and walks all key tiles: S = Q·Kᵀ, P from lse, dP = dO·Vᵀ,
+// dS = P ⊙ (dP − delta), dQ += dS·K; scaled and rotated back at the end. A
+// separate pass from dk/dv (recomputing S and dP) so dq needs no atomics.
+template <int kDp, int kParts>
+VL_GLOBAL void VL_LAUNCH_BOUNDS(kAttnThreads) attention_bwd_dq(const AttnBwdArgs a) {
+  constexpr int kBS = kAttnStreamRows<kDp>;
+  using Own = AttnTile<kAttnRows, kDp, kParts>;
+  using Stream = AttnTile<kBS, kDp, kParts>;
+  uint16_t* smem = reinterpret_cast<uint16_t*>(simt::dynamic_shared());
+  const Own qt{smem}, dt{smem + Own::kElems};
+  const Stream kt{smem + 2 * Own::kElems}, vt{smem + 2 * Own::kElems + Stream::kElems};
+  const int lane = simt::lane(), warp = simt::warp(), g = lane >> 2;
+  const int pair = simt::block_x() / a.tiles, n0 = simt::block_x() % a.tiles * kAttnRows;
+  const int b = pair / a.H, h = pair % a.H;
+  const float* q = a.q.data + b * a.q.sb + h * a.q.sh;
+  const float* k = a.k.data + b * a.k.sb + h * a.k.sh;
+  const float* v = a.v.data + b * a.v.sb + h * a.v.sh;
+  const float* dout = a.dout.data + b * a.dout.sb + h * a.dout.sh;
+  const int row0 = n0 + 16 * warp;
+
+  attn_fill(qt, q + n0 * a.q.st, a.q.st, a.N - n0, a.D, attn_table_rows(a.q_rope, n0, a.D), a.vec);
+  attn_fill(dt, dout + n0 * a.dout.st, a.dout.st, a.N - n0, a.D, nullptr, a.vec);
+  float lse2[2], delta[2];
+  for (int half = 0; half < 2; ++half) {
+    const int r = row0 + g + 8 * half;
+    const int64_t i = static_cast<int64_t>(pair) * a.N + r;
+    lse2[half] = r < a.N ? a.lse[i] * kLog2e : 0.0f;
+    delta[half] = r < a.N ? a.delta[i] : 0.0f;
+  }
+  float dq[kDp / 8][4] = {};
+  const auto q_frag = [&](int ks, uint32_t(&f)[kParts][4]) { attn_a_frag(qt, 16 * warp, ks, f); };
+  const auto d_frag = [&](int ks, uint32_t(&f)[kParts][4]) { attn_a_frag(dt, 16 * warp, ks, f); };
+  for (int m0 = 0; m0 < a.M; m0 += kBS) {
+    const int rows = a.M - m0 < kBS ? a.M - m0 : kBS;
+    attn_fill(kt, k + m0 * a.k.st, a.k.st, rows, a.D, attn_table_rows(a.k_rope, m0, a.D), a.vec);
+    attn_fill(vt, v + m0 * a.v.st, a.v.st, rows, a.D, nullptr, a.vec);
+    simt::sync_threads();
+    float s[kBS / 8][4] = {}, dp[kBS / 8][4] = {};
+    attn_mma_nt(s, q_frag, kt);
+    attn_mma_nt(dp, d_frag, vt);
+    // Keys past M are zero rows of K: whatever dS they get adds nothing to dQ.
+    for (int j = 0; j < kBS / 8; ++j)
+      for (int i = 0; i < 4; ++i) {
+        const float p = exp2f(s[j][i] * a.scale_log2 - lse2[i >> 1]);
+        dp[j][i] = p * (dp[j][i] - delta[i >> 1]);
+      }
+    uint32_t f[kBS / 16][kParts][4];
+    attn_acc_to_a<kBS, kParts>(dp, f);
+    attn_mma_nn<kBS, kDp, kParts>(dq, f, kt);
+    simt::sync_threads();  // the next key tile overwrites these
+  }
+  attn_store_rows<kDp>(dq, a.dq.data + b * a.dq.sb + h * a.dq.sh, a.dq.st, row0, a.N, a.D, a.scale, a.q_rope);
+}
+
+}  // namespace kernels
+}  // namespace cuda
+}  // namespace vl
