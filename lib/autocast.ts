@@ -1,9 +1,9 @@
 /**
  * Mixed precision. Inside autocast('bf16', fn) the GEMM ops whose weights are
- * not packed (linear, matmul, convPatch) round their operands to bf16 and
- * accumulate in f32: the CPU's bf16 kernels, one tensor-core pass instead of
- * three on CUDA. Their backward passes use the precision their forward ran
- * with. Everything else keeps f32: parameters and optimizer state (the master
+ * not packed (linear, matmul, convPatch) and attention round their operands
+ * to bf16 and accumulate in f32: the CPU's bf16 GEMM kernels, one tensor-core
+ * pass instead of three on CUDA (the CPU attention kernel keeps f32). Their
+ * backward passes use the precision their forward ran with. Everything else keeps f32: parameters and optimizer state (the master
  * weights), LayerNorm statistics, softmax, attention's online softmax and the
  * losses, so updates too small for bf16 still land.
  */

@@ -16,7 +16,7 @@ export { noGrad, enableGrad, isGradEnabled, checkpoint } from './autograd';
 export { autocast, mathPrecision } from './autocast';
 export type { MathPrecision } from './autocast';
 export type { BackwardOptions } from './tensor';
-export { memory, backends, backendInfo, cpuInfo, setNumThreads, synchronize, emptyCache, defaultDevice, setDefaultDevice } from './runtime';
+export { memory, backends, backendInfo, cpuInfo, setNumThreads, synchronize, emptyCache, defaultDevice, setDefaultDevice, recordEvent, DeviceEvent } from './runtime';
 export type { MemoryStats } from './runtime';
 export * from './errors';
 export * as io from './io';

@@ -45,6 +45,32 @@ export async function synchronize(device?: string): Promise<void> {
   await Promise.all(devices.map((d) => n.synchronize(d)));
 }
 
+interface EventNative {
+  recordEvent(device: string): object;
+  eventElapsed(start: object, end: object): Promise<number>;
+}
+
+/**
+ * A point in a device's stream order, for timing kernels: recorded without
+ * waiting, stamped when the device gets there (a CUDA event on GPUs; the
+ * stream thread's clock on the CPU, whose kernels run on that thread).
+ */
+export class DeviceEvent {
+  /** @internal */
+  constructor(readonly device: string, readonly handle: object) {}
+
+  /** Milliseconds of device time from `start` (an earlier event of the same device) to this event. */
+  elapsedSince(start: DeviceEvent): Promise<number> {
+    if (!(start instanceof DeviceEvent)) throw new ArgumentError('elapsedSince: expected a DeviceEvent from recordEvent()');
+    return (native() as unknown as EventNative).eventElapsed(start.handle, this.handle);
+  }
+}
+
+/** Records an event on `device` (default: the default device) after the work queued so far. */
+export function recordEvent(device: string = currentDevice): DeviceEvent {
+  return new DeviceEvent(device, (native() as unknown as EventNative).recordEvent(device));
+}
+
 /** Returns a device's cached allocations to the system (CUDA's caching allocator). */
 export function emptyCache(device: string): void {
   native().emptyCache(device);

@@ -50,6 +50,30 @@ describe.each(vl.backends())('on %s', (device) => {
     expect(relErr(await conv.data(), await convRef.data())).toBeLessThan(1e-5);
   });
 
+  test('attention: bf16 arithmetic on CUDA (near the f32 result), unchanged f32 on the CPU; backward follows the forward', async () => {
+    using q = rand([2, 40, 2, 32], 11);
+    using k = rand([2, 40, 2, 32], 12);
+    using v = rand([2, 40, 2, 32], 13);
+    const qPos = { grid: { cols: 8 } };
+    const f32 = vl.ops.attention(q, k, v, { qPos, returnLse: true });
+    const bf = vl.autocast('bf16', () => vl.ops.attention(q, k, v, { qPos, returnLse: true }));
+    const [a, b] = [await f32.out.data(), await bf.out.data()];
+    if (device === 'cpu') {
+      expect(b).toEqual(a);
+    } else {
+      expect(relErr(b, a)).toBeGreaterThan(1e-5);
+      expect(relErr(b, a)).toBeLessThan(3e-2);
+    }
+    using g = rand([2, 40, 64], 14);
+    const d32 = vl.ops.attentionBackward(g, q, k, v, f32.out, f32.lse, { qPos });
+    const d16 = vl.ops.attentionBackward(g, q, k, v, bf.out, bf.lse, { qPos, precision: 'bf16' });
+    const [x32, x16] = [await d32.dq.data(), await d16.dq.data()];
+    if (device === 'cpu') expect(x16).toEqual(x32);
+    else expect(relErr(x16, x32)).toBeLessThan(5e-2);
+    for (const t of [f32.out, f32.lse, bf.out, bf.lse, d32.dq, d32.dk, d32.dv, d16.dq, d16.dk, d16.dv]) t.dispose();
+    expect(() => vl.ops.attention(q, k, v, { qPos, precision: 'tf32' as vl.MathPrecision })).toThrow(/attention: precision must be 'f32' or 'bf16'/);
+  });
+
   test('backward GEMMs run in the precision of their forward, also when backward() is called outside the scope', async () => {
     using x0 = rand([24, 40], 8);
     using w0 = rand([30, 40], 9);

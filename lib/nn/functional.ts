@@ -267,15 +267,16 @@ export function attentionQKV(qkv: Tensor, heads: number, pos: AttentionPositions
   const qPos = grid(pos.qPos, 'qPos'), kPos = grid(pos.kPos, 'kPos');
   const [out] = recordOp('attention', [qkv], () => {
     const { q, k, v } = splitQKV(qkv, heads);
+    const precision = mathPrecision();
     try {
-      const r = attention(q, k, v, { qPos, kPos, returnLse: true });
+      const r = attention(q, k, v, { qPos, kPos, returnLse: true, precision });
       return {
         outputs: [r.out],
         save: [qkv, r.out, r.lse],
         backward: ([g], [sqkv, so, lse]) => {
           const s = splitQKV(sqkv, heads);
           try {
-            const d = attentionBackward(g!, s.q, s.k, s.v, so, lse, { qPos, kPos, packed: 'qkv' });
+            const d = attentionBackward(g!, s.q, s.k, s.v, so, lse, { qPos, kPos, packed: 'qkv', precision });
             for (const t of [d.dq, d.dk, d.dv]) t.dispose();
             return [d.packed!];
           } finally {
@@ -299,8 +300,9 @@ export function attentionKV(q: Tensor, kv: Tensor, heads: number, pos: Attention
   const [out] = recordOp('attention', [q, kv], () => {
     const q4 = q.view(B, N, heads, D);
     const { k, v } = splitKV(kv, heads);
+    const precision = mathPrecision();
     try {
-      const r = attention(q4, k, v, { qPos, kPos, returnLse: true });
+      const r = attention(q4, k, v, { qPos, kPos, returnLse: true, precision });
       return {
         outputs: [r.out],
         save: [q, kv, r.out, r.lse],
@@ -308,7 +310,7 @@ export function attentionKV(q: Tensor, kv: Tensor, heads: number, pos: Attention
           const sq4 = sq.view(B, N, heads, D);
           const s = splitKV(skv, heads);
           try {
-            const d = attentionBackward(g!, sq4, s.k, s.v, so, lse, { qPos, kPos, packed: 'kv' });
+            const d = attentionBackward(g!, sq4, s.k, s.v, so, lse, { qPos, kPos, packed: 'kv', precision });
             d.dk.dispose();
             d.dv.dispose();
             const dq = d.dq.view(B, N, C);

@@ -3,6 +3,7 @@
  * computed tile by tile with an online softmax (the N×M scores are never
  * stored), plus the views that feed it straight from packed projections.
  */
+import { MathPrecision, resolvePrecision } from '../autocast';
 import { tensor } from '../creation';
 import { ArgumentError, ShapeError } from '../errors';
 import { NativeTensorHandle, native } from '../native';
@@ -39,6 +40,12 @@ export interface AttentionOptions {
   scale?: number;
   /** Also return the per-row log-sum-exp [B, heads, N] of the scaled scores (for backward). */
   returnLse?: boolean;
+  /**
+   * 'bf16': q·kᵀ and p·v on bf16-rounded operands with f32 accumulation and
+   * softmax (one tensor-core pass on CUDA; the CPU kernel keeps f32). Default:
+   * the autocast scope's, else 'f32'.
+   */
+  precision?: MathPrecision;
 }
 
 type NativePositions =
@@ -47,6 +54,7 @@ type NativePositions =
 
 export interface AttentionBackwardOptions {
   qPos?: PositionSpec; kPos?: PositionSpec; rope?: boolean; scale?: number;   // the same meaning as for attention()
+  precision?: MathPrecision;  // as for attention(); pass the forward's
   /** 'qkv': write dq|dk|dv into one new tensor [B, N, 3·h·D] ordered [q|k|v][head][d] (needs M == N);
    *  'kv': write dk|dv into one new tensor [B, M, 2·h·D] ordered [k|v][head][d]. */
   packed?: 'qkv' | 'kv';
@@ -55,10 +63,11 @@ export interface AttentionBackwardOptions {
 /** The native functions this module uses (see native/binding/attention_binding.cc). */
 interface AttentionAddon {
   attention(q: NativeTensorHandle, k: NativeTensorHandle, v: NativeTensorHandle, qPos: NativePositions | undefined,
-    kPos: NativePositions | undefined, rope: boolean, scale: number | undefined, returnLse: boolean): NativeTensorHandle[];
+    kPos: NativePositions | undefined, rope: boolean, scale: number | undefined, returnLse: boolean,
+    precision: MathPrecision): NativeTensorHandle[];
   attentionBackward(dOut: NativeTensorHandle, q: NativeTensorHandle, k: NativeTensorHandle, v: NativeTensorHandle,
     out: NativeTensorHandle, lse: NativeTensorHandle, qPos: NativePositions | undefined, kPos: NativePositions | undefined,
-    rope: boolean, scale: number | undefined, packed: 'qkv' | 'kv' | undefined): NativeTensorHandle[];
+    rope: boolean, scale: number | undefined, packed: 'qkv' | 'kv' | undefined, precision: MathPrecision): NativeTensorHandle[];
   asStrided(t: NativeTensorHandle, shape: number[], strides: number[], offset: number): NativeTensorHandle;
 }
 
@@ -111,14 +120,15 @@ function positions(spec: PositionSpec | undefined, name: string, device: string,
 }
 
 /** Checks the options attention() and attentionBackward() share. */
-function checkCommonOptions(options: AttentionOptions | AttentionBackwardOptions, fn: string): { rope: boolean; scale: number | undefined } {
+function checkCommonOptions(options: AttentionOptions | AttentionBackwardOptions, fn: string):
+  { rope: boolean; scale: number | undefined; precision: MathPrecision } {
   if (options === null || typeof options !== 'object') throw new ArgumentError(`${fn}: options must be an object, got ${describeValue(options)}`);
   const { rope = true, scale } = options;
   if (typeof rope !== 'boolean') throw new ArgumentError(`${fn}: rope must be a boolean, got ${describeValue(rope)}`);
   if (scale !== undefined && (typeof scale !== 'number' || !Number.isFinite(scale))) {
     throw new ArgumentError(`${fn}: scale must be a finite number, got ${describeValue(scale)}`);
   }
-  return { rope, scale };
+  return { rope, scale, precision: resolvePrecision(options.precision, fn) };
 }
 
 /**
@@ -135,14 +145,14 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOpt
   for (const [name, t] of Object.entries({ q, k, v })) {
     if (!(t instanceof Tensor)) throw new ArgumentError(`attention: ${name} must be a Tensor, got ${describeValue(t)}`);
   }
-  const { rope, scale } = checkCommonOptions(options, 'attention');
+  const { rope, scale, precision } = checkCommonOptions(options, 'attention');
   const { returnLse = false } = options;
   if (typeof returnLse !== 'boolean') throw new ArgumentError(`attention: returnLse must be a boolean, got ${describeValue(returnLse)}`);
   const temps: Tensor[] = [];
   try {
     const qPos = rope ? positions(options.qPos, 'qPos', q.device, temps) : undefined;
     const kPos = rope ? positions(options.kPos, 'kPos', q.device, temps) : undefined;
-    const handles = addon().attention(q.handle('attention'), k.handle('attention'), v.handle('attention'), qPos, kPos, rope, scale, returnLse);
+    const handles = addon().attention(q.handle('attention'), k.handle('attention'), v.handle('attention'), qPos, kPos, rope, scale, returnLse, precision);
     const out = new Tensor(handles[0]);
     return returnLse ? { out, lse: new Tensor(handles[1]) } : out;
   } finally {
@@ -169,7 +179,7 @@ export function attentionBackward(dOut: Tensor, q: Tensor, k: Tensor, v: Tensor,
   for (const [name, t] of Object.entries({ dOut, q, k, v, out, lse })) {
     if (!(t instanceof Tensor)) throw new ArgumentError(`${fn}: ${name} must be a Tensor, got ${describeValue(t)}`);
   }
-  const { rope, scale } = checkCommonOptions(options, fn);
+  const { rope, scale, precision } = checkCommonOptions(options, fn);
   const { packed } = options;
   if (packed !== undefined && packed !== 'qkv' && packed !== 'kv') {
     throw new ArgumentError(`${fn}: packed must be 'qkv' or 'kv' (or left out), got ${describeValue(packed)}`);
@@ -179,7 +189,7 @@ export function attentionBackward(dOut: Tensor, q: Tensor, k: Tensor, v: Tensor,
     const qPos = rope ? positions(options.qPos, 'qPos', q.device, temps, fn) : undefined;
     const kPos = rope ? positions(options.kPos, 'kPos', q.device, temps, fn) : undefined;
     const handles = addon().attentionBackward(dOut.handle(fn), q.handle(fn), k.handle(fn), v.handle(fn), out.handle(fn),
-      lse.handle(fn), qPos, kPos, rope, scale, packed);
+      lse.handle(fn), qPos, kPos, rope, scale, packed, precision);
     const [dq, dk, dv] = handles.slice(0, 3).map((h) => new Tensor(h));
     return handles.length > 3 ? { dq, dk, dv, packed: new Tensor(handles[3]) } : { dq, dk, dv };
   } finally {

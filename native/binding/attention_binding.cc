@@ -53,6 +53,7 @@ Napi::Value attention(const Napi::CallbackInfo& info) {
   o.rope = a.boolean(5, "rope");
   if (!info[6].IsUndefined() && !info[6].IsNull()) o.scale = a.number(6, "scale");
   o.return_lse = a.boolean(7, "returnLse");
+  o.precision = ops::parse_precision(a.string(8, "precision"), "attention");
   ops::AttentionResult r = ops::attention(a.tensor(0), a.tensor(1), a.tensor(2), o);
   Napi::Env env = info.Env();
   Napi::Array out = Napi::Array::New(env);
@@ -79,6 +80,7 @@ Napi::Value attention_backward(const Napi::CallbackInfo& info) {
       fail(ErrorCode::Argument, fn, ": packed must be 'qkv' or 'kv', got '", packed, "'");
     }
   }
+  o.precision = ops::parse_precision(a.string(11, "precision"), fn);
   ops::AttentionGrads g =
       ops::attention_backward(a.tensor(0), a.tensor(1), a.tensor(2), a.tensor(3), a.tensor(4), a.tensor(5), o);
   Napi::Env env = info.Env();

@@ -1,4 +1,7 @@
-// Runtime queries and settings: backends, memory counters, threads, ISA.
+// Runtime queries and settings: backends, memory counters, threads, ISA,
+// and timing marks on device streams.
+#include <memory>
+
 #include "binding/addon_data.h"
 #include "binding/args.h"
 #include "binding/module_registry.h"
@@ -10,6 +13,55 @@
 namespace vl {
 namespace binding {
 namespace {
+
+struct TimingMarkHandle {
+  Device device;
+  TimingMarkPtr mark;
+};
+
+// recordEvent(device) -> an opaque mark queued on the device's stream.
+Napi::Value record_event(const Napi::CallbackInfo& info) {
+  Args a{info, "recordEvent"};
+  const Device device = a.device(0);
+  auto* h = new TimingMarkHandle{device, backend_for(device).record_timing(device)};
+  return Napi::External<TimingMarkHandle>::New(info.Env(), h, [](Napi::Env, TimingMarkHandle* p) { delete p; });
+}
+
+const TimingMarkHandle& mark_arg(const Args& a, size_t i, const char* name) {
+  VL_CHECK(a.at(i).IsExternal(), ErrorCode::Argument, a.fn, ": ", name, " must be an event from recordEvent()");
+  return *a.at(i).As<Napi::External<TimingMarkHandle>>().Data();
+}
+
+// eventElapsed(start, end) -> Promise<number>: milliseconds of device time
+// between two marks of one device, once the device has reached `end`.
+Napi::Value event_elapsed(const Napi::CallbackInfo& info) {
+  Args a{info, "elapsedTime"};
+  const TimingMarkHandle& start = mark_arg(a, 0, "start");
+  const TimingMarkHandle& end = mark_arg(a, 1, "end");
+  VL_CHECK(start.device == end.device, ErrorCode::Device, "elapsedTime: both events must be on one device, got ",
+           start.device.str(), " and ", end.device.str());
+  Napi::Env env = info.Env();
+  auto deferred = std::make_shared<Napi::Promise::Deferred>(env);
+  CompletionTsfn tsfn = begin_completion(env);
+  // Queued after both marks, so both were recorded when it runs.
+  TimingMarkPtr s = start.mark, e = end.mark;
+  backend_for(end.device).stream(end.device).submit([tsfn, deferred, s, e] {
+    auto ms = std::make_shared<double>(0.0);
+    std::string error;
+    try {
+      *ms = e->elapsed_ms_since(*s);
+    } catch (const std::exception& ex) {
+      error = ex.what();
+    }
+    post_completion(tsfn, new Completion{error, [deferred, ms](Napi::Env env2, const std::string& err) {
+                                           if (err.empty())
+                                             deferred->Resolve(Napi::Number::New(env2, *ms));
+                                           else
+                                             deferred->Reject(make_error(env2, ErrorCode::Runtime, err).Value());
+                                         }});
+  });
+  return deferred->Promise();
+}
 
 Napi::Object stats_object(Napi::Env env, MemoryStats& s) {
   Napi::Object o = Napi::Object::New(env);
@@ -98,6 +150,8 @@ Napi::Value empty_cache(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void init_runtime(Napi::Object exports) {
+  VL_EXPORT(exports, "recordEvent", record_event);
+  VL_EXPORT(exports, "eventElapsed", event_elapsed);
   VL_EXPORT(exports, "memory", memory);
   VL_EXPORT(exports, "backendInfo", backend_info);
   VL_EXPORT(exports, "cpuInfo", cpu_info);

@@ -1,10 +1,28 @@
 #include "core/backend.h"
 
+#include <chrono>
+
 #include "core/error.h"
 
 namespace vl {
 namespace {
 Backend* g_backends[kNumDeviceTypes] = {nullptr, nullptr};
+
+class HostTimingMark final : public TimingMark {
+ public:
+  // Written by the stream task before any later task on that stream reads it.
+  std::chrono::steady_clock::time_point at;
+  double elapsed_ms_since(const TimingMark& start) const override {
+    const auto& s = static_cast<const HostTimingMark&>(start);
+    return std::chrono::duration<double, std::milli>(at - s.at).count();
+  }
+};
+}  // namespace
+
+TimingMarkPtr Backend::record_timing(Device device) {
+  auto mark = std::make_shared<HostTimingMark>();
+  stream(device).submit([mark] { mark->at = std::chrono::steady_clock::now(); });
+  return mark;
 }
 
 void register_backend(Backend* backend) { g_backends[static_cast<int>(backend->type())] = backend; }

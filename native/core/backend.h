@@ -3,6 +3,7 @@
 // another device only through an explicit transfer.
 #pragma once
 #include <cstddef>
+#include <memory>
 #include <string>
 
 #include "core/device.h"
@@ -11,6 +12,18 @@
 #include "core/stream.h"
 
 namespace vl {
+
+// A point in a device's stream order, and when the device got there: what
+// kernel timings are measured between (a CUDA event on GPUs).
+class TimingMark {
+ public:
+  virtual ~TimingMark() = default;
+  // Milliseconds from `start` (recorded earlier on the same device) to this
+  // mark. Runs on the device's stream thread, after both were recorded; waits
+  // for the device to reach this mark.
+  virtual double elapsed_ms_since(const TimingMark& start) const = 0;
+};
+using TimingMarkPtr = std::shared_ptr<TimingMark>;
 
 class Backend {
  public:
@@ -30,6 +43,10 @@ class Backend {
   virtual void copy_from_host(void* dst, const void* src, size_t nbytes, Device device) = 0;
   // Returns cached blocks to the system (no-op without a cache).
   virtual void release_cache(Device) {}
+  // Queues a timing mark on the device's stream. The default reads the host
+  // clock when the stream thread gets there: the device time of a backend
+  // whose kernels run on that thread (the CPU).
+  virtual TimingMarkPtr record_timing(Device device);
 };
 
 void register_backend(Backend* backend);

@@ -29,9 +29,17 @@ namespace {
 using kernels::AttnOutTensor;
 using kernels::AttnTensor;
 
-// f32 products as 3×bf16 on tensor cores (see attention.cuh).
-constexpr int kParts = 2;
 constexpr int kTableThreads = 256;
+
+// f32 products as 3×bf16 on tensor cores (kParts 2, see attention.cuh), or one
+// bf16 pass (kParts 1) when the op asks for bf16 arithmetic (attr "wtype" 1: autocast).
+template <typename F>
+void with_parts(const KernelCall& c, F f) {
+  if (c.attrs.integer("wtype") != 0)
+    f(std::integral_constant<int, 1>{});
+  else
+    f(std::integral_constant<int, 2>{});
+}
 
 struct Dims {
   int B, N, H, D, M;
@@ -149,18 +157,22 @@ void attention(const KernelCall& c) {
   a.vec = aligned16(a.q) && aligned16(a.k) && aligned16(a.v);
   const unsigned blocks = static_cast<unsigned>(a.q_tiles) * static_cast<unsigned>(d.B * d.H);
   // Aligned rows stream through cp.async (the next keys while the current ones are computed on).
-  const auto launch = [&](auto kd, auto async) {
+  const auto launch = [&](auto kd, auto async, auto parts) {
     constexpr int kDp = decltype(kd)::value;
     constexpr bool kAsync = decltype(async)::value;
+    constexpr int kParts = decltype(parts)::value;
     constexpr int smem = kernels::kAttnFwdSmemBytes<kDp, kParts, kAsync>;
     allow_shared<kernels::attention_fwd<kDp, kParts, kAsync>>(smem, dev, "attention", d.D);
     kernels::attention_fwd<kDp, kParts, kAsync><<<blocks, kernels::kAttnThreads, smem, stream>>>(a);
   };
-  const bool launched = kernels::attn_with_padded_d(d.D, [&](auto kd) {
-    if (a.vec)
-      launch(kd, std::true_type{});
-    else
-      launch(kd, std::false_type{});
+  bool launched = false;
+  with_parts(c, [&](auto parts) {
+    launched = kernels::attn_with_padded_d(d.D, [&](auto kd) {
+      if (a.vec)
+        launch(kd, std::true_type{}, parts);
+      else
+        launch(kd, std::false_type{}, parts);
+    });
   });
   VL_CHECK(launched, ErrorCode::Shape, "attention: no CUDA kernel for D = ", d.D);
   check_launch("attention_fwd", dev);
@@ -194,19 +206,23 @@ void attention_backward(const KernelCall& c) {
   const unsigned pairs = static_cast<unsigned>(d.B * d.H);
   const int key_tiles = (d.M + kernels::kAttnRows - 1) / kernels::kAttnRows;
   const int query_tiles = (d.N + kernels::kAttnRows - 1) / kernels::kAttnRows;
-  const bool launched = kernels::attn_with_padded_d(d.D, [&](auto kd) {
-    constexpr int kDp = decltype(kd)::value;
-    constexpr int smem = kernels::kAttnBwdSmemBytes<kDp, kParts>;
-    allow_shared<kernels::attention_bwd_dkdv<kDp, kParts>>(smem, dev, "attentionBackward", d.D);
-    allow_shared<kernels::attention_bwd_dq<kDp, kParts>>(smem, dev, "attentionBackward", d.D);
-    a.tiles = key_tiles;
-    kernels::attention_bwd_dkdv<kDp, kParts><<<static_cast<unsigned>(key_tiles) * pairs, kernels::kAttnThreads,
+  bool launched = false;
+  with_parts(c, [&](auto parts) {
+    launched = kernels::attn_with_padded_d(d.D, [&](auto kd) {
+      constexpr int kDp = decltype(kd)::value;
+      constexpr int kParts = decltype(parts)::value;
+      constexpr int smem = kernels::kAttnBwdSmemBytes<kDp, kParts>;
+      allow_shared<kernels::attention_bwd_dkdv<kDp, kParts>>(smem, dev, "attentionBackward", d.D);
+      allow_shared<kernels::attention_bwd_dq<kDp, kParts>>(smem, dev, "attentionBackward", d.D);
+      a.tiles = key_tiles;
+      kernels::attention_bwd_dkdv<kDp, kParts><<<static_cast<unsigned>(key_tiles) * pairs, kernels::kAttnThreads,
+                                                 smem, stream>>>(a);
+      check_launch("attention_bwd_dkdv", dev);
+      a.tiles = query_tiles;
+      kernels::attention_bwd_dq<kDp, kParts><<<static_cast<unsigned>(query_tiles) * pairs, kernels::kAttnThreads,
                                                smem, stream>>>(a);
-    check_launch("attention_bwd_dkdv", dev);
-    a.tiles = query_tiles;
-    kernels::attention_bwd_dq<kDp, kParts><<<static_cast<unsigned>(query_tiles) * pairs, kernels::kAttnThreads,
-                                             smem, stream>>>(a);
-    check_launch("attention_bwd_dq", dev);
+      check_launch("attention_bwd_dq", dev);
+    });
   });
   VL_CHECK(launched, ErrorCode::Shape, "attentionBackward: no CUDA kernel for D = ", d.D);
 }

@@ -122,6 +122,7 @@ AttentionResult attention(const TensorPtr& q_in, const TensorPtr& k_in, const Te
   if (r.out->numel() == 0) return r;
   std::vector<TensorPtr> outputs{r.out};
   if (r.lse) outputs.push_back(r.lse);
+  attrs.set("wtype", static_cast<double>(o.precision));
   launch("attention", inputs, outputs, std::move(attrs));
   return r;
 }
@@ -198,6 +199,7 @@ AttentionGrads attention_backward(const TensorPtr& dout, const TensorPtr& q, con
     }
     return g;
   }
+  attrs.set("wtype", static_cast<double>(o.precision));
   launch("attention_backward", inputs, {g.dq, g.dk, g.dv}, std::move(attrs));
   return g;
 }

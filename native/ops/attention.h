@@ -5,6 +5,7 @@
 #include <optional>
 
 #include "core/tensor.h"
+#include "ops/precision.h"
 
 namespace vl {
 namespace ops {
@@ -26,6 +27,8 @@ struct AttentionOptions {
   bool rope = true;
   std::optional<double> scale;  // absent: 1/sqrt(D)
   bool return_lse = false;
+  // BF16: q·kᵀ and p·v on bf16-rounded operands (CUDA); the CPU kernel keeps f32 either way.
+  MathPrecision precision = MathPrecision::F32;
 };
 
 struct AttentionResult {
@@ -52,6 +55,7 @@ struct AttentionBackwardOptions {
   bool rope = true;
   std::optional<double> scale;
   AttentionGradLayout layout = AttentionGradLayout::Separate;
+  MathPrecision precision = MathPrecision::F32;
 };
 
 struct AttentionGrads {

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "core/tensor.h"
+#include "ops/precision.h"
 
 namespace vl {
 namespace ops {
@@ -35,15 +36,6 @@ std::string packed_layout();
 constexpr const char* kCudaPackedLayout = "cuda";
 inline int64_t cuda_packed_kpad(int64_t k) { return (k + 15) / 16 * 16; }
 inline int64_t cuda_packed_rows(int64_t n, bool swiglu) { return swiglu ? 2 * ((n + 7) / 8 * 8) : n; }
-
-// The arithmetic of the GEMMs whose weights are not packed (a packed weight
-// fixes it when packed). F32: full f32 products (the CPU's FMA kernels,
-// CUDA's 3-pass bf16 split). BF16: operands rounded to bf16, products
-// accumulated in f32 (the CPU's bf16 kernels, one tensor-core pass on CUDA):
-// what mixed-precision training (autocast) asks for.
-enum class MathPrecision { F32 = 0, BF16 = 1 };
-// "f32" or "bf16"; anything else is an error naming `op`.
-MathPrecision parse_precision(const std::string& name, const char* op);
 
 // w: [N, K] (f32 or bf16, any strides). dtype: F32 or BF16 panels.
 PackedWeight pack_linear(const TensorPtr& w, DType dtype);
