@@ -248,6 +248,17 @@ std::vector<NamedList> adam_lists(const std::vector<TensorPtr>& params, const st
           {"expAvgSqs", &exp_avg_sqs, true}};
 }
 
+// An Adam-family multi-tensor update: the checks, then one launch of `kernel`
+// with the factors every tensor shares and each tensor's own.
+void adam_family_multi(const char* op, const char* kernel, const std::vector<NamedList>& lists,
+                       const AdamMultiHyper& h, Attrs (*common)(const AdamHyper&), Factors (*factors)(const AdamHyper&)) {
+  check_multi(op, lists);
+  const size_t n = lists[0].ts->size();
+  check_adam_multi(op, n, h);
+  if (n == 0) return;
+  launch_multi(kernel, lists, common(adam_at(h, 0)), [&](size_t i) { return factors(adam_at(h, i)); });
+}
+
 }  // namespace
 
 void adamw_update(const TensorPtr& param, const TensorPtr& grad, const TensorPtr& exp_avg,
@@ -263,13 +274,8 @@ void adamw_update(const TensorPtr& param, const TensorPtr& grad, const TensorPtr
 void adamw_update_multi(const std::vector<TensorPtr>& params, const std::vector<TensorPtr>& grads,
                         const std::vector<TensorPtr>& exp_avgs, const std::vector<TensorPtr>& exp_avg_sqs,
                         const AdamMultiHyper& h) {
-  const char* op = "adamwUpdateMulti";
-  const std::vector<NamedList> lists = adam_lists(params, grads, exp_avgs, exp_avg_sqs);
-  check_multi(op, lists);
-  check_adam_multi(op, params.size(), h);
-  if (params.empty()) return;
-  launch_multi("adamw_update_multi", lists, adamw_common(adam_at(h, 0)),
-               [&](size_t i) { return adamw_factors(adam_at(h, i)); });
+  adam_family_multi("adamwUpdateMulti", "adamw_update_multi", adam_lists(params, grads, exp_avgs, exp_avg_sqs), h,
+                    adamw_common, adamw_factors);
 }
 
 void sgd_update(const TensorPtr& param, const TensorPtr& grad, const TensorPtr& buffer, const SgdHyper& h) {
@@ -326,13 +332,8 @@ void lamb_update(const TensorPtr& param, const TensorPtr& grad, const TensorPtr&
 void lamb_update_multi(const std::vector<TensorPtr>& params, const std::vector<TensorPtr>& grads,
                        const std::vector<TensorPtr>& exp_avgs, const std::vector<TensorPtr>& exp_avg_sqs,
                        const AdamMultiHyper& h) {
-  const char* op = "lambUpdateMulti";
-  const std::vector<NamedList> lists = adam_lists(params, grads, exp_avgs, exp_avg_sqs);
-  check_multi(op, lists);
-  check_adam_multi(op, params.size(), h);
-  if (params.empty()) return;
-  launch_multi("lamb_update_multi", lists, lamb_common(adam_at(h, 0)),
-               [&](size_t i) { return lamb_factors(adam_at(h, i)); });
+  adam_family_multi("lambUpdateMulti", "lamb_update_multi", adam_lists(params, grads, exp_avgs, exp_avg_sqs), h,
+                    lamb_common, lamb_factors);
 }
 
 TensorPtr sum_of_squares(const TensorPtr& t_in) {
