@@ -365,3 +365,55 @@ describe('bad arguments', () => {
     expect(Array.from(await m.data())).toEqual([0, 0, 0, 0]);
   });
 });
+
+describe.each(vl.backends())('multi-tensor updates on %s: bad lists name the list and index', (backend) => {
+  const device = backend === 'cpu' ? 'cpu' : `${backend}:0`;
+  test('lengths, shapes, dtypes, layouts, shared memory and per-tensor hyper-parameters', () => {
+    const t = (shape: number[], o: { dtype?: 'f32' | 'bf16' } = {}) => vl.zeros(shape, { ...o, device });
+    const p = [t([2, 3]), t([4])], g = [t([2, 3]), t([4])], m = [t([2, 3]), t([4])], v = [t([2, 3]), t([4])];
+    const adam = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecays: [0.01, 0], steps: [1, 2] };
+    expect(() => optim.adamwUpdateMulti(p, g, m, v, adam)).not.toThrow();
+    expect(() => optim.adamwUpdateMulti(p, [g[0]], m, v, adam)).toThrow(/adamwUpdateMulti: grads has 1 tensors but params has 2; expected one per parameter/);
+    expect(() => optim.lambUpdateMulti(p, g, m, [v[0], t([3])], adam)).toThrow(/lambUpdateMulti: expAvgSqs\[1\] f32\[3\] on \S+ must have the shape of params\[1\] f32\[4\]/);
+    expect(() => optim.lambUpdateMulti(p, g, m, [v[0], t([3])], adam)).toThrow(vl.ShapeError);
+    expect(() => optim.adamwUpdateMulti(p, g, [m[0], t([4], { dtype: 'bf16' })], v, adam)).toThrow(/expAvgs\[1\] must be f32, got bf16\[4\]/);
+    expect(() => optim.adamwUpdateMulti(p, g, [m[0], t([4], { dtype: 'bf16' })], v, adam)).toThrow(vl.DTypeError);
+    const strided = t([3, 2]).transpose();
+    expect(() => optim.adamwUpdateMulti([strided, p[1]], g, m, v, adam)).toThrow(/params\[0\] must be contiguous \(it is used in place and is never copied\)/);
+    // Memory shared across indices: a state buffer that is another parameter.
+    const q = [t([4]), t([4])];
+    const shared = () => optim.adamwUpdateMulti(q, [g[1], g[1]], [q[1], m[1]], [v[1], t([4])], adam);
+    expect(shared).toThrow(/expAvgs\[0\].*params\[1\]|params\[1\].*expAvgs\[0\]/);
+    expect(shared).toThrow(/share memory; expected separate tensors/);
+    // Gradients may share memory with each other (they are only read).
+    expect(() => optim.adamwUpdateMulti([p[1], t([4])], [g[1], g[1]], [m[1], t([4])], [v[1], t([4])], adam)).not.toThrow();
+    expect(() => optim.adamwUpdateMulti(p, g, m, v, { ...adam, steps: [1] })).toThrow(/expected 2 weight decays and steps \(one per parameter\), got 2 and 1/);
+    expect(() => optim.adamwUpdateMulti(p, g, m, v, { ...adam, steps: [1, 0] })).toThrow(/steps\[1\] must be >= 1/);
+    expect(() => optim.adamwUpdateMulti(p, g, m, v, { ...adam, weightDecays: [0, -1] })).toThrow(/weightDecays\[1\] must be >= 0/);
+    expect(() => optim.adamwUpdateMulti(p, [g[0], 3] as unknown as vl.Tensor[], m, v, adam)).toThrow(/adamwUpdateMulti: grads\[1\] must be a Tensor, got number/);
+    expect(() => optim.adamwUpdateMulti(p[0] as unknown as vl.Tensor[], g, m, v, adam)).toThrow(/adamwUpdateMulti: params must be an array/);
+    const sgd = { lr: 0.1, momentum: 0.9, dampening: 0, nesterov: false, weightDecays: [0, 0], firstSteps: [true, false] };
+    expect(() => optim.sgdUpdateMulti(p, g, m, sgd)).not.toThrow();
+    expect(() => optim.sgdUpdateMulti(p, g, [], sgd)).toThrow(/sgdUpdateMulti: momentum 0.9 needs momentumBuffers \(one per parameter, shaped like it\), got an empty list/);
+    expect(() => optim.sgdUpdateMulti(p, g, [], { ...sgd, momentum: 0 })).not.toThrow();
+    expect(() => optim.sgdUpdateMulti(p, g, [m[0]], sgd)).toThrow(/momentumBuffers has 1 tensors but params has 2/);
+    expect(() => optim.sgdUpdateMulti(p, g, m, { ...sgd, firstSteps: [true] })).toThrow(/expected 2 weight decays and first-step flags/);
+    // Empty lists and empty tensors are no-ops.
+    expect(() => optim.adamwUpdateMulti([], [], [], [], { ...adam, weightDecays: [], steps: [] })).not.toThrow();
+    expect(() => optim.lambUpdateMulti([t([0])], [t([0])], [t([0])], [t([0])], { ...adam, weightDecays: [0], steps: [1] })).not.toThrow();
+    for (const x of [...p, ...g, ...m, ...v, ...q, strided]) x.dispose();
+  });
+
+  (vl.backends().length > 1 ? test : test.skip)('tensors on different devices are an error, never a copy', () => {
+    const other = device === 'cpu' ? 'cuda:0' : 'cpu';
+    const p = [vl.zeros([4], { device }), vl.zeros([4], { device: other })];
+    const g = [vl.zeros([4], { device }), vl.zeros([4], { device })];
+    const adam = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecays: [0, 0], steps: [1, 1] };
+    expect(() => optim.adamwUpdateMulti([p[0], g[1]], [g[0], p[1]], [vl.zeros([4], { device }), vl.zeros([4], { device })],
+      [vl.zeros([4], { device }), vl.zeros([4], { device })], adam)).toThrow(/grads\[1\] is on \S+ but params\[1\] is on/);
+    expect(() => optim.adamwUpdateMulti(p, g, [vl.zeros([4], { device }), vl.zeros([4], { device: other })],
+      [vl.zeros([4], { device }), vl.zeros([4], { device: other })], adam)).toThrow(/params\[1\] is on \S+ but params\[0\] is on \S+; a multi-tensor update runs on one device/);
+    expect(() => optim.adamwUpdateMulti(p, g, [vl.zeros([4], { device }), vl.zeros([4], { device: other })],
+      [vl.zeros([4], { device }), vl.zeros([4], { device: other })], adam)).toThrow(vl.DeviceError);
+  });
+});

@@ -95,3 +95,78 @@ describe('optimizers', () => {
     i.dispose();
   });
 });
+
+// The fused step (one multi-tensor call per device) against the per-tensor
+// step, on every backend: the same bits on one backend, and close to the CPU.
+describe.each(vl.backends())('fused optimizer steps on %s', (backend) => {
+  const device = backend === 'cpu' ? 'cpu' : `${backend}:0`;
+  // Ragged sizes around the kernels' chunks (2^14 elements for LAMB's partial
+  // sums and the CUDA blocks, 2^15 per CPU task), so work items span tensor
+  // boundaries; the norm and bias names get no weight decay by default.
+  const shapes: [string, number[]][] = [
+    ['embed.weight', [40000]], ['embed.bias', [1]], ['blocks.0.norm1.weight', [16384]], ['blocks.0.fc.weight', [16385]],
+    ['blocks.0.fc.bias', [5, 7]], ['head.weight', [3, 100]],
+  ];
+  const makeParams = (dev: string) => shapes.map(([name, shape], i): [string, vl.Tensor] =>
+    [name, vl.keep(vl.randn(shape, { seed: 100 + i, device: dev }))]);
+  type Kind = 'AdamW' | 'Lamb' | 'SGD' | 'SGD nesterov' | 'SGD without momentum';
+  const make = (kind: Kind, params: [string, vl.Tensor][], fused: boolean): vl.optim.Optimizer => {
+    const common = { lr: 1e-2, weightDecay: 0.05, fused };
+    if (kind === 'AdamW') return new vl.optim.AdamW(params, common);
+    if (kind === 'Lamb') return new vl.optim.Lamb(params, common);
+    if (kind === 'SGD') return new vl.optim.SGD(params, { ...common, momentum: 0.9, dampening: 0.1 });
+    if (kind === 'SGD nesterov') return new vl.optim.SGD(params, { ...common, momentum: 0.9, nesterov: true });
+    return new vl.optim.SGD(params, { ...common, momentum: 0 });
+  };
+  const bytes = (t: vl.Tensor) => Buffer.from(Float32Array.from(t.dataSync()).buffer);
+
+  test.each(['AdamW', 'Lamb', 'SGD', 'SGD nesterov', 'SGD without momentum'] as Kind[])(
+    '%s: the fused step equals the per-tensor step bit for bit over 4 steps, skipping parameters without gradients', (kind) => {
+      const runs = [{ dev: device, fused: true }, { dev: device, fused: false }, { dev: 'cpu', fused: false }].map(({ dev, fused }) => {
+        const params = makeParams(dev);
+        return { params, opt: make(kind, params, fused) };
+      });
+      for (let step = 0; step < 4; ++step) {
+        for (const { params, opt } of runs) {
+          params.forEach(([, p], i) => {
+            p.grad?.dispose();
+            // Some parameters have no gradient in some steps: they are skipped and their step counts lag.
+            p.grad = (step === 1 && i % 2 === 1) || (step === 2 && i === 0) ? null
+              : vl.keep(vl.randn([...p.shape], { seed: 1000 * step + i, device: p.device }));
+          });
+          opt.step();
+        }
+      }
+      const [fused, unfused, cpu] = runs.map(({ params, opt }) => ({ params, state: opt.stateDict() }));
+      expect(fused.state.meta.steps).toEqual(unfused.state.meta.steps);
+      expect(fused.state.meta.steps).toEqual({ 'embed.weight': 3, 'embed.bias': 3, 'blocks.0.norm1.weight': 4, 'blocks.0.fc.weight': 3, 'blocks.0.fc.bias': 4, 'head.weight': 3 });
+      expect([...fused.state.tensors.keys()]).toEqual([...unfused.state.tensors.keys()]);
+      fused.params.forEach(([name, p], i) => {
+        expect([name, bytes(p).equals(bytes(unfused.params[i][1]))]).toEqual([name, true]);
+        if (device !== 'cpu') expect(maxRelDiff(p.dataSync(), cpu.params[i][1].dataSync())).toBeLessThan(1e-5);
+      });
+      for (const [key, t] of fused.state.tensors) expect([key, bytes(t).equals(bytes(unfused.state.tensors.get(key)!))]).toEqual([key, true]);
+      for (const { params, opt } of runs) {
+        opt.dispose();
+        for (const [, p] of params) { p.grad?.dispose(); p.dispose(); }
+      }
+    });
+
+  test('a step whose update fails changes nothing (step counts included)', () => {
+    const params = makeParams(device);
+    const opt = new vl.optim.AdamW(params);
+    params.forEach(([, p], i) => { p.grad = vl.keep(vl.randn(i === 3 ? [2] : [...p.shape], { device })); });
+    const before = params.map(([, p]) => bytes(p));
+    expect(() => opt.step()).toThrow(/adamwUpdateMulti: grads\[3\] f32\[2\] on \S+ must have the shape of params\[3\] f32\[16385\]/);
+    expect(Object.values(opt.stateDict().meta.steps as Record<string, number>)).toEqual([0, 0, 0, 0, 0, 0]);
+    params.forEach(([, p], i) => expect(bytes(p).equals(before[i])).toBe(true));
+    opt.dispose();
+    for (const [, p] of params) { p.grad?.dispose(); p.dispose(); }
+  });
+});
+
+function maxRelDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let d = 0, s = 1e-30;
+  for (let i = 0; i < a.length; ++i) { d = Math.max(d, Math.abs(a[i] - b[i])); s = Math.max(s, Math.abs(b[i])); }
+  return d / s;
+}

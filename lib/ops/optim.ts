@@ -6,6 +6,7 @@
  */
 import { NativeTensorHandle, native } from '../native';
 import { Tensor } from '../tensor';
+import { ArgumentError } from '../errors';
 import { booleanOption, numberOption, optionalTensorArg, optionsArg, tensorArg } from './args';
 
 interface OptimNative {
@@ -15,6 +16,12 @@ interface OptimNative {
     dampening: number, weightDecay: number, nesterov: boolean, firstStep: boolean): void;
   lambUpdate(p: NativeTensorHandle, g: NativeTensorHandle, m: NativeTensorHandle, v: NativeTensorHandle,
     lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number): void;
+  adamwUpdateMulti(p: NativeTensorHandle[], g: NativeTensorHandle[], m: NativeTensorHandle[], v: NativeTensorHandle[],
+    lr: number, beta1: number, beta2: number, eps: number, weightDecays: number[], steps: number[]): void;
+  lambUpdateMulti(p: NativeTensorHandle[], g: NativeTensorHandle[], m: NativeTensorHandle[], v: NativeTensorHandle[],
+    lr: number, beta1: number, beta2: number, eps: number, weightDecays: number[], steps: number[]): void;
+  sgdUpdateMulti(p: NativeTensorHandle[], g: NativeTensorHandle[], buf: NativeTensorHandle[], lr: number, momentum: number,
+    dampening: number, nesterov: boolean, weightDecays: number[], firstSteps: boolean[]): void;
   sumOfSquares(t: NativeTensorHandle): NativeTensorHandle;
   scaleInPlace(t: NativeTensorHandle, s: number): void;
   addInPlace(dst: NativeTensorHandle, src: NativeTensorHandle, alpha: number): void;
@@ -84,6 +91,75 @@ export function lambUpdate(param: Tensor, grad: Tensor, expAvg: Tensor, expAvgSq
   const op = 'lambUpdate';
   optimNative().lambUpdate(tensorArg(param, op, 'param'), tensorArg(grad, op, 'grad'), tensorArg(expAvg, op, 'expAvg'),
     tensorArg(expAvgSq, op, 'expAvgSq'), ...adamArgs(o, op));
+}
+
+/** The common hyper-parameters of a multi-tensor Adam-family step, and one weight decay and step count per tensor. */
+export interface AdamMultiOptions {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  /** Per tensor (0 for the parameters without decay). */
+  weightDecays: readonly number[];
+  /** Per tensor: the number of this update of that tensor, from 1. */
+  steps: readonly number[];
+}
+
+export interface SgdMultiOptions {
+  lr: number;
+  momentum: number;
+  dampening: number;
+  nesterov: boolean;
+  weightDecays: readonly number[];
+  /** Per tensor: the first update with its momentum buffer. */
+  firstSteps: readonly boolean[];
+}
+
+function listArg<T>(value: unknown, op: string, what: string, element: (v: unknown, name: string) => T): T[] {
+  if (!Array.isArray(value)) throw new ArgumentError(`${op}: ${what} must be an array, got ${value === null ? 'null' : typeof value}`);
+  return value.map((v, i) => element(v, `${what}[${i}]`));
+}
+const tensorList = (value: unknown, op: string, what: string) => listArg(value, op, what, (v, name) => tensorArg(v, op, name));
+
+function adamMultiArgs(o: unknown, op: string): [number, number, number, number, number[], number[]] {
+  const opts = optionsArg<AdamMultiOptions>(o ?? null, op) as Record<string, unknown>;
+  // Element types are checked natively, with the index in the message.
+  return [numberOption(opts, 'lr', op), numberOption(opts, 'beta1', op), numberOption(opts, 'beta2', op), numberOption(opts, 'eps', op),
+    listArg(opts.weightDecays, op, 'weightDecays', (v) => v as number), listArg(opts.steps, op, 'steps', (v) => v as number)];
+}
+
+/**
+ * adamwUpdate over lists of tensors (tensor i of each list belongs to
+ * parameter i) in one kernel call: the same bits as one adamwUpdate per
+ * tensor with its weight decay and step. All tensors on one device.
+ */
+export function adamwUpdateMulti(params: readonly Tensor[], grads: readonly Tensor[], expAvgs: readonly Tensor[],
+  expAvgSqs: readonly Tensor[], o: AdamMultiOptions): void {
+  const op = 'adamwUpdateMulti';
+  optimNative().adamwUpdateMulti(tensorList(params, op, 'params'), tensorList(grads, op, 'grads'), tensorList(expAvgs, op, 'expAvgs'),
+    tensorList(expAvgSqs, op, 'expAvgSqs'), ...adamMultiArgs(o, op));
+}
+
+/** lambUpdate over lists of tensors in one kernel call (a trust ratio per tensor); the bits of the per-tensor updates. */
+export function lambUpdateMulti(params: readonly Tensor[], grads: readonly Tensor[], expAvgs: readonly Tensor[],
+  expAvgSqs: readonly Tensor[], o: AdamMultiOptions): void {
+  const op = 'lambUpdateMulti';
+  optimNative().lambUpdateMulti(tensorList(params, op, 'params'), tensorList(grads, op, 'grads'), tensorList(expAvgs, op, 'expAvgs'),
+    tensorList(expAvgSqs, op, 'expAvgSqs'), ...adamMultiArgs(o, op));
+}
+
+/**
+ * sgdUpdate over lists of tensors in one kernel call; momentumBuffers holds
+ * one buffer per parameter, or nothing when momentum is 0.
+ */
+export function sgdUpdateMulti(params: readonly Tensor[], grads: readonly Tensor[], momentumBuffers: readonly Tensor[],
+  o: SgdMultiOptions): void {
+  const op = 'sgdUpdateMulti';
+  const opts = optionsArg<SgdMultiOptions>(o ?? null, op) as Record<string, unknown>;
+  optimNative().sgdUpdateMulti(tensorList(params, op, 'params'), tensorList(grads, op, 'grads'),
+    tensorList(momentumBuffers, op, 'momentumBuffers'), numberOption(opts, 'lr', op), numberOption(opts, 'momentum', op),
+    numberOption(opts, 'dampening', op), booleanOption(opts, 'nesterov', op),
+    listArg(opts.weightDecays, op, 'weightDecays', (v) => v as number), listArg(opts.firstSteps, op, 'firstSteps', (v) => v as boolean));
 }
 
 /** Σ t² as an f32 scalar [] (fixed reduction order; for global gradient-norm clipping). */

@@ -1,6 +1,6 @@
 /** AdamW (decoupled weight decay), with PyTorch's order of operations, and what LAMB shares with it. */
 import { ArgumentError } from '../errors';
-import { adamwUpdate } from '../ops/optim';
+import { AdamMultiOptions, adamwUpdateMulti, adamwUpdate } from '../ops/optim';
 import { Tensor } from '../tensor';
 import { NamedParameters, Optimizer, ParamSlot } from './optimizer';
 
@@ -11,6 +11,8 @@ export interface AdamOptions {
   weightDecay?: number;
   /** Names excluded from weight decay (see DEFAULT_NO_DECAY); [] decays every tensor. */
   noDecay?: readonly (string | RegExp)[];
+  /** One multi-tensor kernel call per device and step (default true); false: one per parameter (the same results). */
+  fused?: boolean;
 }
 
 function checkBetas(betas: unknown, op: string): [number, number] {
@@ -32,7 +34,7 @@ export abstract class AdamFamily extends Optimizer {
   readonly weightDecay: number;
 
   protected constructor(params: NamedParameters, options: AdamOptions, kind: string, defaultEps: number) {
-    super(params, options.lr ?? 1e-3, options.noDecay);
+    super(params, options.lr ?? 1e-3, options.noDecay, options.fused);
     this.betas = checkBetas(options.betas ?? [0.9, 0.999], kind);
     this.eps = checkNonNegative(options.eps ?? defaultEps, kind, 'eps');
     this.weightDecay = checkNonNegative(options.weightDecay ?? 0.01, kind, 'weightDecay');
@@ -44,6 +46,19 @@ export abstract class AdamFamily extends Optimizer {
       lr: this.lr, beta1: this.betas[0], beta2: this.betas[1], eps: this.eps,
       weightDecay: s.decay ? this.weightDecay : 0, step: s.step,
     };
+  }
+
+  /** The arguments of the multi-tensor update kernels for these parameters' step. */
+  protected adamMultiArgs(slots: ParamSlot[]): AdamMultiOptions {
+    return {
+      lr: this.lr, beta1: this.betas[0], beta2: this.betas[1], eps: this.eps,
+      weightDecays: slots.map((s) => s.decay ? this.weightDecay : 0), steps: slots.map((s) => s.step),
+    };
+  }
+
+  /** The parameters, gradients and both moments of a group, for the multi-tensor kernels. */
+  protected adamLists(slots: ParamSlot[]): [Tensor[], Tensor[], Tensor[]] {
+    return [slots.map((s) => s.param), slots.map((s) => this.buffer(s, 'exp_avg')), slots.map((s) => this.buffer(s, 'exp_avg_sq'))];
   }
 
   protected hyper(): Record<string, unknown> {
@@ -60,5 +75,10 @@ export class AdamW extends AdamFamily {
 
   protected update(s: ParamSlot, grad: Tensor): void {
     adamwUpdate(s.param, grad, this.buffer(s, 'exp_avg'), this.buffer(s, 'exp_avg_sq'), this.adamArgs(s));
+  }
+
+  protected updateGroup(slots: ParamSlot[], grads: Tensor[]): void {
+    const [params, expAvgs, expAvgSqs] = this.adamLists(slots);
+    adamwUpdateMulti(params, grads, expAvgs, expAvgSqs, this.adamMultiArgs(slots));
   }
 }

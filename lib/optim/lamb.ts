@@ -1,5 +1,5 @@
 /** LAMB: Adam moments with a per-tensor trust ratio ‖w‖/‖update‖ (large-batch recipe of the plain models). */
-import { lambUpdate } from '../ops/optim';
+import { lambUpdate, lambUpdateMulti } from '../ops/optim';
 import { Tensor } from '../tensor';
 import { AdamFamily, AdamOptions } from './adamw';
 import { NamedParameters, ParamSlot } from './optimizer';
@@ -13,5 +13,10 @@ export class Lamb extends AdamFamily {
 
   protected update(s: ParamSlot, grad: Tensor): void {
     lambUpdate(s.param, grad, this.buffer(s, 'exp_avg'), this.buffer(s, 'exp_avg_sq'), this.adamArgs(s));
+  }
+
+  protected updateGroup(slots: ParamSlot[], grads: Tensor[]): void {
+    const [params, expAvgs, expAvgSqs] = this.adamLists(slots);
+    lambUpdateMulti(params, grads, expAvgs, expAvgSqs, this.adamMultiArgs(slots));
   }
 }

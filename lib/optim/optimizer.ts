@@ -44,9 +44,14 @@ export abstract class Optimizer {
   protected readonly slots: ParamSlot[];
   /** The learning rate of the next step (schedules set it every step). */
   lr: number;
+  /**
+   * Whether step() updates all parameters of a device in one multi-tensor
+   * kernel call (the default) or one call per parameter; the results are the same bits.
+   */
+  readonly fused: boolean;
   abstract readonly kind: string;
 
-  protected constructor(params: NamedParameters, lr: number, noDecay: readonly (string | RegExp)[] | undefined) {
+  protected constructor(params: NamedParameters, lr: number, noDecay: readonly (string | RegExp)[] | undefined, fused: boolean | undefined = true) {
     if (!(typeof lr === 'number' && lr >= 0 && Number.isFinite(lr))) throw new ArgumentError(`optimizer: lr must be a non-negative number, got ${String(lr)}`);
     if (params === null || typeof params !== 'object' || !(Symbol.iterator in Object(params))) {
       throw new ArgumentError('optimizer: expected the named parameters, e.g. model.namedParameters()');
@@ -67,7 +72,9 @@ export abstract class Optimizer {
       this.slots.push({ name, param, decay: !patterns.some((p) => matchesPattern(name, p)), step: 0, state: new Map() });
     }
     if (!this.slots.length) throw new ArgumentError('optimizer: no parameters given');
+    if (typeof fused !== 'boolean') throw new ArgumentError(`optimizer: fused must be a boolean, got ${String(fused)}`);
     this.lr = lr;
+    this.fused = fused;
   }
 
   /** Names of the parameters that get weight decay. */
@@ -81,20 +88,44 @@ export abstract class Optimizer {
     }
   }
 
-  /** One update of every parameter that has a gradient. */
+  /**
+   * One update of every parameter that has a gradient: fused, one kernel call
+   * per device over all of its parameters; else one call per parameter.
+   */
   step(): void {
     noGrad(() => {
+      const groups = new Map<string, { slots: ParamSlot[]; grads: Tensor[] }>();
       for (const s of this.slots) {
         const g = s.param.grad;
         if (!g) continue;
         if (s.param.isDisposed) throw new ArgumentError(`${this.kind}.step: parameter '${s.name}' was disposed (was the model reloaded? make a new optimizer)`);
-        s.step += 1;
-        this.update(s, g);
+        if (!this.fused) {
+          s.step += 1;
+          this.update(s, g);
+          continue;
+        }
+        // By the parameter's device: a gradient elsewhere is an error of the update, never a copy.
+        let group = groups.get(s.param.device);
+        if (!group) groups.set(s.param.device, group = { slots: [], grads: [] });
+        group.slots.push(s);
+        group.grads.push(g);
+      }
+      for (const { slots, grads } of groups.values()) {
+        for (const s of slots) s.step += 1;
+        try {
+          this.updateGroup(slots, grads);
+        } catch (e) {
+          for (const s of slots) s.step -= 1;  // the checks run before any update: nothing was changed
+          throw e;
+        }
       }
     });
   }
 
+  /** One parameter's update (the unfused step). */
   protected abstract update(slot: ParamSlot, grad: Tensor): void;
+  /** The update of several parameters of one device in one multi-tensor call. */
+  protected abstract updateGroup(slots: ParamSlot[], grads: Tensor[]): void;
   protected abstract hyper(): Record<string, unknown>;
 
   /** A zero state tensor shaped like the parameter, made once. */

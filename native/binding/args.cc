@@ -67,5 +67,40 @@ TensorPtr Args::optional_tensor(size_t i) const {
   return v.IsNull() || v.IsUndefined() ? nullptr : tensor(i);
 }
 
+namespace {
+// The elements of array argument i, each checked by `element`.
+template <typename T, typename F>
+std::vector<T> array_of(const Args& a, size_t i, const char* name, const char* what, F&& element) {
+  Napi::Value v = a.info[i];
+  if (!v.IsArray()) fail(ErrorCode::Argument, a.fn, ": ", name, " must be an array of ", what);
+  Napi::Array arr = v.As<Napi::Array>();
+  std::vector<T> out;
+  out.reserve(arr.Length());
+  for (uint32_t k = 0; k < arr.Length(); ++k) out.push_back(element(arr.Get(k), k));
+  return out;
+}
+}  // namespace
+
+std::vector<TensorPtr> Args::tensors(size_t i, const char* name) const {
+  return array_of<TensorPtr>(*this, i, name, "tensors", [&](Napi::Value e, uint32_t k) {
+    const std::string what = std::string(name) + "[" + std::to_string(k) + "]";
+    return TensorHandle::unwrap(e, (std::string(fn) + ": " + what).c_str());
+  });
+}
+
+std::vector<double> Args::numbers(size_t i, const char* name) const {
+  return array_of<double>(*this, i, name, "numbers", [&](Napi::Value e, uint32_t k) {
+    if (!e.IsNumber()) fail(ErrorCode::Argument, fn, ": ", name, "[", k, "] must be a number");
+    return e.As<Napi::Number>().DoubleValue();
+  });
+}
+
+std::vector<bool> Args::booleans(size_t i, const char* name) const {
+  return array_of<bool>(*this, i, name, "booleans", [&](Napi::Value e, uint32_t k) {
+    if (!e.IsBoolean()) fail(ErrorCode::Argument, fn, ": ", name, "[", k, "] must be a boolean");
+    return e.As<Napi::Boolean>().Value();
+  });
+}
+
 }  // namespace binding
 }  // namespace vl

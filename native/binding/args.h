@@ -28,6 +28,9 @@ struct Args {
   Device device(size_t i) const;
   TensorPtr tensor(size_t i) const;
   TensorPtr optional_tensor(size_t i) const;  // null / undefined -> no tensor
+  std::vector<TensorPtr> tensors(size_t i, const char* name) const;  // array of tensors
+  std::vector<double> numbers(size_t i, const char* name) const;     // array of numbers
+  std::vector<bool> booleans(size_t i, const char* name) const;      // array of booleans
 };
 
 }  // namespace binding

@@ -38,6 +38,37 @@ Napi::Value lamb_update(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// Arguments 4..9 of adamwUpdateMulti and lambUpdateMulti.
+ops::AdamMultiHyper adam_multi_hyper(const Args& a) {
+  return ops::AdamMultiHyper{a.number(4, "lr"), a.number(5, "beta1"), a.number(6, "beta2"), a.number(7, "eps"),
+                             a.numbers(8, "weightDecays"), a.ints(9, "steps")};
+}
+
+// adamwUpdateMulti(params, grads, expAvgs, expAvgSqs, lr, beta1, beta2, eps, weightDecays, steps)
+Napi::Value adamw_update_multi(const Napi::CallbackInfo& info) {
+  Args a{info, "adamwUpdateMulti"};
+  ops::adamw_update_multi(a.tensors(0, "params"), a.tensors(1, "grads"), a.tensors(2, "expAvgs"),
+                          a.tensors(3, "expAvgSqs"), adam_multi_hyper(a));
+  return info.Env().Undefined();
+}
+
+// lambUpdateMulti(params, grads, expAvgs, expAvgSqs, lr, beta1, beta2, eps, weightDecays, steps)
+Napi::Value lamb_update_multi(const Napi::CallbackInfo& info) {
+  Args a{info, "lambUpdateMulti"};
+  ops::lamb_update_multi(a.tensors(0, "params"), a.tensors(1, "grads"), a.tensors(2, "expAvgs"),
+                         a.tensors(3, "expAvgSqs"), adam_multi_hyper(a));
+  return info.Env().Undefined();
+}
+
+// sgdUpdateMulti(params, grads, momentumBuffers, lr, momentum, dampening, nesterov, weightDecays, firstSteps)
+Napi::Value sgd_update_multi(const Napi::CallbackInfo& info) {
+  Args a{info, "sgdUpdateMulti"};
+  const ops::SgdMultiHyper h{a.number(3, "lr"),       a.number(4, "momentum"),        a.number(5, "dampening"),
+                             a.boolean(6, "nesterov"), a.numbers(7, "weightDecays"), a.booleans(8, "firstSteps")};
+  ops::sgd_update_multi(a.tensors(0, "params"), a.tensors(1, "grads"), a.tensors(2, "momentumBuffers"), h);
+  return info.Env().Undefined();
+}
+
 Napi::Value sum_of_squares(const Napi::CallbackInfo& info) {
   Args a{info, "sumOfSquares"};
   return TensorHandle::wrap(info.Env(), ops::sum_of_squares(a.tensor(0)));
@@ -65,6 +96,9 @@ void init_optim(Napi::Object exports) {
   VL_EXPORT(exports, "adamwUpdate", adamw_update);
   VL_EXPORT(exports, "sgdUpdate", sgd_update);
   VL_EXPORT(exports, "lambUpdate", lamb_update);
+  VL_EXPORT(exports, "adamwUpdateMulti", adamw_update_multi);
+  VL_EXPORT(exports, "sgdUpdateMulti", sgd_update_multi);
+  VL_EXPORT(exports, "lambUpdateMulti", lamb_update_multi);
   VL_EXPORT(exports, "sumOfSquares", sum_of_squares);
   VL_EXPORT(exports, "scaleInPlace", scale_inplace);
   VL_EXPORT(exports, "addInPlace", add_inplace);

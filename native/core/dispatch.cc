@@ -30,6 +30,10 @@ Attrs& Attrs::set(const std::string& name, std::vector<int64_t> v) {
   lists_.emplace_back(name, std::move(v));
   return *this;
 }
+Attrs& Attrs::set_nums(const std::string& name, std::vector<double> v) {
+  num_lists_.emplace_back(name, std::move(v));
+  return *this;
+}
 double Attrs::num(const std::string& name) const {
   for (const auto& kv : nums_)
     if (kv.first == name) return kv.second;
@@ -38,6 +42,11 @@ double Attrs::num(const std::string& name) const {
 int64_t Attrs::integer(const std::string& name) const { return static_cast<int64_t>(num(name)); }
 const std::vector<int64_t>& Attrs::ints(const std::string& name) const {
   for (const auto& kv : lists_)
+    if (kv.first == name) return kv.second;
+  fail(ErrorCode::Runtime, "kernel attribute '", name, "' is missing");
+}
+const std::vector<double>& Attrs::nums(const std::string& name) const {
+  for (const auto& kv : num_lists_)
     if (kv.first == name) return kv.second;
   fail(ErrorCode::Runtime, "kernel attribute '", name, "' is missing");
 }

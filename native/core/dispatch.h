@@ -31,13 +31,18 @@ class Attrs {
  public:
   Attrs& set(const std::string& name, double v);
   Attrs& set(const std::string& name, std::vector<int64_t> v);
+  // A list of numbers (e.g. one factor per tensor of a multi-tensor op); a
+  // name of its own, since a braced list of integers would fit both lists.
+  Attrs& set_nums(const std::string& name, std::vector<double> v);
   double num(const std::string& name) const;
   int64_t integer(const std::string& name) const;
   const std::vector<int64_t>& ints(const std::string& name) const;
+  const std::vector<double>& nums(const std::string& name) const;
 
  private:
   std::vector<std::pair<std::string, double>> nums_;
   std::vector<std::pair<std::string, std::vector<int64_t>>> lists_;
+  std::vector<std::pair<std::string, std::vector<double>>> num_lists_;
 };
 
 struct KernelCall {

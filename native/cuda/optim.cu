@@ -5,6 +5,7 @@
 // device: LAMB's trust ratio stays in device memory between its passes.
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "core/backend.h"
 #include "core/dispatch.h"
@@ -22,12 +23,29 @@ float attr_f(const KernelCall& c, const char* name) { return static_cast<float>(
 float* out_f(const KernelCall& c, size_t i) { return static_cast<float*>(c.out[i].data); }
 const float* in_f(const KernelCall& c, size_t i) { return static_cast<const float*>(c.in[i].data); }
 unsigned elementwise_blocks(int64_t n) { return static_cast<unsigned>(std::min<int64_t>((n + kThreads - 1) / kThreads, 8192)); }
-int64_t chunks_of(int64_t n) { return (n + kernels::kOptimChunk - 1) / kernels::kOptimChunk; }
+int64_t chunks_of(int64_t n) { return kernels::optim_chunks(n); }
 unsigned chunk_blocks(int64_t chunks) { return static_cast<unsigned>(std::min<int64_t>(chunks, 65535)); }
 
 // Scratch from the device allocator: handing it back right after queuing is
 // safe because everything on this device runs in stream order.
 StoragePtr scratch(const KernelCall& c, size_t bytes) { return backend_for(c.device).allocate(c.device, bytes); }
+
+// A multi-tensor call's operands: tensor t's input l at in[t * in_per_tensor + l].
+struct MultiOperands {
+  const KernelCall& c;
+  size_t in_per_tensor;
+  int64_t count() const { return static_cast<int64_t>(c.in.size() / in_per_tensor); }
+  float* in(int64_t t, size_t l) const { return static_cast<float*>(c.in[t * in_per_tensor + l].data); }
+  int64_t numel(int64_t t) const { return c.in[t * in_per_tensor].numel; }
+};
+
+// One factor per tensor, as the float the kernels compute with.
+std::vector<float> factor_list(const KernelCall& c, const char* name) {
+  const std::vector<double>& d = c.attrs.nums(name);
+  return std::vector<float>(d.begin(), d.end());
+}
+
+unsigned table_blocks(int64_t chunks) { return static_cast<unsigned>(chunks); }  // < 2^31: tables hold < 2^31 chunks
 
 // in: param, grad, exp_avg, exp_avg_sq; out: param, exp_avg, exp_avg_sq (the same tensors)
 void adamw_update(const KernelCall& c) {
@@ -49,6 +67,31 @@ void adamw_update(const KernelCall& c) {
   check_launch("adamw_update", dev);
 }
 
+// in: (param, grad, exp_avg, exp_avg_sq) per tensor (the outputs are the
+// same tensors); decay, neg_step_size and bc2_sqrt are lists. One launch per
+// table of tensors (one for any usual model).
+void adamw_update_multi(const KernelCall& c) {
+  const MultiOperands ops{c, 4};
+  const int dev = c.device.index;
+  cudaStream_t stream = current_stream(dev);
+  const std::vector<float> decay = factor_list(c, "decay"), neg_step = factor_list(c, "neg_step_size"),
+                           bc2_sqrt = factor_list(c, "bc2_sqrt");
+  const float w = attr_f(c, "lerp_weight");
+  const auto fill = [&](kernels::AdamWTable& t, int k, int64_t i) {
+    for (size_t l = 0; l < 4; ++l) t.ptr[l][k] = ops.in(i, l);
+    t.numel[k] = ops.numel(i);
+    t.step[k] = kernels::AdamWStep{decay[i], w, attr_f(c, "beta2"), attr_f(c, "one_minus_beta2"), neg_step[i],
+                                   bc2_sqrt[i], attr_f(c, "eps")};
+  };
+  kernels::for_each_table<kernels::AdamWTable>(ops.count(), fill, [&](const kernels::AdamWTable& t, int64_t chunks) {
+    if (std::fabs(w) < 0.5f)
+      kernels::adamw_update_multi<true><<<table_blocks(chunks), kernels::kOptimThreads, 0, stream>>>(t);
+    else
+      kernels::adamw_update_multi<false><<<table_blocks(chunks), kernels::kOptimThreads, 0, stream>>>(t);
+    check_launch("adamw_update_multi", dev);
+  });
+}
+
 // in: param, grad, [momentum_buffer]; out: param, [momentum_buffer]
 void sgd_update(const KernelCall& c) {
   const int64_t n = c.out[0].numel;
@@ -59,6 +102,27 @@ void sgd_update(const KernelCall& c) {
   float* buf = c.out.size() > 1 ? out_f(c, 1) : nullptr;
   kernels::sgd_update<<<elementwise_blocks(n), kThreads, 0, current_stream(dev)>>>(out_f(c, 0), in_f(c, 1), buf, n, s);
   check_launch("sgd_update", dev);
+}
+
+// in: (param, grad, [momentum_buffer]) per tensor; weight_decay and first_step are lists.
+void sgd_update_multi(const KernelCall& c) {
+  const bool with_buffer = c.out.size() * 3 == c.in.size() * 2;  // 3 in, 2 out per tensor; else 2 in, 1 out
+  const MultiOperands ops{c, with_buffer ? size_t{3} : size_t{2}};
+  const int dev = c.device.index;
+  cudaStream_t stream = current_stream(dev);
+  const std::vector<float> wd = factor_list(c, "weight_decay"), first = factor_list(c, "first_step");
+  const auto fill = [&](kernels::SgdTable& t, int k, int64_t i) {
+    t.ptr[0][k] = ops.in(i, 0);
+    t.ptr[1][k] = ops.in(i, 1);
+    t.ptr[2][k] = with_buffer ? ops.in(i, 2) : nullptr;
+    t.numel[k] = ops.numel(i);
+    t.step[k] = kernels::SgdStep{-attr_f(c, "lr"), attr_f(c, "momentum"), attr_f(c, "one_minus_dampening"), wd[i],
+                                 c.attrs.integer("nesterov") != 0, first[i] != 0.0f};
+  };
+  kernels::for_each_table<kernels::SgdTable>(ops.count(), fill, [&](const kernels::SgdTable& t, int64_t chunks) {
+    kernels::sgd_update_multi<<<table_blocks(chunks), kernels::kOptimThreads, 0, stream>>>(t);
+    check_launch("sgd_update_multi", dev);
+  });
 }
 
 // in: param, grad, exp_avg, exp_avg_sq; out: param, exp_avg, exp_avg_sq
@@ -81,6 +145,38 @@ void lamb_update(const KernelCall& c) {
   check_launch("lamb_update", dev);
   kernels::lamb_apply<<<elementwise_blocks(n), kThreads, 0, stream>>>(p, m, v, n, s, scale);
   check_launch("lamb_update", dev);
+}
+
+// in: (param, grad, exp_avg, exp_avg_sq) per tensor; inv_bc1, inv_bc2 and
+// weight_decay are lists. Per table: the chunks' partials, one block per
+// tensor for its trust ratio (kept on the device), then the apply pass;
+// nothing waits for the device.
+void lamb_update_multi(const KernelCall& c) {
+  const MultiOperands ops{c, 4};
+  const int dev = c.device.index;
+  cudaStream_t stream = current_stream(dev);
+  const std::vector<float> inv_bc1 = factor_list(c, "inv_bc1"), inv_bc2 = factor_list(c, "inv_bc2"),
+                           wd = factor_list(c, "weight_decay");
+  int64_t chunks = 0;
+  for (int64_t i = 0; i < ops.count(); ++i) chunks += chunks_of(ops.numel(i));
+  StoragePtr buf = scratch(c, static_cast<size_t>(2 * chunks) * sizeof(double) + static_cast<size_t>(ops.count()) * sizeof(float));
+  double* sums = static_cast<double*>(buf->data());
+  float* scales = reinterpret_cast<float*>(sums + 2 * chunks);
+  const auto fill = [&](kernels::LambTable& t, int k, int64_t i) {
+    for (size_t l = 0; l < 4; ++l) t.ptr[l][k] = ops.in(i, l);
+    t.numel[k] = ops.numel(i);
+    t.step[k] = kernels::LambStep{attr_f(c, "beta1"), attr_f(c, "one_minus_beta1"), attr_f(c, "beta2"),
+                                  attr_f(c, "one_minus_beta2"), inv_bc1[i], inv_bc2[i], attr_f(c, "eps"), wd[i],
+                                  attr_f(c, "lr")};
+  };
+  kernels::for_each_table<kernels::LambTable>(ops.count(), fill, [&](const kernels::LambTable& t, int64_t table_chunks) {
+    kernels::lamb_moments_multi<<<table_blocks(table_chunks), kernels::kOptimThreads, 0, stream>>>(t, sums);
+    check_launch("lamb_update_multi", dev);
+    kernels::lamb_trust_ratio_multi<<<static_cast<unsigned>(t.count), kernels::kOptimThreads, 0, stream>>>(t, sums, scales);
+    check_launch("lamb_update_multi", dev);
+    kernels::lamb_apply_multi<<<table_blocks(table_chunks), kernels::kOptimThreads, 0, stream>>>(t, scales);
+    check_launch("lamb_update_multi", dev);
+  });
 }
 
 // in: t (f32, contiguous, not empty); out: [] the sum of t^2
@@ -131,6 +227,9 @@ void lerp_inplace(const KernelCall& c) {
 VL_REGISTER_KERNEL(adamw_update, CUDA, adamw_update);
 VL_REGISTER_KERNEL(sgd_update, CUDA, sgd_update);
 VL_REGISTER_KERNEL(lamb_update, CUDA, lamb_update);
+VL_REGISTER_KERNEL(adamw_update_multi, CUDA, adamw_update_multi);
+VL_REGISTER_KERNEL(sgd_update_multi, CUDA, sgd_update_multi);
+VL_REGISTER_KERNEL(lamb_update_multi, CUDA, lamb_update_multi);
 VL_REGISTER_KERNEL(sum_of_squares, CUDA, sum_of_squares);
 VL_REGISTER_KERNEL(scale_inplace, CUDA, scale_inplace);
 VL_REGISTER_KERNEL(add_inplace, CUDA, add_inplace);

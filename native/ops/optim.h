@@ -3,6 +3,7 @@
 // device: nothing is copied, since an update of a copy would be lost.
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "core/tensor.h"
 
@@ -30,6 +31,33 @@ void sgd_update(const TensorPtr& param, const TensorPtr& grad, const TensorPtr& 
 // p -= lr r u with the trust ratio r = |p| / |u| (1 when either is 0).
 void lamb_update(const TensorPtr& param, const TensorPtr& grad, const TensorPtr& exp_avg,
                  const TensorPtr& exp_avg_sq, const AdamHyper& h);
+
+// Multi-tensor forms: one update of every tensor of the lists (tensor i of
+// each list belongs to parameter i) in one kernel call per step. Results are
+// the bits of the per-tensor updates. The lists must have one length, each
+// tensor i the shape of params[i], and all of them one device. Hyper-
+// parameters are common except those below, one per tensor.
+struct AdamMultiHyper {
+  double lr, beta1, beta2, eps;
+  std::vector<double> weight_decay;  // 0 for the parameters without decay
+  std::vector<int64_t> step;         // each parameter's update count, from 1
+};
+void adamw_update_multi(const std::vector<TensorPtr>& params, const std::vector<TensorPtr>& grads,
+                        const std::vector<TensorPtr>& exp_avgs, const std::vector<TensorPtr>& exp_avg_sqs,
+                        const AdamMultiHyper& h);
+void lamb_update_multi(const std::vector<TensorPtr>& params, const std::vector<TensorPtr>& grads,
+                       const std::vector<TensorPtr>& exp_avgs, const std::vector<TensorPtr>& exp_avg_sqs,
+                       const AdamMultiHyper& h);
+
+struct SgdMultiHyper {
+  double lr, momentum, dampening;
+  bool nesterov;
+  std::vector<double> weight_decay;
+  std::vector<bool> first_step;
+};
+// momentum_buffers: one per parameter, or empty when momentum is 0.
+void sgd_update_multi(const std::vector<TensorPtr>& params, const std::vector<TensorPtr>& grads,
+                      const std::vector<TensorPtr>& momentum_buffers, const SgdMultiHyper& h);
 
 // sum(t^2) as an f32 scalar [], reduced in a fixed order.
 TensorPtr sum_of_squares(const TensorPtr& t);

@@ -671,6 +671,164 @@ void test_copy() {
 
 }  // namespace
 
+// The multi-tensor optimizer kernels against the per-tensor ones, bit for
+// bit, on ragged tensors (empty, 1 element, exactly a chunk, a chunk + 1,
+// several chunks): tables as large as the parameter space allows and tables
+// of 2 tensors (so a call spans several launches and LAMB's partials and
+// trust ratios are indexed across tables).
+struct MultiCase {
+  std::vector<std::vector<float>> p, g, m, v;  // per tensor (m: momentum buffer for SGD)
+};
+
+MultiCase multi_case(unsigned seed) {
+  namespace k = vl::cuda::kernels;
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  MultiCase c;
+  for (int64_t n : {int64_t{1}, k::kOptimChunk, int64_t{0}, k::kOptimChunk + 1, int64_t{300}, 3 * k::kOptimChunk + 77}) {
+    std::vector<float> p(n), g(n), m(n), v(n);
+    for (int64_t i = 0; i < n; ++i) p[i] = dist(rng), g[i] = dist(rng), m[i] = 0.1f * dist(rng), v[i] = std::fabs(dist(rng));
+    c.p.push_back(p), c.g.push_back(g), c.m.push_back(m), c.v.push_back(v);
+  }
+  return c;
+}
+
+bool same_bits(const MultiCase& a, const MultiCase& b) {
+  for (size_t t = 0; t < a.p.size(); ++t)
+    for (size_t i = 0; i < a.p[t].size(); ++i)
+      if (std::memcmp(&a.p[t][i], &b.p[t][i], 4) || std::memcmp(&a.m[t][i], &b.m[t][i], 4) ||
+          std::memcmp(&a.v[t][i], &b.v[t][i], 4))
+        return false;
+  return true;
+}
+
+void test_multi_tensor() {
+  namespace k = vl::cuda::kernels;
+  const double lr = 1e-2, b2 = 0.999, eps = 1e-6;
+  // Per-tensor weight decay (off for some) and step counts (a tensor that
+  // joined training later has a smaller count).
+  const std::vector<double> wd{0.05, 0.0, 0.05, 0.0, 0.05, 0.05};
+  const std::vector<int> first_step{1, 1, 1, 2, 1, 3};
+  const MultiCase start = multi_case(29);
+  const size_t count = start.p.size();
+
+  for (float b1 : {0.9f, 0.3f})
+    for (int per_table : {k::AdamWTable::kMax, 2}) {
+      MultiCase ref = start, got = start;
+      for (int s = 0; s < 3; ++s) {
+        std::vector<k::AdamWStep> steps;
+        for (size_t t = 0; t < count; ++t) {
+          const int step = first_step[t] + s;
+          const double bc1 = 1 - std::pow(b1, step), bc2 = 1 - std::pow(b2, step);
+          steps.push_back(k::AdamWStep{static_cast<float>(1 - lr * wd[t]), 1 - b1, static_cast<float>(b2),
+                                       static_cast<float>(1 - b2), static_cast<float>(-lr / bc1),
+                                       static_cast<float>(std::sqrt(bc2)), static_cast<float>(eps)});
+          const int64_t n = static_cast<int64_t>(ref.p[t].size());
+          launch({4, 1}, {64, 1}, [&] {
+            if (b1 > 0.5f)
+              k::adamw_update<true>(ref.p[t].data(), ref.g[t].data(), ref.m[t].data(), ref.v[t].data(), n, steps[t]);
+            else
+              k::adamw_update<false>(ref.p[t].data(), ref.g[t].data(), ref.m[t].data(), ref.v[t].data(), n, steps[t]);
+          });
+        }
+        const auto fill = [&](k::AdamWTable& tab, int j, int64_t t) {
+          tab.ptr[0][j] = got.p[t].data(), tab.ptr[1][j] = got.g[t].data();
+          tab.ptr[2][j] = got.m[t].data(), tab.ptr[3][j] = got.v[t].data();
+          tab.numel[j] = static_cast<int64_t>(got.p[t].size());
+          tab.step[j] = steps[t];
+        };
+        k::for_each_table<k::AdamWTable>(static_cast<int64_t>(count), fill, [&](const k::AdamWTable& tab, int64_t chunks) {
+          launch({static_cast<int>(chunks), 1}, {k::kOptimThreads, 1}, [&] {
+            if (b1 > 0.5f)
+              k::adamw_update_multi<true>(tab);
+            else
+              k::adamw_update_multi<false>(tab);
+          });
+        }, per_table);
+      }
+      check(same_bits(ref, got), "adamw_update_multi = adamw_update per tensor, bit for bit (beta1 " +
+                                     std::to_string(b1) + ", " + std::to_string(per_table) + " tensors per table, 3 steps)");
+    }
+
+  struct SgdCase {
+    float momentum, dampening;
+    bool nesterov;
+    int per_table;
+  };
+  for (const SgdCase& cs : {SgdCase{0.0f, 0.0f, false, k::SgdTable::kMax}, SgdCase{0.9f, 0.1f, false, 2},
+                            SgdCase{0.9f, 0.0f, true, k::SgdTable::kMax}}) {
+    MultiCase ref = start, got = start;
+    for (int s = 0; s < 3; ++s) {
+      std::vector<k::SgdStep> steps;
+      for (size_t t = 0; t < count; ++t) {
+        steps.push_back(k::SgdStep{static_cast<float>(-lr), cs.momentum, 1 - cs.dampening, static_cast<float>(wd[t]),
+                                   cs.nesterov, first_step[t] + s == 1});
+        float* buf = cs.momentum != 0.0f ? ref.m[t].data() : nullptr;
+        const int64_t n = static_cast<int64_t>(ref.p[t].size());
+        launch({3, 1}, {64, 1}, [&] { k::sgd_update(ref.p[t].data(), ref.g[t].data(), buf, n, steps[t]); });
+      }
+      const auto fill = [&](k::SgdTable& tab, int j, int64_t t) {
+        tab.ptr[0][j] = got.p[t].data(), tab.ptr[1][j] = got.g[t].data();
+        tab.ptr[2][j] = cs.momentum != 0.0f ? got.m[t].data() : nullptr;
+        tab.numel[j] = static_cast<int64_t>(got.p[t].size());
+        tab.step[j] = steps[t];
+      };
+      k::for_each_table<k::SgdTable>(static_cast<int64_t>(count), fill, [&](const k::SgdTable& tab, int64_t chunks) {
+        launch({static_cast<int>(chunks), 1}, {k::kOptimThreads, 1}, [&] { k::sgd_update_multi(tab); });
+      }, cs.per_table);
+    }
+    check(same_bits(ref, got), "sgd_update_multi = sgd_update per tensor, bit for bit (momentum " +
+                                   std::to_string(cs.momentum) + (cs.nesterov ? " nesterov" : "") + ", " +
+                                   std::to_string(cs.per_table) + " tensors per table, 3 steps)");
+  }
+
+  for (int per_table : {k::LambTable::kMax, 2}) {
+    MultiCase ref = start, got = start;
+    const double b1 = 0.9;
+    int launches = 0;
+    for (int s = 0; s < 2; ++s) {
+      std::vector<k::LambStep> steps;
+      for (size_t t = 0; t < count; ++t) {
+        const int step = first_step[t] + s;
+        const double bc1 = 1 - std::pow(b1, step), bc2 = 1 - std::pow(b2, step);
+        steps.push_back(k::LambStep{static_cast<float>(b1), static_cast<float>(1 - b1), static_cast<float>(b2),
+                                    static_cast<float>(1 - b2), static_cast<float>(1 / bc1), static_cast<float>(1 / bc2),
+                                    static_cast<float>(eps), static_cast<float>(wd[t]), static_cast<float>(lr)});
+        const int64_t n = static_cast<int64_t>(ref.p[t].size()), chunks = k::optim_chunks(n);
+        if (n == 0) continue;  // as the launcher: an empty tensor is not updated
+        std::vector<double> sums(2 * chunks);
+        float scale = 0;
+        launch({2, 1}, {k::kOptimThreads, 1}, [&] {
+          k::lamb_moments(ref.p[t].data(), ref.g[t].data(), ref.m[t].data(), ref.v[t].data(), n, steps[t], sums.data());
+        });
+        launch({1, 1}, {k::kOptimThreads, 1}, [&] { k::lamb_trust_ratio(sums.data(), chunks, steps[t].lr, &scale); });
+        launch({5, 1}, {64, 1}, [&] { k::lamb_apply(ref.p[t].data(), ref.m[t].data(), ref.v[t].data(), n, steps[t], &scale); });
+      }
+      int64_t all_chunks = 0;
+      for (const auto& p : got.p) all_chunks += k::optim_chunks(static_cast<int64_t>(p.size()));
+      std::vector<double> sums(2 * all_chunks, std::nan(""));
+      std::vector<float> scales(count, std::nanf(""));
+      const auto fill = [&](k::LambTable& tab, int j, int64_t t) {
+        tab.ptr[0][j] = got.p[t].data(), tab.ptr[1][j] = got.g[t].data();
+        tab.ptr[2][j] = got.m[t].data(), tab.ptr[3][j] = got.v[t].data();
+        tab.numel[j] = static_cast<int64_t>(got.p[t].size());
+        tab.step[j] = steps[t];
+      };
+      k::for_each_table<k::LambTable>(static_cast<int64_t>(count), fill, [&](const k::LambTable& tab, int64_t chunks) {
+        launch({static_cast<int>(chunks), 1}, {k::kOptimThreads, 1}, [&] { k::lamb_moments_multi(tab, sums.data()); });
+        launch({tab.count, 1}, {k::kOptimThreads, 1}, [&] { k::lamb_trust_ratio_multi(tab, sums.data(), scales.data()); });
+        launch({static_cast<int>(chunks), 1}, {k::kOptimThreads, 1}, [&] { k::lamb_apply_multi(tab, scales.data()); });
+        launches += 3;
+      }, per_table);
+    }
+    // 6 tensors: one table, or 3 tables of 2.
+    const int want = 2 * 3 * (per_table == 2 ? 3 : 1);
+    check(same_bits(ref, got) && launches == want,
+          "lamb_update_multi = lamb_update per tensor, bit for bit (" + std::to_string(per_table) +
+              " tensors per table, " + std::to_string(launches / 2) + " launches per step, 2 steps)");
+  }
+}
+
 int main() {
   test_runner();
   test_softmax();
@@ -682,6 +840,7 @@ int main() {
   test_adamw();
   test_sgd();
   test_lamb_and_sum_of_squares();
+  test_multi_tensor();
   test_inplace_helpers();
   test_binary();
   test_sum();
