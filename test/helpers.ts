@@ -125,16 +125,17 @@ export function gemmTolerance(backend: string): number {
   return backend === 'cpu' ? 1e-5 : 3e-5;
 }
 
-/** max |got - want| over max(max |want|, floor). */
+/** max |got - want| over max(max |want|, floor); Infinity when the lengths differ. */
 export function relErr(got: ArrayLike<number>, want: ArrayLike<number>, floor = 1e-30): number {
+  if (got.length !== want.length) return Infinity;
   let scale = floor;
   for (let i = 0; i < want.length; ++i) scale = Math.max(scale, Math.abs(want[i]));
   return maxAbsDiff(got, want) / scale;
 }
 
-/** Same length and within tol of want's scale (see relErr). */
+/** Within tol of want's scale (see relErr). */
 export function closeTo(got: ArrayLike<number>, want: ArrayLike<number>, tol: number): boolean {
-  return got.length === want.length && relErr(got, want) <= tol;
+  return relErr(got, want) <= tol;
 }
 
 /**
