@@ -16,6 +16,7 @@ const os = require('os');
 require('../test/register-ts.js');
 const vl = require('../lib/index.ts');
 const { best } = require('./timing.js');
+const { trainStepMs } = require('./train.js');
 const { attention, attentionBackward, linear, packLinear, packSwiGLU, swiglu } = vl.ops;
 
 const DEVICE = 'cuda:0';
@@ -188,28 +189,9 @@ async function trainMs(device, preset, B, steps) {
   return onDevice(device, async () => {
     const model = vl.models.create(preset).train();
     const opt = new vl.optim.AdamW(model.namedParameters(), { lr: 1e-4, weightDecay: 0.05 });
-    const x = vl.randn([B, 3, 224, 224], { seed: 1 });
-    const labels = Int32Array.from({ length: B }, (_, i) => (i * 7) % 1000);
-    const step = async () => {
-      const loss = vl.tidy(() => {
-        const l = vl.nn.crossEntropy(model.forward(x), labels);
-        l.backward();
-        return l.detach();
-      });
-      opt.step();
-      opt.zeroGrad();
-      await loss.data(); // waits for the whole step (the update is queued before the read)
-      loss.dispose();
-    };
-    await step(); // warm-up: optimizer state, allocator caches
-    let ms = Infinity;
-    for (let i = 0; i < steps; ++i) {
-      const t0 = performance.now();
-      await step();
-      ms = Math.min(ms, performance.now() - t0);
-    }
+    // Each step ends by reading its loss, which waits for the whole step on the device.
+    const ms = await trainStepMs(model, opt, B, steps);
     opt.dispose();
-    x.dispose();
     model.dispose();
     return ms;
   });
