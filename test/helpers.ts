@@ -1,4 +1,4 @@
-/** Shared test utilities: child processes with their own environment, value checks. */
+/** Shared test utilities: child processes with their own environment, value checks, per-backend suites. */
 import { spawnSync } from 'child_process';
 import * as path from 'path';
 import * as vl from '../lib';
@@ -95,11 +95,6 @@ export const BACKENDS: string[] = vl.backends();
 /** The device tensors on `backend` report: 'cpu', or the backend's first device ('cuda:0'). */
 export function deviceOf(backend: string): string {
   return backend === 'cpu' ? 'cpu' : `${backend}:0`;
-}
-
-/** A copy of t on `backend` (t itself when already there). */
-export function toBackend(t: vl.Tensor, backend: string): vl.Tensor {
-  return t.to(deviceOf(backend));
 }
 
 /**
