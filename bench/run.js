@@ -18,7 +18,7 @@ const root = path.join(__dirname, '..');
 const outDir = path.join(root, 'build', 'bench');
 
 function usage(code) {
-  console.error('usage: npm run bench -- kernels [--json] [--threads N] [--seconds S] [--filter TEXT] [--no-peer] [--blocking MC,NC,KC]\n       npm run bench -- attention [--json] [--seconds S]\n       npm run bench -- model [--json] [--seconds S]\n       npm run bench -- train [--json] [--preset plain-s] [--batch 8] [--steps 4]\n       npm run bench -- serve [--json] [--preset pyramid-s] [--seconds 10] [--warmup 4] [--max-wait-ms 5]\n       npm run bench -- optim [--json] [--seconds S]');
+  console.error('usage: npm run bench -- kernels [--json] [--threads N] [--seconds S] [--filter TEXT] [--no-peer] [--blocking MC,NC,KC]\n       npm run bench -- attention [--json] [--seconds S]\n       npm run bench -- model [--json] [--seconds S]\n       npm run bench -- cuda [--json] [--seconds S] [--peak-tflops T] [--no-cpu-peer]\n       npm run bench -- train [--json] [--preset plain-s] [--batch 8] [--steps 4]\n       npm run bench -- serve [--json] [--preset pyramid-s] [--seconds 10] [--warmup 4] [--max-wait-ms 5]\n       npm run bench -- optim [--json] [--seconds S]');
   process.exit(code);
 }
 
@@ -192,6 +192,7 @@ async function main() {
   if (what === 'kernels') return kernels(rest);
   if (what === 'attention') return require('./attention.js').attentionBench(rest);
   if (what === 'model') return require('./model.js').modelBench(rest);
+  if (what === 'cuda') return require('./cuda.js').cudaBench(rest);
   if (what === 'train') return require('./train.js').trainBench(rest);
   if (what === 'serve') return require('./serve.js').serveBench(rest);
   if (what === 'optim') return require('./optim.js').optimBench(rest);

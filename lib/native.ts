@@ -32,6 +32,8 @@ export interface NativeBackendInfo {
   available: boolean;
   deviceCount: number;
   reason: string;
+  /** One name per usable device (a GPU's product name; 'cpu' for the CPU). */
+  devices: string[];
   kernels: string[];
 }
 

@@ -1,7 +1,8 @@
 // The autograd engine on the tensor methods and the GEMM-based layers:
-// gradients against finite differences, accumulation, graph release, memory.
+// gradients against finite differences, accumulation, graph release, memory;
+// on every backend (the finite differences run there too).
 import * as vl from '../lib';
-import { settleGc } from './helpers';
+import { describeBackends, expectDeviceError, peerDevice, settleGc } from './helpers';
 
 const F = vl.nn.functional;
 
@@ -49,7 +50,7 @@ function checkGrads(shapes: number[][], f: (xs: vl.Tensor[]) => vl.Tensor, seed 
   for (const t of [...inputs, w]) t.dispose();
 }
 
-describe('autograd engine', () => {
+describeBackends('autograd engine', (_backend, device) => {
   test('broadcasting arithmetic, reductions and views', () => {
     checkGrads([[3, 4], [4]], ([a, b]) => a.mul(b).add(a.div(b.mul(b).add(2))).sub(b));
     checkGrads([[2, 3, 5]], ([a]) => a.sum(1, { keepdim: true }).mul(a).mean([0, 2]));
@@ -142,17 +143,30 @@ describe('autograd engine', () => {
     w.grad!.dispose();
     w.grad = null;
     await vl.synchronize();
-    await settleGc(() => vl.memory().cpu.gcReleased);
-    const before = vl.memory().cpu;
+    await settleGc(() => vl.memory()[device].gcReleased);
+    const before = vl.memory()[device];
     for (let i = 0; i < 3; ++i) {
       step();
       w.grad!.dispose();
       w.grad = null;
     }
     await vl.synchronize();  // queued kernels hold their tensors until they ran
-    const after = vl.memory().cpu;
+    const after = vl.memory()[device];
     expect(after.tensors).toBe(before.tensors);
     expect(after.allocatedBytes).toBe(before.allocatedBytes);
     for (const t of [w, x]) t.dispose();
   });
+
+  // Needs a second device in this process.
+  const peer = peerDevice(device);
+  if (peer) {
+    test('an op mixing devices is a DeviceError naming both, before anything is recorded', () => {
+      using a = vl.ones([2, 2]);
+      a.requiresGrad = true;
+      using b = vl.ones([2, 2], { device: peer });
+      expectDeviceError(() => a.mul(b), device, peer);
+      expectDeviceError(() => F.linear(a, b), device, peer);
+      expect(a.grad ?? null).toBeNull();
+    });
+  }
 });

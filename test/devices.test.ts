@@ -11,6 +11,9 @@ describe('backends', () => {
     expect(vl.backends()).toContain('cpu');
     expect(info.cpu.available).toBe(true);
     expect(info.cpu.kernels).toEqual(expect.arrayContaining(['add', 'arange', 'copy', 'fill', 'random', 'sum']));
+    // One name per usable device (benchmarks report the GPU's product name).
+    expect(info.cpu.devices).toEqual(['cpu']);
+    expect(info.cuda.devices.length).toBe(info.cuda.deviceCount);
   });
 
   (info.cuda.available ? test.skip : test)('without a usable GPU, CUDA is reported unavailable with a reason and using it is a DeviceError', () => {

@@ -1,6 +1,7 @@
-/** Shared test utilities: child processes with their own environment, value checks. */
+/** Shared test utilities: child processes with their own environment, value checks, per-backend suites. */
 import { spawnSync } from 'child_process';
 import * as path from 'path';
+import * as vl from '../lib';
 
 export const repoRoot = path.join(__dirname, '..');
 
@@ -86,4 +87,71 @@ export async function settleGc(released: () => number): Promise<void> {
     if (now === last) return;
     last = now;
   }
+}
+
+/** The backends this machine can run: ['cpu'], plus 'cuda' where a GPU is usable. */
+export const BACKENDS: string[] = vl.backends();
+
+/** The device tensors on `backend` report: 'cpu', or the backend's first device ('cuda:0'). */
+export function deviceOf(backend: string): string {
+  return backend === 'cpu' ? 'cpu' : `${backend}:0`;
+}
+
+/**
+ * Per-backend suites: `fn` declares the tests of one backend with its
+ * device as the default of every factory (tensors created without a device
+ * land there; tensors created while the suite is being declared do not).
+ */
+export function describeBackends(name: string, fn: (backend: string, device: string) => void): void {
+  describe.each(BACKENDS)(`${name} (%s)`, (backend) => {
+    const device = deviceOf(backend);
+    beforeAll(() => vl.setDefaultDevice(device));
+    afterAll(() => vl.setDefaultDevice('cpu'));
+    fn(backend, device);
+  });
+}
+
+/**
+ * Relative error allowed for f32 GEMMs and attention, per term of the sum:
+ * the CPU computes in f32; CUDA splits each f32 operand into 2 bf16 and runs
+ * 3 tensor-core passes, which keeps about 17 bits (about 1e-5 per product).
+ */
+export function gemmTolerance(backend: string): number {
+  return backend === 'cpu' ? 1e-5 : 3e-5;
+}
+
+/** max |got - want| over max(max |want|, floor); Infinity when the lengths differ. */
+export function relErr(got: ArrayLike<number>, want: ArrayLike<number>, floor = 1e-30): number {
+  if (got.length !== want.length) return Infinity;
+  let scale = floor;
+  for (let i = 0; i < want.length; ++i) scale = Math.max(scale, Math.abs(want[i]));
+  return maxAbsDiff(got, want) / scale;
+}
+
+/** Within tol of want's scale (see relErr). */
+export function closeTo(got: ArrayLike<number>, want: ArrayLike<number>, tol: number): boolean {
+  return relErr(got, want) <= tol;
+}
+
+/**
+ * Another device this process has, to mix with `device` in device-mismatch
+ * checks: the CPU for an accelerator, none for the CPU (a second CPU device
+ * needs VLLAMA_CPU_DEVICES at load: the suites check that in child processes).
+ */
+export function peerDevice(device: string): string | null {
+  return device === 'cpu' ? null : 'cpu';
+}
+
+/** fn throws a DeviceError naming both devices (tensors never move silently). */
+export function expectDeviceError(fn: () => unknown, a: string, b: string): void {
+  let caught: unknown;
+  try {
+    fn();
+  } catch (err) {
+    caught = err;
+  }
+  expect(caught).toBeInstanceOf(vl.DeviceError);
+  const message = (caught as Error).message;
+  expect(message).toMatch(new RegExp(`on ${a}\\b`));
+  expect(message).toMatch(new RegExp(`on ${b}\\b`));
 }

@@ -1,10 +1,11 @@
 // Training mechanics: memory per step, activation checkpointing, gradient
-// accumulation, and a resumed run continuing exactly like an unbroken one.
+// accumulation, and a resumed run continuing exactly like an unbroken one; on
+// every backend, whose losses follow the CPU's.
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as vl from '../lib';
-import { settleGc } from './helpers';
+import { closeTo, describeBackends, settleGc } from './helpers';
 
 const tiny = { arch: 'plain', dim: 32, depth: 2, heads: 2, patchSize: 4, inChans: 1, numClasses: 5 };
 const tinyPyramid = { arch: 'pyramid', dims: [16, 32, 32, 32], depths: [2, 2, 1, 1], heads: [1, 2, 2, 2], windowSizes: [3, 3, 3, 3], srRatios: [4, 2, 1, 1], patchSize: 2, inChans: 1, numClasses: 5 };
@@ -23,7 +24,7 @@ function maxRel(a: Float32Array, b: Float32Array): number {
   return d / s;
 }
 
-describe('training mechanics', () => {
+describeBackends('training mechanics', (backend, device) => {
   test('a training step returns memory to its baseline (saved activations released, no leaks)', async () => {
     using model = vl.models.create(tiny, { seed: 1 }).train();
     const opt = new vl.optim.AdamW(model.namedParameters(), { lr: 1e-3 });
@@ -36,10 +37,10 @@ describe('training mechanics', () => {
       await vl.synchronize();
     };
     await once();  // creates the optimizer state
-    await settleGc(() => vl.memory().cpu.gcReleased);
-    const before = vl.memory().cpu;
+    await settleGc(() => vl.memory()[device].gcReleased);
+    const before = vl.memory()[device];
     for (let i = 0; i < 3; ++i) await once();
-    const after = vl.memory().cpu;
+    const after = vl.memory()[device];
     expect(after.tensors).toBe(before.tensors);
     expect(after.allocatedBytes).toBe(before.allocatedBytes);
     opt.dispose();
@@ -79,6 +80,40 @@ describe('training mechanics', () => {
     }
     x.dispose();
   });
+
+  // The CPU is the reference for the other backends.
+  if (backend !== 'cpu') {
+    test('a few AdamW steps give the losses of the same steps on the CPU', async () => {
+      const run = (on: string): number[] => {
+        vl.setDefaultDevice(on);
+        try {
+          using model = vl.models.create(tiny, { seed: 12 }).train();
+          const opt = new vl.optim.AdamW(model.namedParameters(), { lr: 1e-3 });
+          using x = vl.randn([4, 1, 28, 28], { seed: 13 });
+          const labels = Int32Array.from([4, 3, 2, 1]);
+          const losses: number[] = [];
+          for (let i = 0; i < 4; ++i) {
+            losses.push(vl.tidy(() => {
+              const loss = vl.nn.crossEntropy(model.forward(x), labels);
+              loss.backward();
+              return loss.dataSync()[0];
+            }));
+            opt.step();
+            opt.zeroGrad();
+          }
+          opt.dispose();
+          return losses;
+        } finally {
+          vl.setDefaultDevice(device);
+        }
+      };
+      const cpu = run('cpu');
+      const here = run(device);
+      expect(cpu[3]).toBeLessThan(cpu[0]);
+      // f32 GEMMs through 3 bf16 passes, then AdamW steps that are nearly sign(g) * lr at first.
+      if (!closeTo(here, cpu, 1e-3)) throw new Error(`losses on ${device} ${here} vs on cpu ${cpu}`);
+    });
+  }
 
   test('a run resumed from its checkpoint continues with the same losses as one that never stopped', async () => {
     const n = 96;

@@ -105,6 +105,9 @@ Napi::Value backend_info(const Napi::CallbackInfo& info) {
     o.Set("available", Napi::Boolean::New(env, count > 0));
     o.Set("deviceCount", Napi::Number::New(env, count));
     o.Set("reason", Napi::String::New(env, !b ? "not built (build with `npm run build:cuda`)" : b->unavailable_reason()));
+    Napi::Array names = Napi::Array::New(env);
+    for (int i = 0; i < count; ++i) names.Set(static_cast<uint32_t>(i), Napi::String::New(env, b->device_name(i)));
+    o.Set("devices", names);
     Napi::Array ops = Napi::Array::New(env);
     uint32_t k = 0;
     for (const auto& name : registered_ops(type)) ops.Set(k++, Napi::String::New(env, name));

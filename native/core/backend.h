@@ -33,6 +33,8 @@ class Backend {
   virtual int device_count() = 0;
   // Empty when usable, else why not (e.g. "no CUDA driver").
   virtual std::string unavailable_reason() = 0;
+  // What device `index` is, for reports (the GPU's product name); by default its id.
+  virtual std::string device_name(int index) { return Device{type(), index}.str(); }
   // The block is taken on first use, in stream order (see Storage); running out
   // of memory then fails the kernel that needed it, with an OutOfMemory message.
   virtual StoragePtr allocate(Device device, size_t nbytes) = 0;

@@ -111,6 +111,12 @@ class CudaBackend final : public Backend {
     init();
     return reason_;
   }
+  std::string device_name(int index) override {
+    DeviceState& s = state(index);
+    cudaDeviceProp prop;
+    VL_CUDA_CHECK(cudaGetDeviceProperties(&prop, s.index), s.index);
+    return prop.name;
+  }
 
   StoragePtr allocate(Device device, size_t nbytes) override { return state(device.index).allocator.allocate(nbytes, true); }
   Stream& stream(Device device) override { return state(device.index).stream; }
