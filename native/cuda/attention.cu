@@ -160,7 +160,7 @@ void attention(const KernelCall& c) {
   a.vec = aligned16(a.q) && aligned16(a.k) && aligned16(a.v);
   const unsigned blocks = static_cast<unsigned>(a.q_tiles) * static_cast<unsigned>(d.B * d.H);
   // Aligned rows stream through cp.async (the next keys while the current ones are computed on).
-  const auto launch = [&](auto kd, auto async, auto parts) {
+  const auto launch = [&](auto kd, auto async, auto arith) {
     constexpr int kDp = decltype(kd)::value;
     constexpr bool kAsync = decltype(async)::value;
     using P = decltype(arith);
@@ -172,9 +172,9 @@ void attention(const KernelCall& c) {
   with_arith(c, [&](auto arith) {
     launched = kernels::attn_with_padded_d(d.D, [&](auto kd) {
       if (a.vec)
-        launch(kd, std::true_type{}, parts);
+        launch(kd, std::true_type{}, arith);
       else
-        launch(kd, std::false_type{}, parts);
+        launch(kd, std::false_type{}, arith);
     });
   });
   VL_CHECK(launched, ErrorCode::Shape, "attention: no CUDA kernel for D = ", d.D);

@@ -536,8 +536,10 @@ int main() {
   test_backward<k::AttnSplit>(grid_case("LSA windows as batch, D 32", 3, 2, 9, 9, 32, 3, 0), Layout::PackedQKV, kTol, rng);
   test_backward<k::AttnSplit>(grid_case("D 108 padded to 112", 1, 1, 12, 12, 108, 4, -1), Layout::Separate, kTol, rng);
   test_backward<k::AttnBf16>(grid_case("one bf16 pass", 1, 1, 17, 17, 32, 4, -1), Layout::Separate, 5e-3, rng);
-  // fp16 keeps 3 more mantissa bits than bf16: a tolerance the bf16 pass misses.
-  test_forward<k::AttnF16>(grid_case("one f16 pass", 1, 2, 33, 33, 64, 6, -1), 1e-3, rng);
-  test_backward<k::AttnF16>(grid_case("one f16 pass", 1, 1, 17, 17, 32, 4, -1), Layout::Separate, 1e-3, rng);
+  // fp16 operands (Q, K, V, P and dS rounded inside the kernels) against the
+  // exact reference: fp16 keeps 3 more mantissa bits than bf16, so the
+  // tolerance is one the bf16 pass misses (its errors above are 3.5e-4 to 1.1e-3).
+  test_forward<k::AttnF16>(grid_case("one f16 pass", 1, 2, 33, 33, 64, 6, -1), 3e-4, rng);
+  test_backward<k::AttnF16>(grid_case("one f16 pass", 1, 1, 17, 17, 32, 4, -1), Layout::Separate, 3e-4, rng);
   return vl::simt_test::finish();
 }
