@@ -6,11 +6,16 @@
  * backward passes use the precision their forward ran with. Everything else keeps f32: parameters and optimizer state (the master
  * weights), LayerNorm statistics, softmax, attention's online softmax and the
  * losses, so updates too small for bf16 still land.
+ *
+ * autocast('f16', fn) does the same with IEEE fp16 operands (f16 tensor-core
+ * passes on CUDA; on the CPU the f32 kernels on operands rounded to f16 as
+ * they are packed). fp16 keeps 3 more mantissa bits than bf16 but overflows
+ * beyond 65504 to Inf, so f16 training needs loss scaling.
  */
 import { ArgumentError } from './errors';
 
-export type MathPrecision = 'f32' | 'bf16';
-export const MATH_PRECISIONS: readonly MathPrecision[] = ['f32', 'bf16'];
+export type MathPrecision = 'f32' | 'bf16' | 'f16';
+export const MATH_PRECISIONS: readonly MathPrecision[] = ['f32', 'bf16', 'f16'];
 
 let current: MathPrecision = 'f32';
 
@@ -23,7 +28,8 @@ export function mathPrecision(): MathPrecision {
 export function resolvePrecision(precision: unknown, op: string): MathPrecision {
   if (precision === undefined) return current;
   if (!MATH_PRECISIONS.includes(precision as MathPrecision)) {
-    throw new ArgumentError(`${op}: precision must be ${MATH_PRECISIONS.map((p) => `'${p}'`).join(' or ')}, got ${String(precision)}`);
+    const names = MATH_PRECISIONS.map((p) => `'${p}'`);
+    throw new ArgumentError(`${op}: precision must be ${names.slice(0, -1).join(', ')} or ${names[names.length - 1]}, got ${String(precision)}`);
   }
   return precision as MathPrecision;
 }

@@ -1,6 +1,6 @@
-// Mixed precision: autocast('bf16') runs the unpacked GEMM ops on bf16
-// operands with f32 accumulation (forward and the backward GEMMs), on every
-// backend, and the trainer's precision option.
+// Mixed precision: autocast('bf16') and autocast('f16') run the unpacked GEMM
+// ops on bf16 / fp16 operands with f32 accumulation (forward and the backward
+// GEMMs), on every backend, and the trainer's precision option.
 import * as vl from '../lib';
 import { convPatch, linear, matmul } from '../lib/ops/linalg';
 import { functional as F } from '../lib/nn';
@@ -16,6 +16,7 @@ function relErr(a: Float32Array, b: Float32Array): number {
 }
 
 const bf16 = (t: vl.Tensor): vl.Tensor => vl.tidy(() => t.to('bf16').to('f32'));
+const f16 = (t: vl.Tensor): vl.Tensor => vl.tidy(() => t.to('f16').to('f32'));
 
 describe.each(vl.backends())('on %s', (device) => {
   const rand = (shape: number[], seed: number) => vl.randn(shape, { seed, device });
@@ -50,6 +51,55 @@ describe.each(vl.backends())('on %s', (device) => {
     expect(relErr(await conv.data(), await convRef.data())).toBeLessThan(1e-5);
   });
 
+  test('f16 arithmetic: linear, matmul and convPatch are the f32 GEMM of f16-rounded operands, closer to f32 than bf16', async () => {
+    using x = rand([37, 96], 21);
+    using w = rand([50, 96], 22);
+    using b = rand([50], 23);
+    using exact = linear(x, w, { bias: b });
+    using half = vl.autocast('f16', () => linear(x, w, { bias: b }));
+    using brain = linear(x, w, { bias: b, precision: 'bf16' });
+    using rounded = linear(f16(x), f16(w), { bias: b });
+    const [e, h, br, r] = await Promise.all([exact.data(), half.data(), brain.data(), rounded.data()]);
+    expect(relErr(h, r)).toBeLessThan(1e-5);
+    // The CPU runs the same f32 kernels on the same (rounded) panels.
+    if (device === 'cpu') expect(h).toEqual(r);
+    expect(relErr(h, e)).toBeGreaterThan(1e-5);  // fp16 keeps 11 bits
+    expect(relErr(h, e)).toBeLessThan(0.25 * relErr(br, e));
+
+    using a = rand([3, 20, 33], 24);
+    using c = rand([3, 33, 17], 25);
+    using mm = matmul(a, c, { precision: 'f16' });
+    using mmRef = matmul(f16(a), f16(c));
+    expect(relErr(await mm.data(), await mmRef.data())).toBeLessThan(1e-5);
+
+    using img = rand([2, 3, 8, 12], 26);
+    using kw = rand([10, 3, 4, 4], 27);
+    using conv = vl.autocast('f16', () => convPatch(img, kw, null, { patch: 4 }));
+    using convRef = convPatch(f16(img), f16(kw), null, { patch: 4 });
+    expect(relErr(await conv.data(), await convRef.data())).toBeLessThan(1e-5);
+  });
+
+  test('f16 arithmetic: an operand beyond 65504 overflows to Inf (what loss scaling guards against); 65504 itself is finite', async () => {
+    const values = new Float32Array(4 * 8).map((_, i) => Math.cos(i));
+    values[8] = 7e4;  // row 1
+    values[16] = 65504;  // row 2: the largest fp16
+    using x = vl.tensor(values, [4, 8], { device });
+    using w = rand([5, 8], 28);
+    using y32 = linear(x, w);
+    using y16 = linear(x, w, { precision: 'f16' });
+    const [a, h] = [await y32.data(), await y16.data()];
+    expect(a.every(Number.isFinite)).toBe(true);
+    for (let j = 0; j < 5; ++j) {
+      expect(Math.abs(h[5 + j])).toBe(Infinity);
+      expect(Number.isFinite(h[10 + j])).toBe(true);
+      expect(Number.isFinite(h[j]) && Number.isFinite(h[15 + j])).toBe(true);
+    }
+    using bt = vl.tensor(values, [4, 8], { device });
+    using mm = matmul(w, bt, { transposeB: true, precision: 'f16' });
+    const m = await mm.data();  // [5, 4]: column 1 multiplies the 7e4
+    for (let i = 0; i < 5; ++i) expect(Math.abs(m[i * 4 + 1])).toBe(Infinity);
+  });
+
   test('attention: bf16 arithmetic on CUDA (near the f32 result), unchanged f32 on the CPU; backward follows the forward', async () => {
     using q = rand([2, 40, 2, 32], 11);
     using k = rand([2, 40, 2, 32], 12);
@@ -71,7 +121,7 @@ describe.each(vl.backends())('on %s', (device) => {
     if (device === 'cpu') expect(x16).toEqual(x32);
     else expect(relErr(x16, x32)).toBeLessThan(5e-2);
     for (const t of [f32.out, f32.lse, bf.out, bf.lse, d32.dq, d32.dk, d32.dv, d16.dq, d16.dk, d16.dv]) t.dispose();
-    expect(() => vl.ops.attention(q, k, v, { qPos, precision: 'tf32' as vl.MathPrecision })).toThrow(/attention: precision must be 'f32' or 'bf16'/);
+    expect(() => vl.ops.attention(q, k, v, { qPos, precision: 'tf32' as vl.MathPrecision })).toThrow(/attention: precision must be 'f32', 'bf16' or 'f16'/);
   });
 
   test('backward GEMMs run in the precision of their forward, also when backward() is called outside the scope', async () => {
@@ -100,6 +150,13 @@ describe.each(vl.backends())('on %s', (device) => {
     expect(relErr(await dxB.data(), await dxRef.data())).toBeLessThan(1e-5);
     expect(relErr(await dwB.data(), await dwRef.data())).toBeLessThan(1e-5);
     expect(relErr(await dxB.data(), await dxF.data())).toBeGreaterThan(1e-4);
+    const [dxH, dwH] = grads('f16', false);
+    using dxRefH = matmul(f16(g), f16(w0));
+    using dwRefH = matmul(f16(g).transpose(), f16(x0));
+    expect(relErr(await dxH.data(), await dxRefH.data())).toBeLessThan(1e-5);
+    expect(relErr(await dwH.data(), await dwRefH.data())).toBeLessThan(1e-5);
+    dxH.dispose();
+    dwH.dispose();
     // Checkpointing recomputes the segment in the forward's precision: the same gradients.
     expect(await dxC.data()).toEqual(await dxB.data());
     expect(await dwC.data()).toEqual(await dwB.data());
@@ -117,11 +174,11 @@ describe('autocast scope', () => {
     });
     expect(() => vl.autocast('bf16', () => { throw new Error('boom'); })).toThrow('boom');
     expect(vl.mathPrecision()).toBe('f32');
-    expect(() => vl.autocast('fp8' as vl.MathPrecision, () => 1)).toThrow(/autocast: precision must be 'f32' or 'bf16', got fp8/);
+    expect(() => vl.autocast('fp8' as vl.MathPrecision, () => 1)).toThrow(/autocast: precision must be 'f32', 'bf16' or 'f16', got fp8/);
     expect(() => vl.autocast('bf16', (async () => 1) as unknown as () => number)).toThrow(/returned a Promise/);
     expect(vl.mathPrecision()).toBe('f32');
     using x = vl.randn([2, 3]);
-    expect(() => linear(x, x, { precision: 'f16' as vl.MathPrecision })).toThrow(/linear: precision must be 'f32' or 'bf16', got f16/);
+    expect(() => linear(x, x, { precision: 'fp16' as vl.MathPrecision })).toThrow(/linear: precision must be 'f32', 'bf16' or 'f16', got fp16/);
   });
 });
 
@@ -151,6 +208,6 @@ describe('training in mixed precision', () => {
     }
     expect(mixed.losses).not.toEqual(f32.losses);
     expect(() => new vl.train.Trainer({ namedParameters: () => [] } as never, { epochs: 1, precision: 'fp16' as vl.MathPrecision }))
-      .toThrow(/train: precision must be 'f32' or 'bf16'/);
+      .toThrow(/train: precision must be 'f32', 'bf16' or 'f16'/);
   });
 });

@@ -56,7 +56,7 @@ ops::PackedWeight packed_arg(const Args& a, size_t i) {
   return w;
 }
 
-// The precision argument at index i ('f32' or 'bf16').
+// The precision argument at index i ('f32', 'bf16' or 'f16').
 ops::MathPrecision precision_arg(const Args& a, size_t i) { return ops::parse_precision(a.string(i, "precision"), a.fn); }
 
 // linear(x, weight, bias | null, residual | null, precision)

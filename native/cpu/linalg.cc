@@ -69,7 +69,7 @@ void matmul(const KernelCall& c) {
   const TensorArg& y = c.out[0];
   const int nd = y.ndim;
   gemm::Problem p;
-  p.wtype = wtype_of(c.attrs);  // BF16: B packed as bf16 and A rounded to bf16 as it is packed
+  p.wtype = wtype_of(c.attrs);  // BF16: B packed as bf16 and A rounded to bf16 as it is packed; F16: both panels rounded to f16
   p.m = y.shape[nd - 2];
   p.n = y.shape[nd - 1];
   p.k = a.shape[nd - 1];

@@ -21,6 +21,7 @@
 #include "cuda/cuda_check.cuh"
 #include "cuda/kernels/attention.cuh"
 #include "cuda/runtime.cuh"
+#include "ops/precision.h"
 
 namespace vl {
 namespace cuda {
@@ -31,14 +32,16 @@ using kernels::AttnTensor;
 
 constexpr int kTableThreads = 256;
 
-// f32 products as 3×bf16 on tensor cores (kParts 2, see attention.cuh), or one
-// bf16 pass (kParts 1) when the op asks for bf16 arithmetic (attr "wtype" 1: autocast).
+// The arithmetic of attr "wtype" (ops::MathPrecision, see attention.cuh):
+// f32 products as 3×bf16 on tensor cores, or one bf16 or fp16 pass (autocast).
 template <typename F>
-void with_parts(const KernelCall& c, F f) {
-  if (c.attrs.integer("wtype") != 0)
-    f(std::integral_constant<int, 1>{});
-  else
-    f(std::integral_constant<int, 2>{});
+void with_arith(const KernelCall& c, F f) {
+  switch (static_cast<ops::MathPrecision>(c.attrs.integer("wtype"))) {
+    case ops::MathPrecision::F32: return f(kernels::AttnSplit{});
+    case ops::MathPrecision::BF16: return f(kernels::AttnBf16{});
+    case ops::MathPrecision::F16: return f(kernels::AttnF16{});
+  }
+  fail(ErrorCode::Runtime, "attention: unknown arithmetic precision ", c.attrs.integer("wtype"));
 }
 
 struct Dims {
@@ -157,21 +160,21 @@ void attention(const KernelCall& c) {
   a.vec = aligned16(a.q) && aligned16(a.k) && aligned16(a.v);
   const unsigned blocks = static_cast<unsigned>(a.q_tiles) * static_cast<unsigned>(d.B * d.H);
   // Aligned rows stream through cp.async (the next keys while the current ones are computed on).
-  const auto launch = [&](auto kd, auto async, auto parts) {
+  const auto launch = [&](auto kd, auto async, auto arith) {
     constexpr int kDp = decltype(kd)::value;
     constexpr bool kAsync = decltype(async)::value;
-    constexpr int kParts = decltype(parts)::value;
-    constexpr int smem = kernels::kAttnFwdSmemBytes<kDp, kParts, kAsync>;
-    allow_shared<kernels::attention_fwd<kDp, kParts, kAsync>>(smem, dev, "attention", d.D);
-    kernels::attention_fwd<kDp, kParts, kAsync><<<blocks, kernels::kAttnThreads, smem, stream>>>(a);
+    using P = decltype(arith);
+    constexpr int smem = kernels::kAttnFwdSmemBytes<kDp, P, kAsync>;
+    allow_shared<kernels::attention_fwd<kDp, P, kAsync>>(smem, dev, "attention", d.D);
+    kernels::attention_fwd<kDp, P, kAsync><<<blocks, kernels::kAttnThreads, smem, stream>>>(a);
   };
   bool launched = false;
-  with_parts(c, [&](auto parts) {
+  with_arith(c, [&](auto arith) {
     launched = kernels::attn_with_padded_d(d.D, [&](auto kd) {
       if (a.vec)
-        launch(kd, std::true_type{}, parts);
+        launch(kd, std::true_type{}, arith);
       else
-        launch(kd, std::false_type{}, parts);
+        launch(kd, std::false_type{}, arith);
     });
   });
   VL_CHECK(launched, ErrorCode::Shape, "attention: no CUDA kernel for D = ", d.D);
@@ -207,19 +210,19 @@ void attention_backward(const KernelCall& c) {
   const int key_tiles = (d.M + kernels::kAttnRows - 1) / kernels::kAttnRows;
   const int query_tiles = (d.N + kernels::kAttnRows - 1) / kernels::kAttnRows;
   bool launched = false;
-  with_parts(c, [&](auto parts) {
+  with_arith(c, [&](auto arith) {
     launched = kernels::attn_with_padded_d(d.D, [&](auto kd) {
       constexpr int kDp = decltype(kd)::value;
-      constexpr int kParts = decltype(parts)::value;
-      constexpr int smem = kernels::kAttnBwdSmemBytes<kDp, kParts>;
-      allow_shared<kernels::attention_bwd_dkdv<kDp, kParts>>(smem, dev, "attentionBackward", d.D);
-      allow_shared<kernels::attention_bwd_dq<kDp, kParts>>(smem, dev, "attentionBackward", d.D);
+      using P = decltype(arith);
+      constexpr int smem = kernels::kAttnBwdSmemBytes<kDp, P>;
+      allow_shared<kernels::attention_bwd_dkdv<kDp, P>>(smem, dev, "attentionBackward", d.D);
+      allow_shared<kernels::attention_bwd_dq<kDp, P>>(smem, dev, "attentionBackward", d.D);
       a.tiles = key_tiles;
-      kernels::attention_bwd_dkdv<kDp, kParts><<<static_cast<unsigned>(key_tiles) * pairs, kernels::kAttnThreads,
+      kernels::attention_bwd_dkdv<kDp, P><<<static_cast<unsigned>(key_tiles) * pairs, kernels::kAttnThreads,
                                                  smem, stream>>>(a);
       check_launch("attention_bwd_dkdv", dev);
       a.tiles = query_tiles;
-      kernels::attention_bwd_dq<kDp, kParts><<<static_cast<unsigned>(query_tiles) * pairs, kernels::kAttnThreads,
+      kernels::attention_bwd_dq<kDp, P><<<static_cast<unsigned>(query_tiles) * pairs, kernels::kAttnThreads,
                                                smem, stream>>>(a);
       check_launch("attention_bwd_dq", dev);
     });

@@ -91,7 +91,7 @@ int64_t row_stride(const TensorArg& t, int first, int last, int64_t single) {
   return ld < 0 ? single : ld;
 }
 
-template <typename TA, typename TB, int kPasses, bool kSwiGLU, bool kAsync, typename ASrc>
+template <typename TA, typename TB, int kPasses, bool kSwiGLU, bool kAsync, typename Ops, typename ASrc>
 void launch_gemm(g::Params<TA, TB, ASrc> p, int64_t batches, const Ctx& c) {
   p.m_tiles = (p.M + g::kBM - 1) / g::kBM;
   p.n_tiles = (p.N + g::kBN - 1) / g::kBN;
@@ -99,7 +99,7 @@ void launch_gemm(g::Params<TA, TB, ASrc> p, int64_t batches, const Ctx& c) {
   if (blocks == 0) return;
   VL_CHECK(blocks <= INT_MAX, ErrorCode::Shape, c.op, ": up to ", INT_MAX, " output tiles of ", g::kBM, "x", g::kBN,
            " on CUDA, got ", blocks);
-  auto kernel = g::gemm_kernel<TA, TB, kPasses, kSwiGLU, kAsync, ASrc>;
+  auto kernel = g::gemm_kernel<TA, TB, kPasses, kSwiGLU, kAsync, ASrc, Ops>;
   constexpr int smem = g::kSmemBytes<TA, TB>;
   // Above the default 48 KiB of shared memory a kernel must ask, once per
   // device (a bit per device index, one word per kernel variant).
@@ -114,21 +114,24 @@ void launch_gemm(g::Params<TA, TB, ASrc> p, int64_t batches, const Ctx& c) {
 }
 
 // cp.async when every 16-byte chunk of both operands is aligned, plain loads otherwise.
-template <typename TA, typename TB, int kPasses, bool kSwiGLU, typename ASrc>
+template <typename TA, typename TB, int kPasses, bool kSwiGLU, typename Ops = simt::Bf16Ops, typename ASrc>
 void launch_gemm(const g::Params<TA, TB, ASrc>& p, int64_t batches, bool async, const Ctx& c) {
   if (async)
-    launch_gemm<TA, TB, kPasses, kSwiGLU, true>(p, batches, c);
+    launch_gemm<TA, TB, kPasses, kSwiGLU, true, Ops>(p, batches, c);
   else
-    launch_gemm<TA, TB, kPasses, kSwiGLU, false>(p, batches, c);
+    launch_gemm<TA, TB, kPasses, kSwiGLU, false, Ops>(p, batches, c);
 }
 
-// f32 x f32 operands: 3 passes for f32 arithmetic, 1 for bf16 ("wtype" 1).
+// f32 x f32 operands in the arithmetic of "wtype" (ops::MathPrecision): 3
+// bf16 passes for f32, 1 bf16 pass for bf16, 1 fp16 pass for f16.
 template <bool kSwiGLU, typename ASrc>
-void launch_f32(const g::Params<float, float, ASrc>& p, int64_t batches, bool async, bool bf16_math, const Ctx& c) {
-  if (bf16_math)
-    launch_gemm<float, float, 1, kSwiGLU>(p, batches, async, c);
-  else
-    launch_gemm<float, float, 3, kSwiGLU>(p, batches, async, c);
+void launch_f32(const g::Params<float, float, ASrc>& p, int64_t batches, bool async, int64_t wtype, const Ctx& c) {
+  switch (static_cast<ops::MathPrecision>(wtype)) {
+    case ops::MathPrecision::F32: return launch_gemm<float, float, 3, kSwiGLU>(p, batches, async, c);
+    case ops::MathPrecision::BF16: return launch_gemm<float, float, 1, kSwiGLU>(p, batches, async, c);
+    case ops::MathPrecision::F16: return launch_gemm<float, float, 1, kSwiGLU, simt::F16Ops>(p, batches, async, c);
+  }
+  fail(ErrorCode::Runtime, c.op, ": unknown arithmetic precision ", wtype);
 }
 
 bool rows_async(const void* base, int64_t ld, int elem) {
@@ -167,7 +170,7 @@ void linear(const KernelCall& call) {
     p.b_src.ld = wt.strides[0];
     p.N = p.out_n;
     p.b_k = p.K;
-    launch_f32<false>(p, 1, a_async && rows_async(p.b, p.b_src.ld, 4), call.attrs.integer("wtype") != 0, c);
+    launch_f32<false>(p, 1, a_async && rows_async(p.b, p.b_src.ld, 4), call.attrs.integer("wtype"), c);
     return;
   }
   // The launcher checked these against the packed weight's description.
@@ -244,7 +247,7 @@ void matmul(const KernelCall& call) {
   }
   bool async = rows_async(p.a, p.a_src.ld, 4) && rows_async(p.b, p.b_src.ld, 4);
   for (int d = 0; d < p.batch.dims; ++d) async = async && p.batch.a[d] % 4 == 0 && p.batch.b[d] % 4 == 0;
-  launch_f32<false>(p, batches, async, call.attrs.integer("wtype") != 0, c);
+  launch_f32<false>(p, batches, async, call.attrs.integer("wtype"), c);
 }
 
 // in = {x [B, C, H, W], w [O, C*p*p] contiguous, [bias]}, out = {[B, (H/p)*(W/p), O]}.
@@ -274,7 +277,7 @@ void conv_patch(const KernelCall& call) {
   // Runs of 4 k (one chunk) are contiguous and aligned in x.
   const bool async = aligned16(x.data) && x.strides[3] == 1 && pz % 4 == 0 && x.strides[0] % 4 == 0 &&
                      x.strides[1] % 4 == 0 && x.strides[2] % 4 == 0 && rows_async(p.b, p.b_src.ld, 4);
-  launch_f32<false>(p, 1, async, call.attrs.integer("wtype") != 0, c);
+  launch_f32<false>(p, 1, async, call.attrs.integer("wtype"), c);
 }
 
 // in = {w [N, K] f32} or {w1, w2 [H, K] f32 (one k stride)}, out = {u8: the

@@ -52,6 +52,15 @@ VL_DEVICE void mma_bf16_m16n8k16(float acc[4], const uint32_t a[4], const uint32
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
+// The same with IEEE fp16 operands (same fragment layouts).
+VL_DEVICE void mma_f16_m16n8k16(float acc[4], const uint32_t a[4], const uint32_t b[2]) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(acc[0]), "+f"(acc[1]), "+f"(acc[2]), "+f"(acc[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
 // Four 8x8 b16 matrices from shared memory: lanes 8i..8i+7 give the row
 // addresses of matrix i; register i of a lane gets, of matrix i, row lane/4,
 // columns 2*(lane%4) and 2*(lane%4)+1.
@@ -97,6 +106,12 @@ VL_DEVICE uint32_t pack_bf16x2(float lo, float hi) {
   asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
   return r;
 }
+// The same rounded to fp16 (nearest even, beyond 65504 to +-Inf).
+VL_DEVICE uint32_t pack_f16x2(float lo, float hi) {
+  uint32_t r;
+  asm("cvt.rn.f16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
+  return r;
+}
 
 // ---- attention: transposed ldmatrix ----
 // ldmatrix_x4 with each 8x8 matrix transposed: register i of a lane gets, of
@@ -135,6 +150,7 @@ float shfl_xor(float v, int mask);
 float shfl(float v, int src_lane);
 unsigned ballot(bool p);
 void mma_bf16_m16n8k16(float acc[4], const uint32_t a[4], const uint32_t b[2]);
+void mma_f16_m16n8k16(float acc[4], const uint32_t a[4], const uint32_t b[2]);
 void ldmatrix_x4(uint32_t r[4], const void* row_address);
 
 // ---- GEMM pipeline: dynamic shared memory, cp.async, bf16 packing ----
@@ -156,6 +172,7 @@ inline void cp_async_wait() {
   cp_async_wait_groups(N);
 }
 uint32_t pack_bf16x2(float lo, float hi);
+uint32_t pack_f16x2(float lo, float hi);
 
 // ---- attention: transposed ldmatrix ----
 void ldmatrix_x4_trans(uint32_t r[4], const void* row_address);
@@ -164,3 +181,22 @@ void ldmatrix_x4_trans(uint32_t r[4], const void* row_address);
 }  // namespace vl
 
 #endif
+
+namespace vl {
+namespace simt {
+
+// The 16-bit operand format of a tensor-core product, for kernels templated
+// on it: pack rounds two floats into an mma operand register (nearest even,
+// `lo` in the low half), mma multiplies such registers (f32 accumulation).
+struct Bf16Ops {
+  VL_DEVICE static uint32_t pack(float lo, float hi) { return pack_bf16x2(lo, hi); }
+  VL_DEVICE static void mma(float acc[4], const uint32_t a[4], const uint32_t b[2]) { mma_bf16_m16n8k16(acc, a, b); }
+};
+// fp16: 3 more mantissa bits than bf16, but beyond 65504 an operand is +-Inf.
+struct F16Ops {
+  VL_DEVICE static uint32_t pack(float lo, float hi) { return pack_f16x2(lo, hi); }
+  VL_DEVICE static void mma(float acc[4], const uint32_t a[4], const uint32_t b[2]) { mma_f16_m16n8k16(acc, a, b); }
+};
+
+}  // namespace simt
+}  // namespace vl

@@ -181,7 +181,8 @@ PackedWeight pack_swiglu(const TensorPtr& w1, const TensorPtr& w2, DType dtype) 
 MathPrecision parse_precision(const std::string& name, const char* op) {
   if (name == "f32") return MathPrecision::F32;
   if (name == "bf16") return MathPrecision::BF16;
-  fail(ErrorCode::Argument, op, ": precision must be 'f32' or 'bf16', got '", name, "'");
+  if (name == "f16") return MathPrecision::F16;
+  fail(ErrorCode::Argument, op, ": precision must be 'f32', 'bf16' or 'f16', got '", name, "'");
 }
 
 TensorPtr linear(const TensorPtr& x, const TensorPtr& w, const TensorPtr& bias, const TensorPtr& residual,

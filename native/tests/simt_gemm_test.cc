@@ -8,6 +8,7 @@
 #include <functional>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "core/half.h"
@@ -33,6 +34,20 @@ std::vector<float> random_f32(size_t n) {
 }
 
 float round_bf16(float x) { return vl::bf16_to_f32(vl::f32_to_bf16(x)); }
+float round_f16(float x) { return vl::f16_to_f32(vl::f32_to_f16(x)); }
+
+// An operand as the kernel multiplies it: exact in the 3-pass split, else
+// rounded to the format of the 1-pass products.
+template <int kPasses, typename Ops>
+double operand(float x) {
+  if (kPasses == 3) return x;
+  return std::is_same<Ops, vl::simt::F16Ops>::value ? round_f16(x) : round_bf16(x);
+}
+template <int kPasses, typename Ops>
+std::string arith_name() {
+  if (kPasses == 3) return "3 passes";
+  return std::is_same<Ops, vl::simt::F16Ops>::value ? "1 f16 pass" : "1 bf16 pass";
+}
 
 std::string dims(int M, int N, int K) { return std::to_string(M) + "x" + std::to_string(N) + "x" + std::to_string(K); }
 
@@ -99,6 +114,30 @@ void test_cp_async() {
   const uint32_t p = vl::simt::pack_bf16x2(1.00390625f, -3.0f);  // 1 + 2^-8 ties to even: 1.0
   check((p & 0xffffu) == vl::f32_to_bf16(1.0f) && (p >> 16) == vl::f32_to_bf16(-3.0f),
         "pack_bf16x2 rounds to nearest even, first value in the low half");
+  // 1 + 2^-11 ties to even (1.0); 65519 rounds down to 65504, 65520 up to Inf.
+  const uint32_t h1 = vl::simt::pack_f16x2(1.00048828125f, -3.0f), h2 = vl::simt::pack_f16x2(65519.0f, -65520.0f);
+  check(h1 == (0x3c00u | 0xc200u << 16) && h2 == (0x7bffu | 0xfc00u << 16),
+        "pack_f16x2 rounds to nearest even, overflows to Inf, first value in the low half");
+}
+
+// mma_f16 reads fp16 bits (1.5 * 2 over k = 16: 48) and propagates an
+// operand that overflowed fp16 as Inf.
+void test_mma_f16() {
+  float plain[4] = {}, inf[4] = {};
+  launch({1, 1}, {32, 1}, [&] {
+    const uint32_t a = vl::simt::pack_f16x2(1.5f, 1.5f), b = vl::simt::pack_f16x2(2.0f, 2.0f);
+    const uint32_t af[4] = {a, a, a, a}, bf[2] = {b, b};
+    float acc[4] = {1, 1, 1, 1};
+    vl::simt::mma_f16_m16n8k16(acc, af, bf);
+    if (vl::simt::lane() == 0) std::memcpy(plain, acc, sizeof acc);
+    const uint32_t big[4] = {vl::simt::pack_f16x2(7e4f, 1.0f), a, a, a};
+    float acc2[4] = {};
+    vl::simt::mma_f16_m16n8k16(acc2, big, bf);
+    if (vl::simt::lane() == 0) std::memcpy(inf, acc2, sizeof acc2);
+  });
+  check(plain[0] == 49 && plain[1] == 49 && plain[2] == 49 && plain[3] == 49, "mma_f16_m16n8k16: fp16 operands, f32 accumulation");
+  // Lane 0 holds A row 0 (the 7e4 at k = 0) in acc 0-1, row 8 in acc 2-3.
+  check(std::isinf(inf[0]) && inf[0] > 0 && std::isinf(inf[1]) && inf[2] == 48, "mma_f16_m16n8k16: an operand beyond 65504 is Inf");
 }
 
 // ---- the pipelined GEMM ----
@@ -112,13 +151,13 @@ constexpr double kSplitTol = 2e-5, kBf16Tol = 1e-5;
 
 // C = A B^T with A [batches][M][lda], B [N][ldb] (f32, or bf16 bits), C
 // [batches][M][ldc]; what the launchers of cuda/linalg.cu set up.
-template <typename TA, typename TB, int kPasses, bool kSwiGLU, bool kAsync, typename ASrc>
+template <typename TA, typename TB, int kPasses, bool kSwiGLU, bool kAsync, typename Ops = vl::simt::Bf16Ops, typename ASrc>
 void run_gemm(g::Params<TA, TB, ASrc> p, int64_t batches) {
   p.m_tiles = (p.M + g::kBM - 1) / g::kBM;
   p.n_tiles = (p.N + g::kBN - 1) / g::kBN;
   static_assert(g::kSmemBytes<TA, TB> <= vl::simt::kMaxDynamicShared, "fits the largest shared memory");
   launch({static_cast<int>(g::grid_blocks(p, batches)), 1}, {g::kThreads, 1},
-         [&] { g::gemm_kernel<TA, TB, kPasses, kSwiGLU, kAsync, ASrc>(p); });
+         [&] { g::gemm_kernel<TA, TB, kPasses, kSwiGLU, kAsync, ASrc, Ops>(p); });
 }
 
 // max |c - ref| / (sum |terms| + |additive terms|), over every output.
@@ -145,7 +184,7 @@ std::vector<TB> pack(const float* w1, const float* w2, int n, int k, int64_t s0,
 // f32 x f32 (3 passes or 1), f32 x packed bf16, and bf16 x bf16, with bias
 // and residual, over shapes with ragged M, N and K (lda padded so cp.async
 // applies, or not so the plain loads do).
-template <int kPasses, bool kAsync>
+template <int kPasses, bool kAsync, typename Ops = vl::simt::Bf16Ops>
 void test_f32(int M, int N, int K, int lda, bool bias_res) {
   const double tol = kPasses == 3 ? kSplitTol : kBf16Tol;
   const std::vector<float> a = random_f32(static_cast<size_t>(M) * lda), b = random_f32(static_cast<size_t>(N) * lda);
@@ -161,21 +200,21 @@ void test_f32(int M, int N, int K, int lda, bool bias_res) {
   p.bias = bias_res ? bias.data() : nullptr;
   p.residual = bias_res ? res.data() : nullptr;
   p.M = M, p.N = N, p.K = K, p.b_k = K, p.out_n = N;
-  run_gemm<float, float, kPasses, false, kAsync>(p, 1);
+  run_gemm<float, float, kPasses, false, kAsync, Ops>(p, 1);
   Worst w;
   for (int i = 0; i < M; ++i)
     for (int j = 0; j < N; ++j) {
       double ref = 0, mag = 0;
       for (int k = 0; k < K; ++k) {
-        const double x = kPasses == 3 ? a[i * lda + k] : round_bf16(a[i * lda + k]);
-        const double y = kPasses == 3 ? b[j * lda + k] : round_bf16(b[j * lda + k]);
+        const double x = operand<kPasses, Ops>(a[i * lda + k]);
+        const double y = operand<kPasses, Ops>(b[j * lda + k]);
         ref += x * y;
         mag += std::fabs(x * y);
       }
       if (bias_res) ref += bias[j] + res[i * N + j], mag += std::fabs(bias[j]) + std::fabs(res[i * N + j]);
       w.add(c[i * N + j], ref, mag);
     }
-  check(w.finite && w.err < tol, std::string("gemm f32 x f32, ") + std::to_string(kPasses) + (kPasses == 3 ? " passes" : " pass") +
+  check(w.finite && w.err < tol, "gemm f32 x f32, " + arith_name<kPasses, Ops>() +
                                      (kAsync ? ", cp.async" : ", plain loads") + (bias_res ? ", bias + residual, " : ", ") +
                                      dims(M, N, K) + " lda " + std::to_string(lda) + ": " + w.str());
 }
@@ -281,6 +320,7 @@ void test_bf16_bf16(int M, int N, int K) {
 }
 
 // Batch dims [2, 3]: A differs in both, B is broadcast over the second (stride 0).
+template <int kPasses, typename Ops = vl::simt::Bf16Ops>
 void test_batched() {
   const int M = 21, N = 19, K = 24, B0 = 2, B1 = 3;
   const std::vector<float> a = random_f32(static_cast<size_t>(B0) * B1 * M * K), b = random_f32(static_cast<size_t>(B0) * N * K);
@@ -298,7 +338,7 @@ void test_batched() {
   p.batch.a[0] = static_cast<int64_t>(B1) * M * K, p.batch.a[1] = static_cast<int64_t>(M) * K;
   p.batch.b[0] = static_cast<int64_t>(N) * K, p.batch.b[1] = 0;
   p.batch.c = static_cast<int64_t>(M) * N;
-  run_gemm<float, float, 3, false, true>(p, B0 * B1);
+  run_gemm<float, float, kPasses, false, true, Ops>(p, B0 * B1);
   Worst w;
   for (int z0 = 0; z0 < B0; ++z0)
     for (int z1 = 0; z1 < B1; ++z1)
@@ -307,15 +347,19 @@ void test_batched() {
           const float* ar = &a[((z0 * B1 + z1) * M + i) * K];
           const float* br = &b[(z0 * N + j) * K];
           double ref = 0, mag = 0;
-          for (int k = 0; k < K; ++k) ref += static_cast<double>(ar[k]) * br[k], mag += std::fabs(static_cast<double>(ar[k]) * br[k]);
+          for (int k = 0; k < K; ++k) {
+            const double t = operand<kPasses, Ops>(ar[k]) * operand<kPasses, Ops>(br[k]);
+            ref += t, mag += std::fabs(t);
+          }
           w.add(c[((z0 * B1 + z1) * M + i) * N + j], ref, mag);
         }
-  check(w.finite && w.err < kSplitTol, "batched gemm, batch [2, 3] with B broadcast over the second dim, " + dims(M, N, K) + ": " + w.str());
+  check(w.finite && w.err < (kPasses == 3 ? kSplitTol : kBf16Tol),
+        "batched gemm (" + arith_name<kPasses, Ops>() + "), batch [2, 3] with B broadcast over the second dim, " + dims(M, N, K) + ": " + w.str());
 }
 
 // conv_patch's A gathered from the image in the tile loads: x [B, C, H, W],
 // w [O, C*p*p] -> [B, (H/p)*(W/p), O] + bias.
-template <bool kAsync>
+template <bool kAsync, int kPasses = 3, typename Ops = vl::simt::Bf16Ops>
 void test_patches(int Bn, int C, int H, int W, int p_, int O) {
   const int gh = H / p_, gw = W / p_, M = Bn * gh * gw, K = C * p_ * p_;
   const std::vector<float> x = random_f32(static_cast<size_t>(Bn) * C * H * W), wt = random_f32(static_cast<size_t>(O) * K),
@@ -331,7 +375,7 @@ void test_patches(int Bn, int C, int H, int W, int p_, int O) {
   p.ldc = O;
   p.bias = bias.data();
   p.M = M, p.N = O, p.K = K, p.b_k = K, p.out_n = O;
-  run_gemm<float, float, 3, false, kAsync>(p, 1);
+  run_gemm<float, float, kPasses, false, kAsync, Ops>(p, 1);
   Worst w;
   for (int b = 0; b < Bn; ++b)
     for (int gy = 0; gy < gh; ++gy)
@@ -341,13 +385,13 @@ void test_patches(int Bn, int C, int H, int W, int p_, int O) {
           for (int ci = 0; ci < C; ++ci)
             for (int ky = 0; ky < p_; ++ky)
               for (int kx = 0; kx < p_; ++kx) {
-                const double t = static_cast<double>(x[((b * C + ci) * H + gy * p_ + ky) * W + gx * p_ + kx]) *
-                                 wt[o * K + (ci * p_ + ky) * p_ + kx];
+                const double t = operand<kPasses, Ops>(x[((b * C + ci) * H + gy * p_ + ky) * W + gx * p_ + kx]) *
+                                 operand<kPasses, Ops>(wt[o * K + (ci * p_ + ky) * p_ + kx]);
                 ref += t, mag += std::fabs(t);
               }
           w.add(c[((b * gh + gy) * gw + gx) * O + o], ref, mag);
         }
-  check(w.finite && w.err < kSplitTol, std::string("patch GEMM (A gathered from the image") + (kAsync ? ", cp.async" : ", plain loads") +
+  check(w.finite && w.err < (kPasses == 3 ? kSplitTol : kBf16Tol), "patch GEMM (" + arith_name<kPasses, Ops>() + ", A gathered from the image" + (kAsync ? ", cp.async" : ", plain loads") +
                                       "), x [" + std::to_string(Bn) + "," + std::to_string(C) + "," + std::to_string(H) + "," +
                                       std::to_string(W) + "] patch " + std::to_string(p_) + " -> " + std::to_string(O) + ": " + w.str());
 }
@@ -375,6 +419,7 @@ void test_pack_layout() {
 int main() {
   test_gemm_mma();
   test_cp_async();
+  test_mma_f16();
   test_pack_layout();
   test_f32<3, true>(130, 136, 37, 40, false);  // ragged K zero-filled within a chunk
   test_f32<3, true>(70, 260, 100, 100, true);  // 4 K tiles: the 3-stage ring wraps
@@ -386,8 +431,13 @@ int main() {
   test_f32_bf16_packed<false>(9, 13, 19, 19, true);  // rows of 19 floats
   test_swiglu_f32(40, 136, 36);            // 2 N tiles of the interleaved W1/W2 rows
   test_bf16_bf16(50, 70, 72);
-  test_batched();
+  test_batched<3>();
   test_patches<true>(2, 3, 8, 12, 4, 20);
   test_patches<false>(2, 2, 9, 6, 3, 10);
+  // fp16 products (f16 autocast): the references round the operands to fp16.
+  test_f32<1, true, vl::simt::F16Ops>(33, 40, 48, 48, true);
+  test_f32<1, false, vl::simt::F16Ops>(5, 9, 7, 7, true);
+  test_batched<1, vl::simt::F16Ops>();
+  test_patches<true, 1, vl::simt::F16Ops>(2, 3, 8, 12, 4, 20);
   return vl::simt_test::finish();
 }

@@ -2,7 +2,7 @@
 // .ci/run builds this to PTX for sm_80 and sm_90 and checks that the GEMM
 // uses tensor-core instructions (mma.sync, ldmatrix), the pipelined GEMM
 // its cp.async copies and each fused attention kernel mma, ldmatrix.trans and
-// cvt.bf16x2. The same sources run through the SIMT runner in
+// cvt.bf16x2, and their f16 variants the f16 mma and cvt.f16x2. The same sources run through the SIMT runner in
 // native/tests/simt_*_test.cc.
 #include "cuda/kernels/activation.cuh"
 #include "cuda/kernels/attention.cuh"
@@ -14,10 +14,14 @@
 #include "cuda/kernels/softmax.cuh"
 
 // The fused attention kernels (cuda/attention.cu launches every padded head width).
-template __global__ void vl::cuda::kernels::attention_fwd<64, 2, true>(vl::cuda::kernels::AttnFwdArgs);
-template __global__ void vl::cuda::kernels::attention_fwd<128, 1, false>(vl::cuda::kernels::AttnFwdArgs);
-template __global__ void vl::cuda::kernels::attention_bwd_dkdv<64, 2>(vl::cuda::kernels::AttnBwdArgs);
-template __global__ void vl::cuda::kernels::attention_bwd_dq<64, 2>(vl::cuda::kernels::AttnBwdArgs);
+template __global__ void vl::cuda::kernels::attention_fwd<64, vl::cuda::kernels::AttnSplit, true>(vl::cuda::kernels::AttnFwdArgs);
+template __global__ void vl::cuda::kernels::attention_fwd<128, vl::cuda::kernels::AttnBf16, false>(vl::cuda::kernels::AttnFwdArgs);
+template __global__ void vl::cuda::kernels::attention_bwd_dkdv<64, vl::cuda::kernels::AttnSplit>(vl::cuda::kernels::AttnBwdArgs);
+template __global__ void vl::cuda::kernels::attention_bwd_dq<64, vl::cuda::kernels::AttnSplit>(vl::cuda::kernels::AttnBwdArgs);
+// f16 autocast.
+template __global__ void vl::cuda::kernels::attention_fwd<64, vl::cuda::kernels::AttnF16, true>(vl::cuda::kernels::AttnFwdArgs);
+template __global__ void vl::cuda::kernels::attention_bwd_dkdv<64, vl::cuda::kernels::AttnF16>(vl::cuda::kernels::AttnBwdArgs);
+template __global__ void vl::cuda::kernels::attention_bwd_dq<64, vl::cuda::kernels::AttnF16>(vl::cuda::kernels::AttnBwdArgs);
 
 template __global__ void vl::cuda::kernels::softmax_rows<128>(const float*, float*, float*, int);
 
@@ -30,6 +34,7 @@ template __global__ void gemm_kernel<float, float, 3, false, true, Rows>(Params<
 template __global__ void gemm_kernel<float, uint16_t, 1, true, true, Rows>(Params<float, uint16_t, Rows>);
 template __global__ void gemm_kernel<float, float, 3, false, false, Patches>(Params<float, float, Patches>);
 template __global__ void gemm_kernel<uint16_t, uint16_t, 1, false, true, Rows>(Params<uint16_t, uint16_t, Rows>);
+template __global__ void gemm_kernel<float, float, 1, false, true, Rows, simt::F16Ops>(Params<float, float, Rows>);
 }  // namespace gemm
 }  // namespace kernels
 }  // namespace cuda

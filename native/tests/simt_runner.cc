@@ -95,6 +95,7 @@ float bf16_value(uint32_t reg, int half) {
   std::memcpy(&f, &bits, 4);
   return f;
 }
+float f16_value(uint32_t reg, int half) { return f16_to_f32(static_cast<uint16_t>(half ? reg >> 16 : reg & 0xffffu)); }
 
 }  // namespace
 
@@ -132,7 +133,12 @@ unsigned ballot(bool p) {
                          });
 }
 
-void mma_bf16_m16n8k16(float acc[4], const uint32_t a[4], const uint32_t b[2]) {
+namespace {
+
+// The tensor-core product on operands decoded by `value` (bf16 or fp16 bits):
+// exact products (a bf16 or fp16 product fits in an f32) summed in f32.
+template <typename Value>
+void mma_m16n8k16(float acc[4], const uint32_t a[4], const uint32_t b[2], Value value) {
   struct Out {
     float d[4];
   };
@@ -147,9 +153,9 @@ void mma_bf16_m16n8k16(float acc[4], const uint32_t a[4], const uint32_t b[2]) {
         for (int l = 0; l < 32; ++l) {
           const int g = l >> 2, t = l & 3;
           for (int i = 0; i < 8; ++i)
-            A[g + 8 * ((i >> 1) & 1)][2 * t + (i & 1) + 8 * (i >> 2)] = bf16_value(static_cast<uint32_t>(lanes[l][i >> 1]), i & 1);
+            A[g + 8 * ((i >> 1) & 1)][2 * t + (i & 1) + 8 * (i >> 2)] = value(static_cast<uint32_t>(lanes[l][i >> 1]), i & 1);
           for (int i = 0; i < 4; ++i)
-            B[2 * t + (i & 1) + 8 * (i >> 1)][g] = bf16_value(static_cast<uint32_t>(lanes[l][4 + (i >> 1)]), i & 1);
+            B[2 * t + (i & 1) + 8 * (i >> 1)][g] = value(static_cast<uint32_t>(lanes[l][4 + (i >> 1)]), i & 1);
         }
         Out o;
         const int g = lane >> 2, t = lane & 3;
@@ -163,6 +169,11 @@ void mma_bf16_m16n8k16(float acc[4], const uint32_t a[4], const uint32_t b[2]) {
       });
   for (int i = 0; i < 4; ++i) acc[i] = out.d[i];
 }
+
+}  // namespace
+
+void mma_bf16_m16n8k16(float acc[4], const uint32_t a[4], const uint32_t b[2]) { mma_m16n8k16(acc, a, b, bf16_value); }
+void mma_f16_m16n8k16(float acc[4], const uint32_t a[4], const uint32_t b[2]) { mma_m16n8k16(acc, a, b, f16_value); }
 
 void ldmatrix_x4(uint32_t r[4], const void* row_address) {
   struct Out {
@@ -235,6 +246,7 @@ void cp_async_wait_groups(int n) {
 }
 
 uint32_t pack_bf16x2(float lo, float hi) { return f32_to_bf16(lo) | static_cast<uint32_t>(f32_to_bf16(hi)) << 16; }
+uint32_t pack_f16x2(float lo, float hi) { return f32_to_f16(lo) | static_cast<uint32_t>(f32_to_f16(hi)) << 16; }
 
 void launch(Dim grid, Dim block, const std::function<void()>& body) {
   if (g_runner) throw std::runtime_error("simt: launch inside a kernel");

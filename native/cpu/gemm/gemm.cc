@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/thread_pool.h"
+#include "cpu/simd/isa.h"
 
 namespace vl {
 namespace gemm {
@@ -62,7 +63,22 @@ Workspaces& workspaces() {
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 int64_t ceil_div(int64_t x, int64_t m) { return (x + m - 1) / m; }
 
-const GemmVariant& variant_for(const GemmKernels& k, WType t) { return t == WType::F32 ? k.f32 : k.bf16; }
+const GemmVariant& variant_for(const GemmKernels& k, WType t) { return t == WType::BF16 ? k.bf16 : k.f32; }
+
+// WType::F16: a packed f32 panel rounded in place to fp16 values (nearest
+// even, Inf beyond 65504) by the ISA's conversions (F16C where there is one),
+// while it is still in L1.
+void round_panel(WType wtype, void* panel, int64_t n) {
+  if (wtype != WType::F16) return;
+  const IsaKernels& isa = isa_kernels();
+  float* f = static_cast<float*>(panel);
+  uint16_t h[256];
+  for (int64_t i = 0; i < n; i += 256) {
+    const int64_t len = std::min<int64_t>(256, n - i);
+    isa.f32_to_f16(f + i, h, len);
+    isa.f16_to_f32(h, f + i, len);
+  }
+}
 
 // Columns of output per B panel: SwiGLU panels hold a gate half and an up half.
 int out_cols(const GemmVariant& v, bool swiglu) { return swiglu ? v.nr / 2 : v.nr; }
@@ -152,7 +168,7 @@ Layout layout_for(const GemmVariant& v, int64_t m, int64_t n, int64_t k, WType w
 template <typename Cols>
 void pack_b_blocks(const GemmKernels& kern, const Layout& l, WType wtype, int64_t k, int64_t ks, int64_t panels,
                    char* dst, Cols&& panel_cols) {
-  auto pack = wtype == WType::F32 ? kern.pack_b_f32 : kern.pack_b_bf16;
+  auto pack = wtype == WType::BF16 ? kern.pack_b_bf16 : kern.pack_b_f32;
   parallel_for(panels * l.nkb, pack_grain(l.kcb * l.nr), [&](int64_t q0, int64_t q1) {
     const float* cols[64];
     const float* shifted[64];
@@ -161,7 +177,9 @@ void pack_b_blocks(const GemmKernels& kern, const Layout& l, WType wtype, int64_
       const int64_t pc = kb * l.kcb, kc = std::min(l.kcb, l.kp - pc);
       panel_cols(j, cols);
       for (int c = 0; c < l.nr; ++c) shifted[c] = cols[c] ? cols[c] + pc * ks : nullptr;
-      pack(shifted, ks, std::max<int64_t>(0, std::min(kc, k - pc)), kc, dst + l.b_off(panels, pc, kc, j));
+      char* panel = dst + l.b_off(panels, pc, kc, j);
+      pack(shifted, ks, std::max<int64_t>(0, std::min(kc, k - pc)), kc, panel);
+      round_panel(wtype, panel, kc * l.nr);
     }
   });
 }
@@ -320,6 +338,7 @@ void run(const Problem& p) {
           v.pack_a_cols(rows[0], n, p.a_ks, pc, kc, p.k, dst);
         else
           v.pack_a(rows, p.a_ks, p.a_koff, pc, kc, p.k, dst);
+        round_panel(p.wtype, dst, kc * mr);
       };
       if (per_block) {
         // packed in the K loop below

@@ -24,7 +24,10 @@
 namespace vl {
 namespace gemm {
 
-enum class WType : int { F32 = 0, BF16 = 1 };
+// F16 (unpacked operands only): the f32 kernels and layout, each A and B
+// panel rounded to fp16 values as it is packed, so the result is the f32
+// GEMM of f16-rounded operands (what an f16 tensor-core pass computes).
+enum class WType : int { F32 = 0, BF16 = 1, F16 = 2 };
 
 // Maps a flat index to an element offset through nested dims (outermost
 // first): index i = ((i0 * s1 + i1) * s2 + i2)... -> sum(i_d * stride_d).

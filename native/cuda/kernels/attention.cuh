@@ -4,8 +4,9 @@
 //
 // Precision: f32 operands are split as x = hi + lo (hi = bf16(x), lo =
 // bf16(x - hi)) and every product is hi·hi + hi·lo + lo·hi with fp32
-// accumulation (kParts = 2), ≈1e-5 relative to an f32 kernel; kParts = 1 is
-// the plain bf16 product (hi·hi). Softmax runs in fp32 with exp2 and the
+// accumulation (AttnSplit, kParts = 2), ≈1e-5 relative to an f32 kernel;
+// AttnBf16 is the plain bf16 product (hi·hi), AttnF16 the same with fp16
+// operands (f16 mma). The kernels take the arithmetic as a type P. Softmax runs in fp32 with exp2 and the
 // scale pre-multiplied by log2(e).
 //
 // RoPE: cos/sin come from small per-call tables ([tokens][D/4] of (cos x,
@@ -152,12 +153,24 @@ VL_DEVICE void attn_load4(const float* p, bool vec, float v[4]) {
   for (int i = 0; i < 4; ++i) v[i] = p[i];
 }
 
-// A pair of floats (a in the low half) split as hi = bf16x2(a, b) and
-// (kParts == 2) lo = bf16x2 of what hi misses; one cvt each on the GPU.
-template <int kParts>
+// The arithmetic of the products: kParts 16-bit parts per f32 operand (2:
+// the bf16 hi/lo split, 1: one rounding) in the format of Ops.
+template <int kParts_, typename Ops_>
+struct AttnArith {
+  static constexpr int kParts = kParts_;
+  using Ops = Ops_;
+  static_assert(kParts == 1 || std::is_same<Ops, simt::Bf16Ops>::value, "the hi/lo split is bf16");
+};
+using AttnSplit = AttnArith<2, simt::Bf16Ops>;  // f32 arithmetic
+using AttnBf16 = AttnArith<1, simt::Bf16Ops>;
+using AttnF16 = AttnArith<1, simt::F16Ops>;
+
+// A pair of floats (a in the low half) split as hi = P::Ops::pack(a, b) and
+// (P::kParts == 2) lo = bf16x2 of what hi misses; one cvt each on the GPU.
+template <typename P>
 VL_DEVICE void attn_split2(float a, float b, uint32_t& hi, uint32_t& lo) {
-  hi = simt::pack_bf16x2(a, b);
-  if constexpr (kParts == 2) lo = simt::pack_bf16x2(a - bits_f32(hi << 16), b - bits_f32(hi & 0xffff0000u));
+  hi = P::Ops::pack(a, b);
+  if constexpr (P::kParts == 2) lo = simt::pack_bf16x2(a - bits_f32(hi << 16), b - bits_f32(hi & 0xffff0000u));
 }
 
 // 4 bf16 to shared memory in one 8-byte store.
@@ -170,10 +183,10 @@ VL_DEVICE void attn_store4(uint16_t* dst, uint32_t a, uint32_t b) {
 #endif
 }
 
-// A shared-memory tile of kRows rows, bf16 hi then (kParts == 2) lo, rows kS apart.
-template <int kRows, int kDp, int kParts>
+// A shared-memory tile of kRows rows, bf16 hi then (P::kParts == 2) lo, rows kS apart.
+template <int kRows, int kDp, typename P>
 struct AttnTile {
-  static constexpr int kS = kAttnSmemStride<kDp>, kPart = kRows * kS, kElems = kParts * kPart;
+  static constexpr int kS = kAttnSmemStride<kDp>, kPart = kRows * kS, kElems = P::kParts * kPart;
   uint16_t* s;
 };
 
@@ -185,10 +198,10 @@ VL_DEVICE const float* attn_table_rows(const float* table, int row, int D) {
 // Block-cooperative: rows [0, kRows) of the tile from `rows` valid rows at
 // src (row stride `stride`, D columns), rotated by the table's rows when a
 // table is given, split into hi/lo. Rows past `rows` and columns past D are zero.
-template <int kRows, int kDp, int kParts>
-VL_DEVICE void attn_fill(AttnTile<kRows, kDp, kParts> tile, const float* src, int64_t stride, int rows, int D,
+template <int kRows, int kDp, typename P>
+VL_DEVICE void attn_fill(AttnTile<kRows, kDp, P> tile, const float* src, int64_t stride, int rows, int D,
                          const float* table, bool vec) {
-  using T = AttnTile<kRows, kDp, kParts>;
+  using T = AttnTile<kRows, kDp, P>;
   constexpr int kGroups = kDp / 4;
   for (int i = simt::thread_x(); i < kRows * kGroups; i += kAttnThreads) {
     const int r = i / kGroups, c = 4 * (i % kGroups);
@@ -207,11 +220,11 @@ VL_DEVICE void attn_fill(AttnTile<kRows, kDp, kParts> tile, const float* src, in
       }
     }
     uint32_t h[2], l[2];
-    attn_split2<kParts>(v[0], v[1], h[0], l[0]);
-    attn_split2<kParts>(v[2], v[3], h[1], l[1]);
+    attn_split2<P>(v[0], v[1], h[0], l[0]);
+    attn_split2<P>(v[2], v[3], h[1], l[1]);
     uint16_t* dst = tile.s + r * T::kS + c;
     attn_store4(dst, h[0], h[1]);
-    if constexpr (kParts == 2) attn_store4(dst + T::kPart, l[0], l[1]);
+    if constexpr (P::kParts == 2) attn_store4(dst + T::kPart, l[0], l[1]);
   }
 }
 
@@ -230,44 +243,44 @@ VL_DEVICE void attn_stage(float* stage, const float* src, int64_t stride, int ro
 }
 
 // acc += a·b on tensor cores with the hi/lo split: lo·hi + hi·lo first, the large term last.
-template <int kParts>
-VL_DEVICE void attn_mma(float acc[4], const uint32_t (&a)[kParts][4], const uint32_t (&b)[kParts][2]) {
-  if constexpr (kParts == 2) {
-    simt::mma_bf16_m16n8k16(acc, a[1], b[0]);
-    simt::mma_bf16_m16n8k16(acc, a[0], b[1]);
+template <typename P>
+VL_DEVICE void attn_mma(float acc[4], const uint32_t (&a)[P::kParts][4], const uint32_t (&b)[P::kParts][2]) {
+  if constexpr (P::kParts == 2) {
+    P::Ops::mma(acc, a[1], b[0]);
+    P::Ops::mma(acc, a[0], b[1]);
   }
-  simt::mma_bf16_m16n8k16(acc, a[0], b[0]);
+  P::Ops::mma(acc, a[0], b[0]);
 }
 
 // The A fragment of a warp's 16 rows from row0 of a tile, columns [16 ks, 16 ks + 16).
-template <int kRows, int kDp, int kParts>
-VL_DEVICE void attn_a_frag(const AttnTile<kRows, kDp, kParts>& tile, int row0, int ks, uint32_t (&a)[kParts][4]) {
-  using T = AttnTile<kRows, kDp, kParts>;
+template <int kRows, int kDp, typename P>
+VL_DEVICE void attn_a_frag(const AttnTile<kRows, kDp, P>& tile, int row0, int ks, uint32_t (&a)[P::kParts][4]) {
+  using T = AttnTile<kRows, kDp, P>;
   const int lane = simt::lane();
   const uint16_t* p = tile.s + (row0 + (lane & 7) + ((lane >> 3) & 1) * 8) * T::kS + 16 * ks + (lane >> 4) * 8;
-  for (int l = 0; l < kParts; ++l) simt::ldmatrix_x4(a[l], p + l * T::kPart);
+  for (int l = 0; l < P::kParts; ++l) simt::ldmatrix_x4(a[l], p + l * T::kPart);
 }
 
 // acc[16 x kRows] += A·Bᵀ for one warp: B is the tile (its rows are the
 // output columns, the kDp columns the reduction); A's fragment for k-step ks
 // comes from a_frag(ks, a).
-template <int kRows, int kDp, int kParts, typename AFrag>
-VL_DEVICE void attn_mma_nt(float (&acc)[kRows / 8][4], AFrag a_frag, const AttnTile<kRows, kDp, kParts>& b) {
-  using T = AttnTile<kRows, kDp, kParts>;
+template <int kRows, int kDp, typename P, typename AFrag>
+VL_DEVICE void attn_mma_nt(float (&acc)[kRows / 8][4], AFrag a_frag, const AttnTile<kRows, kDp, P>& b) {
+  using T = AttnTile<kRows, kDp, P>;
   const int lane = simt::lane();
   for (int ks = 0; ks < kDp / 16; ++ks) {
-    uint32_t a[kParts][4];
+    uint32_t a[P::kParts][4];
     a_frag(ks, a);
     for (int np = 0; np < kRows / 16; ++np) {
       // Matrices: rows 0-7 of columns 0-7, 8-15; then rows 8-15 of the same.
       const uint16_t* p = b.s + (16 * np + (lane & 7) + ((lane >> 4) << 3)) * T::kS + 16 * ks + ((lane >> 3) & 1) * 8;
-      uint32_t r[kParts][4], b0[kParts][2], b1[kParts][2];
-      for (int l = 0; l < kParts; ++l) {
+      uint32_t r[P::kParts][4], b0[P::kParts][2], b1[P::kParts][2];
+      for (int l = 0; l < P::kParts; ++l) {
         simt::ldmatrix_x4(r[l], p + l * T::kPart);
         b0[l][0] = r[l][0], b0[l][1] = r[l][1], b1[l][0] = r[l][2], b1[l][1] = r[l][3];
       }
-      attn_mma<kParts>(acc[2 * np], a, b0);
-      attn_mma<kParts>(acc[2 * np + 1], a, b1);
+      attn_mma<P>(acc[2 * np], a, b0);
+      attn_mma<P>(acc[2 * np + 1], a, b1);
     }
   }
 }
@@ -275,37 +288,37 @@ VL_DEVICE void attn_mma_nt(float (&acc)[kRows / 8][4], AFrag a_frag, const AttnT
 // The A fragments of a 16 x kRows accumulator (scores, probabilities) for
 // the next product, split into hi/lo in registers: the accumulator's 16x8
 // tiles 2kk and 2kk+1 are A's k-step kk (flash-attention-2's register reuse).
-template <int kRows, int kParts>
-VL_DEVICE void attn_acc_to_a(const float (&acc)[kRows / 8][4], uint32_t (&a)[kRows / 16][kParts][4]) {
+template <int kRows, typename P>
+VL_DEVICE void attn_acc_to_a(const float (&acc)[kRows / 8][4], uint32_t (&a)[kRows / 16][P::kParts][4]) {
   for (int kk = 0; kk < kRows / 16; ++kk) {
     uint32_t lo[4];
-    attn_split2<kParts>(acc[2 * kk][0], acc[2 * kk][1], a[kk][0][0], lo[0]);
-    attn_split2<kParts>(acc[2 * kk][2], acc[2 * kk][3], a[kk][0][1], lo[1]);
-    attn_split2<kParts>(acc[2 * kk + 1][0], acc[2 * kk + 1][1], a[kk][0][2], lo[2]);
-    attn_split2<kParts>(acc[2 * kk + 1][2], acc[2 * kk + 1][3], a[kk][0][3], lo[3]);
-    if constexpr (kParts == 2)
+    attn_split2<P>(acc[2 * kk][0], acc[2 * kk][1], a[kk][0][0], lo[0]);
+    attn_split2<P>(acc[2 * kk][2], acc[2 * kk][3], a[kk][0][1], lo[1]);
+    attn_split2<P>(acc[2 * kk + 1][0], acc[2 * kk + 1][1], a[kk][0][2], lo[2]);
+    attn_split2<P>(acc[2 * kk + 1][2], acc[2 * kk + 1][3], a[kk][0][3], lo[3]);
+    if constexpr (P::kParts == 2)
       for (int i = 0; i < 4; ++i) a[kk][1][i] = lo[i];
   }
 }
 
 // acc[16 x kDp] += A·B for one warp: A 16 x kRows as fragments, B the tile
 // (kRows rows of kDp columns, row-major), read transposed by ldmatrix.trans.
-template <int kRows, int kDp, int kParts>
-VL_DEVICE void attn_mma_nn(float (&acc)[kDp / 8][4], const uint32_t (&a)[kRows / 16][kParts][4],
-                           const AttnTile<kRows, kDp, kParts>& b) {
-  using T = AttnTile<kRows, kDp, kParts>;
+template <int kRows, int kDp, typename P>
+VL_DEVICE void attn_mma_nn(float (&acc)[kDp / 8][4], const uint32_t (&a)[kRows / 16][P::kParts][4],
+                           const AttnTile<kRows, kDp, P>& b) {
+  using T = AttnTile<kRows, kDp, P>;
   const int lane = simt::lane();
   for (int kk = 0; kk < kRows / 16; ++kk) {
     for (int np = 0; np < kDp / 16; ++np) {
       // Matrices: rows 0-7 and 8-15 of columns 0-7, then of columns 8-15.
       const uint16_t* p = b.s + (16 * kk + (lane & 7) + ((lane >> 3) & 1) * 8) * T::kS + 16 * np + (lane >> 4) * 8;
-      uint32_t r[kParts][4], b0[kParts][2], b1[kParts][2];
-      for (int l = 0; l < kParts; ++l) {
+      uint32_t r[P::kParts][4], b0[P::kParts][2], b1[P::kParts][2];
+      for (int l = 0; l < P::kParts; ++l) {
         simt::ldmatrix_x4_trans(r[l], p + l * T::kPart);
         b0[l][0] = r[l][0], b0[l][1] = r[l][1], b1[l][0] = r[l][2], b1[l][1] = r[l][3];
       }
-      attn_mma<kParts>(acc[2 * np], a[kk], b0);
-      attn_mma<kParts>(acc[2 * np + 1], a[kk], b1);
+      attn_mma<P>(acc[2 * np], a[kk], b0);
+      attn_mma<P>(acc[2 * np + 1], a[kk], b1);
     }
   }
 }
@@ -363,13 +376,13 @@ struct AttnFwdArgs {
 // Dynamic shared memory of attention_fwd: the bf16 tiles (the query tile,
 // then the key and value tiles in the same space), and with kAsync the f32
 // staging tile the next keys and values (or the queries) land in.
-template <int kDp, int kParts>
+template <int kDp, typename P>
 constexpr int kAttnFwdTileElems =
-    kParts * kAttnSmemStride<kDp> * (kAttnRows > 2 * kAttnStreamRows<kDp> ? kAttnRows : 2 * kAttnStreamRows<kDp>);
+    P::kParts * kAttnSmemStride<kDp> * (kAttnRows > 2 * kAttnStreamRows<kDp> ? kAttnRows : 2 * kAttnStreamRows<kDp>);
 template <int kDp>
 constexpr int kAttnFwdStageFloats = kDp * (kAttnRows > 2 * kAttnStreamRows<kDp> ? kAttnRows : 2 * kAttnStreamRows<kDp>);
-template <int kDp, int kParts, bool kAsync>
-constexpr int kAttnFwdSmemBytes = 2 * kAttnFwdTileElems<kDp, kParts> + (kAsync ? 4 * kAttnFwdStageFloats<kDp> : 0);
+template <int kDp, typename P, bool kAsync>
+constexpr int kAttnFwdSmemBytes = 2 * kAttnFwdTileElems<kDp, P> + (kAsync ? 4 * kAttnFwdStageFloats<kDp> : 0);
 
 // grid.x = q_tiles · B · heads, blockDim.x = 128, kAttnFwdSmemBytes of
 // dynamic shared memory. Each warp keeps its 16 rotated queries as A
@@ -379,13 +392,13 @@ constexpr int kAttnFwdSmemBytes = 2 * kAttnFwdTileElems<kDp, kParts> + (kAsync ?
 // staging tile while the current ones are computed on, then rotated and
 // split shared-to-shared; otherwise each tile is read, rotated and split on
 // its way in from global memory.
-template <int kDp, int kParts, bool kAsync>
+template <int kDp, typename P, bool kAsync>
 VL_GLOBAL void VL_LAUNCH_BOUNDS(kAttnThreads) attention_fwd(const AttnFwdArgs a) {
   constexpr int kBN = kAttnStreamRows<kDp>;
-  using QTile = AttnTile<kAttnRows, kDp, kParts>;
-  using KTile = AttnTile<kBN, kDp, kParts>;
+  using QTile = AttnTile<kAttnRows, kDp, P>;
+  using KTile = AttnTile<kBN, kDp, P>;
   uint16_t* smem = reinterpret_cast<uint16_t*>(simt::dynamic_shared());
-  float* stage = reinterpret_cast<float*>(smem + kAttnFwdTileElems<kDp, kParts>);
+  float* stage = reinterpret_cast<float*>(smem + kAttnFwdTileElems<kDp, P>);
   const int lane = simt::lane(), warp = simt::warp(), g = lane >> 2, t = lane & 3;
   const int pair = simt::block_x() / a.q_tiles, n0 = simt::block_x() % a.q_tiles * kAttnRows;
   const int b = pair / a.H, h = pair % a.H;
@@ -404,7 +417,7 @@ VL_GLOBAL void VL_LAUNCH_BOUNDS(kAttnThreads) attention_fwd(const AttnFwdArgs a)
     attn_fill(qt, q + n0 * a.q.st, a.q.st, a.N - n0, a.D, attn_table_rows(a.q_rope, n0, a.D), a.vec);
   }
   simt::sync_threads();
-  uint32_t qf[kDp / 16][kParts][4];
+  uint32_t qf[kDp / 16][P::kParts][4];
   for (int ks = 0; ks < kDp / 16; ++ks) attn_a_frag(qt, 16 * warp, ks, qf[ks]);
   // The staged queries are read; the first keys and values may land there.
   simt::sync_threads();
@@ -441,8 +454,8 @@ VL_GLOBAL void VL_LAUNCH_BOUNDS(kAttnThreads) attention_fwd(const AttnFwdArgs a)
       simt::sync_threads();
     }
     float s[kBN / 8][4] = {};
-    attn_mma_nt(s, [&](int ks, uint32_t(&f)[kParts][4]) {
-      for (int l2 = 0; l2 < kParts; ++l2)
+    attn_mma_nt(s, [&](int ks, uint32_t(&f)[P::kParts][4]) {
+      for (int l2 = 0; l2 < P::kParts; ++l2)
         for (int i = 0; i < 4; ++i) f[l2][i] = qf[ks][l2][i];
     }, kt);
     // Online softmax in the log2 domain; keys past M (zero rows) are masked.
@@ -468,9 +481,9 @@ VL_GLOBAL void VL_LAUNCH_BOUNDS(kAttnThreads) attention_fwd(const AttnFwdArgs a)
       l[half] = l[half] * corr + sum;  // this lane's columns; the 4 lanes of a row add up at the end
       for (int j = 0; j < kDp / 8; ++j) o[j][2 * half] *= corr, o[j][2 * half + 1] *= corr;
     }
-    uint32_t pf[kBN / 16][kParts][4];
-    attn_acc_to_a<kBN, kParts>(s, pf);
-    attn_mma_nn<kBN, kDp, kParts>(o, pf, vt);
+    uint32_t pf[kBN / 16][P::kParts][4];
+    attn_acc_to_a<kBN, P>(s, pf);
+    attn_mma_nn<kBN, kDp, P>(o, pf, vt);
     if constexpr (!kAsync) simt::sync_threads();  // the next tiles overwrite these
   }
 
@@ -525,9 +538,9 @@ VL_GLOBAL void VL_LAUNCH_BOUNDS(kAttnThreads) attention_bwd_delta(const AttnTens
 
 // Dynamic shared memory of both backward kernels: two tiles of the block's
 // 64 own rows, two streamed tiles, and per streamed row lse and delta.
-template <int kDp, int kParts>
+template <int kDp, typename P>
 constexpr int kAttnBwdSmemBytes =
-    2 * (2 * kParts * (kAttnRows + kAttnStreamRows<kDp>)*kAttnSmemStride<kDp>) + 2 * 4 * kAttnStreamRows<kDp>;
+    2 * (2 * P::kParts * (kAttnRows + kAttnStreamRows<kDp>)*kAttnSmemStride<kDp>) + 2 * 4 * kAttnStreamRows<kDp>;
 
 // dk, dv for 64 keys of one (batch, head): grid.x = tiles · B · heads,
 // blockDim.x = 128, kAttnBwdSmemBytes of dynamic shared memory. Each warp
@@ -535,11 +548,11 @@ constexpr int kAttnBwdSmemBytes =
 // lse·log2e), dV += Pᵀ·dO, dPᵀ = V·dOᵀ, dSᵀ = Pᵀ ⊙ (dPᵀ − delta), dK += dSᵀ·Q;
 // dk is scaled and rotated back at the end. The sums stay in registers and
 // each block writes its keys alone (no atomics: the result is deterministic).
-template <int kDp, int kParts>
+template <int kDp, typename P>
 VL_GLOBAL void VL_LAUNCH_BOUNDS(kAttnThreads) attention_bwd_dkdv(const AttnBwdArgs a) {
   constexpr int kBS = kAttnStreamRows<kDp>;
-  using Own = AttnTile<kAttnRows, kDp, kParts>;
-  using Stream = AttnTile<kBS, kDp, kParts>;
+  using Own = AttnTile<kAttnRows, kDp, P>;
+  using Stream = AttnTile<kBS, kDp, P>;
   uint16_t* smem = reinterpret_cast<uint16_t*>(simt::dynamic_shared());
   const Own kt{smem}, vt{smem + Own::kElems};
   const Stream qt{smem + 2 * Own::kElems}, dt{smem + 2 * Own::kElems + Stream::kElems};
@@ -558,8 +571,8 @@ VL_GLOBAL void VL_LAUNCH_BOUNDS(kAttnThreads) attention_bwd_dkdv(const AttnBwdAr
   attn_fill(kt, k + m0 * a.k.st, a.k.st, a.M - m0, a.D, attn_table_rows(a.k_rope, m0, a.D), a.vec);
   attn_fill(vt, v + m0 * a.v.st, a.v.st, a.M - m0, a.D, nullptr, a.vec);
   float dk[kDp / 8][4] = {}, dv[kDp / 8][4] = {};
-  const auto k_frag = [&](int ks, uint32_t(&f)[kParts][4]) { attn_a_frag(kt, 16 * warp, ks, f); };
-  const auto v_frag = [&](int ks, uint32_t(&f)[kParts][4]) { attn_a_frag(vt, 16 * warp, ks, f); };
+  const auto k_frag = [&](int ks, uint32_t(&f)[P::kParts][4]) { attn_a_frag(kt, 16 * warp, ks, f); };
+  const auto v_frag = [&](int ks, uint32_t(&f)[P::kParts][4]) { attn_a_frag(vt, 16 * warp, ks, f); };
   for (int n0 = 0; n0 < a.N; n0 += kBS) {
     const int rows = a.N - n0 < kBS ? a.N - n0 : kBS;
     attn_fill(qt, q + n0 * a.q.st, a.q.st, rows, a.D, attn_table_rows(a.q_rope, n0, a.D), a.vec);
@@ -579,11 +592,11 @@ VL_GLOBAL void VL_LAUNCH_BOUNDS(kAttnThreads) attention_bwd_dkdv(const AttnBwdAr
         s[j][i] = exp2f(s[j][i] * a.scale_log2 - lse_s[col]);
         dp[j][i] = s[j][i] * (dp[j][i] - delta_s[col]);
       }
-    uint32_t f[kBS / 16][kParts][4];
-    attn_acc_to_a<kBS, kParts>(s, f);
-    attn_mma_nn<kBS, kDp, kParts>(dv, f, dt);
-    attn_acc_to_a<kBS, kParts>(dp, f);
-    attn_mma_nn<kBS, kDp, kParts>(dk, f, qt);
+    uint32_t f[kBS / 16][P::kParts][4];
+    attn_acc_to_a<kBS, P>(s, f);
+    attn_mma_nn<kBS, kDp, P>(dv, f, dt);
+    attn_acc_to_a<kBS, P>(dp, f);
+    attn_mma_nn<kBS, kDp, P>(dk, f, qt);
     simt::sync_threads();  // the next query tile overwrites these
   }
   const int row0 = m0 + 16 * warp;
@@ -596,11 +609,11 @@ VL_GLOBAL void VL_LAUNCH_BOUNDS(kAttnThreads) attention_bwd_dkdv(const AttnBwdAr
 // owns 16 queries and walks all key tiles: S = Q·Kᵀ, P from lse, dP = dO·Vᵀ,
 // dS = P ⊙ (dP − delta), dQ += dS·K; scaled and rotated back at the end. A
 // separate pass from dk/dv (recomputing S and dP) so dq needs no atomics.
-template <int kDp, int kParts>
+template <int kDp, typename P>
 VL_GLOBAL void VL_LAUNCH_BOUNDS(kAttnThreads) attention_bwd_dq(const AttnBwdArgs a) {
   constexpr int kBS = kAttnStreamRows<kDp>;
-  using Own = AttnTile<kAttnRows, kDp, kParts>;
-  using Stream = AttnTile<kBS, kDp, kParts>;
+  using Own = AttnTile<kAttnRows, kDp, P>;
+  using Stream = AttnTile<kBS, kDp, P>;
   uint16_t* smem = reinterpret_cast<uint16_t*>(simt::dynamic_shared());
   const Own qt{smem}, dt{smem + Own::kElems};
   const Stream kt{smem + 2 * Own::kElems}, vt{smem + 2 * Own::kElems + Stream::kElems};
@@ -623,8 +636,8 @@ VL_GLOBAL void VL_LAUNCH_BOUNDS(kAttnThreads) attention_bwd_dq(const AttnBwdArgs
     delta[half] = r < a.N ? a.delta[i] : 0.0f;
   }
   float dq[kDp / 8][4] = {};
-  const auto q_frag = [&](int ks, uint32_t(&f)[kParts][4]) { attn_a_frag(qt, 16 * warp, ks, f); };
-  const auto d_frag = [&](int ks, uint32_t(&f)[kParts][4]) { attn_a_frag(dt, 16 * warp, ks, f); };
+  const auto q_frag = [&](int ks, uint32_t(&f)[P::kParts][4]) { attn_a_frag(qt, 16 * warp, ks, f); };
+  const auto d_frag = [&](int ks, uint32_t(&f)[P::kParts][4]) { attn_a_frag(dt, 16 * warp, ks, f); };
   for (int m0 = 0; m0 < a.M; m0 += kBS) {
     const int rows = a.M - m0 < kBS ? a.M - m0 : kBS;
     attn_fill(kt, k + m0 * a.k.st, a.k.st, rows, a.D, attn_table_rows(a.k_rope, m0, a.D), a.vec);
@@ -639,9 +652,9 @@ VL_GLOBAL void VL_LAUNCH_BOUNDS(kAttnThreads) attention_bwd_dq(const AttnBwdArgs
         const float p = exp2f(s[j][i] * a.scale_log2 - lse2[i >> 1]);
         dp[j][i] = p * (dp[j][i] - delta[i >> 1]);
       }
-    uint32_t f[kBS / 16][kParts][4];
-    attn_acc_to_a<kBS, kParts>(dp, f);
-    attn_mma_nn<kBS, kDp, kParts>(dq, f, kt);
+    uint32_t f[kBS / 16][P::kParts][4];
+    attn_acc_to_a<kBS, P>(dp, f);
+    attn_mma_nn<kBS, kDp, P>(dq, f, kt);
     simt::sync_threads();  // the next key tile overwrites these
   }
   attn_store_rows<kDp>(dq, a.dq.data + b * a.dq.sb + h * a.dq.sh, a.dq.st, row0, a.N, a.D, a.scale, a.q_rope);

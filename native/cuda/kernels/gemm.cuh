@@ -37,6 +37,7 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "core/half.h"
 #include "cuda/simt.cuh"
@@ -139,15 +140,15 @@ inline int64_t grid_blocks(const Params<TA, TB, ASrc>& p, int64_t batches) {
 // = Inf instead of adding Inf - Inf = NaN; a NaN x is NaN through hi).
 VL_DEVICE float split_rest(float x, float hi) { return fabsf(hi) <= 3.40282347e38f ? x - hi : 0.0f; }
 
-template <int kPasses>
+template <int kPasses, typename Ops>
 VL_DEVICE void split_pair(uint32_t x_bits, uint32_t y_bits, uint32_t& hi, uint32_t& lo) {
   const float x = bits_f32(x_bits), y = bits_f32(y_bits);
-  hi = simt::pack_bf16x2(x, y);
+  hi = Ops::pack(x, y);
   if constexpr (kPasses > 1) lo = simt::pack_bf16x2(split_rest(x, bits_f32(hi << 16)), split_rest(y, bits_f32(hi & 0xffff0000u)));
 }
 
 // A fragment (16 rows x 16 k) at row m, k step kk of a shared tile.
-template <int kPasses>
+template <int kPasses, typename Ops>
 VL_DEVICE void load_a(uint32_t hi[4], uint32_t lo[4], const float* tile, int m, int kk, int lane) {
   const int i = lane >> 3, r = lane & 7;
   // Matrices: rows 0-7 / 8-15 of floats 0-3, then 4-7 (and 8-11, 12-15 in the second load).
@@ -155,32 +156,32 @@ VL_DEVICE void load_a(uint32_t hi[4], uint32_t lo[4], const float* tile, int m, 
   uint32_t x0[4], x1[4];
   simt::ldmatrix_x4(x0, p);
   simt::ldmatrix_x4(x1, p + 8);
-  split_pair<kPasses>(x0[0], x0[2], hi[0], lo[0]);
-  split_pair<kPasses>(x0[1], x0[3], hi[1], lo[1]);
-  split_pair<kPasses>(x1[0], x1[2], hi[2], lo[2]);
-  split_pair<kPasses>(x1[1], x1[3], hi[3], lo[3]);
+  split_pair<kPasses, Ops>(x0[0], x0[2], hi[0], lo[0]);
+  split_pair<kPasses, Ops>(x0[1], x0[3], hi[1], lo[1]);
+  split_pair<kPasses, Ops>(x1[0], x1[2], hi[2], lo[2]);
+  split_pair<kPasses, Ops>(x1[1], x1[3], hi[3], lo[3]);
 }
 
-template <int kPasses>
+template <int kPasses, typename Ops>
 VL_DEVICE void load_a(uint32_t hi[4], uint32_t[4], const uint16_t* tile, int m, int kk, int lane) {
   const int i = lane >> 3, r = lane & 7;
   simt::ldmatrix_x4(hi, tile + (m + r + (i & 1) * 8) * kLd<uint16_t> + kk + (i >> 1) * 8);
 }
 
 // B fragments of two n tiles (rows n..n+15 of the B tile) at k step kk.
-template <int kPasses>
+template <int kPasses, typename Ops>
 VL_DEVICE void load_b2(uint32_t hi[2][2], uint32_t lo[2][2], const float* tile, int n, int kk, int lane) {
   const int i = lane >> 3, r = lane & 7;
   for (int j = 0; j < 2; ++j) {
     // Matrix i: the 8 rows of n tile j, floats 4i..4i+3.
     uint32_t y[4];
     simt::ldmatrix_x4(y, tile + (n + 8 * j + r) * kLd<float> + kk + i * 4);
-    split_pair<kPasses>(y[0], y[1], hi[j][0], lo[j][0]);
-    split_pair<kPasses>(y[2], y[3], hi[j][1], lo[j][1]);
+    split_pair<kPasses, Ops>(y[0], y[1], hi[j][0], lo[j][0]);
+    split_pair<kPasses, Ops>(y[2], y[3], hi[j][1], lo[j][1]);
   }
 }
 
-template <int kPasses>
+template <int kPasses, typename Ops>
 VL_DEVICE void load_b2(uint32_t hi[2][2], uint32_t[2][2], const uint16_t* tile, int n, int kk, int lane) {
   const int i = lane >> 3, r = lane & 7;
   // Matrices: n tile 0 k 0-7, k 8-15, then n tile 1.
@@ -256,11 +257,14 @@ VL_DEVICE void store_pair(float* c, const float* residual, const float* bias, in
 // h..h+7, h = 0, 8, ...; N = 2 * round_up(H, 8)), and C[:, h] = silu(A W1^T)
 // * (A W2^T) (+ residual), out_n = H: a warp's n tiles 2j and 2j+1 hold the
 // two products of the same 8 columns in the same registers. kAsync: cp.async
-// staging (aligned operands) or plain loads (any).
-template <typename TA, typename TB, int kPasses, bool kSwiGLU, bool kAsync, typename ASrc>
+// staging (aligned operands) or plain loads (any). Ops: the 16-bit format
+// of the products (uint16_t operands are bf16, the 3-pass split is bf16).
+template <typename TA, typename TB, int kPasses, bool kSwiGLU, bool kAsync, typename ASrc, typename Ops = simt::Bf16Ops>
 VL_GLOBAL void VL_LAUNCH_BOUNDS(kThreads) gemm_kernel(Params<TA, TB, ASrc> p) {
   static_assert(kPasses == 1 || (kPasses == 3 && sizeof(TA) == 4 && sizeof(TB) == 4), "3 passes split f32 operands");
   static_assert(sizeof(TA) >= sizeof(TB), "a bf16 A takes a bf16 B");
+  static_assert(std::is_same<Ops, simt::Bf16Ops>::value || (kPasses == 1 && sizeof(TA) == 4 && sizeof(TB) == 4),
+                "fp16 products round f32 operands in one pass");
   unsigned char* smem = simt::dynamic_shared();
   const int tid = simt::thread_x(), lane = simt::lane(), warp = simt::warp();
 
@@ -317,16 +321,16 @@ VL_GLOBAL void VL_LAUNCH_BOUNDS(kThreads) gemm_kernel(Params<TA, TB, ASrc> p) {
     const TB* bs = b_tile(kt % kStages);
     for (int kk = 0; kk < kBK; kk += 16) {
       uint32_t ah[kMTiles][4], al[kMTiles][4], bh[kNTiles][2], bl[kNTiles][2];
-      for (int i = 0; i < kMTiles; ++i) load_a<kPasses>(ah[i], al[i], as, wm + 16 * i, kk, lane);
-      for (int j = 0; j < kNTiles; j += 2) load_b2<kPasses>(&bh[j], &bl[j], bs, wn + 8 * j, kk, lane);
+      for (int i = 0; i < kMTiles; ++i) load_a<kPasses, Ops>(ah[i], al[i], as, wm + 16 * i, kk, lane);
+      for (int j = 0; j < kNTiles; j += 2) load_b2<kPasses, Ops>(&bh[j], &bl[j], bs, wn + 8 * j, kk, lane);
       for (int i = 0; i < kMTiles; ++i)
         for (int j = 0; j < kNTiles; ++j) {
           // Small terms first, then hi*hi.
           if constexpr (kPasses == 3) {
-            simt::mma_bf16_m16n8k16(acc[i][j], al[i], bh[j]);
-            simt::mma_bf16_m16n8k16(acc[i][j], ah[i], bl[j]);
+            Ops::mma(acc[i][j], al[i], bh[j]);
+            Ops::mma(acc[i][j], ah[i], bl[j]);
           }
-          simt::mma_bf16_m16n8k16(acc[i][j], ah[i], bh[j]);
+          Ops::mma(acc[i][j], ah[i], bh[j]);
         }
     }
   }
