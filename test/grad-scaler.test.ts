@@ -5,7 +5,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as vl from '../lib';
-import { unscaleGrads } from '../lib/ops/optim';
+import { adamwUpdateMulti, sgdUpdateMulti, unscaleGrads } from '../lib/ops/optim';
 
 const kinds = ['AdamW', 'Lamb', 'SGD'] as const;
 type Kind = typeof kinds[number];
@@ -59,6 +59,23 @@ describe.each(vl.backends())('on %s', (device) => {
     expect(() => unscaleGrads(gs, flag, 0)).toThrow(/invScale must be > 0/);
     expect(() => unscaleGrads(gs, flag, Infinity)).toThrow(/invScale must be a finite number/);
     gs.forEach((g) => g.dispose());
+  });
+
+  test('the multi-tensor updates and Optimizer.step check the flag they are given', () => {
+    const s = setup('AdamW');
+    s.grads(1);
+    const ps = s.params.map(([, p]) => p), gs = ps.map((p) => p.grad!);
+    const ms = ps.map((p) => vl.keep(vl.zeros([...p.shape], { device }))), vs = ps.map((p) => vl.keep(vl.zeros([...p.shape], { device })));
+    const o = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecays: ps.map(() => 0), steps: ps.map(() => 1) };
+    using wide = vl.zeros([2], { device });
+    expect(() => adamwUpdateMulti(ps, gs, ms, vs, { ...o, foundInf: wide })).toThrow(/foundInf must be one f32 element/);
+    expect(() => sgdUpdateMulti(ps, gs, [], { lr: 1, momentum: 0, dampening: 0, nesterov: false, weightDecays: o.weightDecays,
+      firstSteps: ps.map(() => true), foundInf: ps[3] })).toThrow(/foundInf and params\[3\] share memory/);
+    expect(() => s.opt.step({ foundInf: new Map() })).toThrow(/no found-inf flag for the gradients on/);
+    expect(s.opt.stateDict().meta.steps).toEqual({ p0: 0, p1: 0, p2: 0, p3: 0 });
+    expect(() => s.opt.uncountStep(['p0'])).toThrow(/has no step to take back/);
+    [...ms, ...vs].forEach((t) => t.dispose());
+    s.dispose();
   });
 
   test.each(kinds)('%s: a step with an inf or NaN gradient is skipped on the device (bit-identical), its counts taken back, the scale backs off', async (kind) => {
@@ -141,6 +158,30 @@ describe.each(vl.backends())('on %s', (device) => {
     expect(() => scaler.step(s.opt)).toThrow(/step\(\) already ran/);
     expect(() => scaler.unscale(s.opt)).toThrow(/step\(\) already ran/);
     scaler.update();
+    await scaler.settle();
+    s.dispose();
+    ref.dispose();
+    scaler.dispose();
+  });
+
+  test('an outcome that arrives inside a step waits for update(): the unscale divides by the scale the loss got', async () => {
+    const s = setup('SGD');
+    const ref = setup('SGD');
+    const scaler = new vl.optim.GradScaler({ initScale: 2 ** 10 });
+    s.grads(1, Infinity);
+    scaler.step(s.opt);
+    scaler.update();
+    using loss = vl.tensor([1], [], { device });
+    using scaled = scaler.scale(loss);
+    await scaler.settle();  // the overflow is known now, but the step has begun
+    expect(scaler.scaleValue).toBe(2 ** 10);
+    s.grads(2, 2 ** 10);
+    scaler.unscale(s.opt);
+    ref.grads(2);
+    expect(bits(s.params.map(([, p]) => p.grad!))).toEqual(bits(ref.params.map(([, p]) => p.grad!)));
+    scaler.step(s.opt);
+    scaler.update();
+    expect(scaler.scaleValue).toBe(2 ** 9);
     await scaler.settle();
     s.dispose();
     ref.dispose();

@@ -10,15 +10,16 @@
  *   optimizer kernels read it there, so a bad step is skipped on the device;
  * - the host learns the flag the way the trainer learns losses: update()
  *   starts an asynchronous read, and its outcome (backoff or growth, and
- *   taking back the optimizer step counts of a skipped step) is applied at
- *   the first scale(), step() or update() after it arrived. In the trainer
- *   that is two steps later, so the step right after an overflow still runs
- *   with the old scale (usually overflowing too, and skipped as well) and,
- *   when it is not skipped, with bias corrections one count ahead; the
- *   counts are exact again from the step after. A loop that never awaits
- *   still gets every outcome: update() reads a flag synchronously once it is
- *   two steps old (its step is done or next in line on the device, so the
- *   read costs no idle device time).
+ *   taking back the optimizer step counts of a skipped step) is applied
+ *   between steps, at the first update() or next step's first scale() after
+ *   it arrived (never inside a step, whose unscale must divide by the scale
+ *   its loss was multiplied by). In the trainer that is two steps later, so
+ *   the step right after an overflow still runs with the old scale (usually
+ *   overflowing too, and skipped as well) and, when it is not skipped, with
+ *   bias corrections one count ahead; the counts are exact again from the
+ *   step after. A loop that never awaits still gets every outcome: update()
+ *   reads a flag synchronously once it is two steps old (its step is done or
+ *   next in line on the device, so the read costs no idle device time).
  * Keeping the scale on the host (rather than in a device tensor, as PyTorch
  * does) is what lets the step counts, which live on the host, follow the
  * flag without a per-step wait; the price is the lag above, which matters
@@ -102,6 +103,8 @@ export class GradScaler {
   #state: GradScalerState;
   #steps = new Map<Optimizer, StepState>();
   #pending: PendingStep[] = [];
+  /** From the step's first scale(), unscale() or step() to update(): the scale stays as it is. */
+  #inStep = false;
 
   constructor(options: GradScalerOptions = {}) {
     if (options === null || typeof options !== 'object') throw new ArgumentError('GradScaler: options must be an object');
@@ -117,7 +120,7 @@ export class GradScaler {
     }, 'initScale');
   }
 
-  /** The scale the next scale() multiplies by (outcomes that arrived are applied first). */
+  /** The scale of the current step, or between steps of the next one (outcomes that arrived are applied first). */
   get scaleValue(): number {
     this.#applyArrived();
     return this.#state.scale;
@@ -128,6 +131,7 @@ export class GradScaler {
     if (!(loss instanceof Tensor)) throw new ArgumentError('GradScaler.scale: expected the loss tensor');
     if (!this.enabled) return loss;
     this.#applyArrived();
+    this.#inStep = true;
     return loss.mul(this.#state.scale);
   }
 
@@ -143,6 +147,7 @@ export class GradScaler {
     const st = this.#stepState(optimizer);
     if (st.stepped) throw new ArgumentError('GradScaler.unscale: step() already ran for this optimizer since the last update()');
     if (st.flags) return;
+    this.#inStep = true;
     const inv = 1 / this.#state.scale;
     st.flags = noGrad(() => {
       const flags = new Map<string, Tensor>();
@@ -165,7 +170,6 @@ export class GradScaler {
       optimizer.step();
       return;
     }
-    this.#applyArrived();
     this.unscale(optimizer);
     const st = this.#stepState(optimizer);
     if (st.stepped) throw new ArgumentError('GradScaler.step: step() already ran for this optimizer since the last update()');
@@ -193,6 +197,7 @@ export class GradScaler {
       this.#pending.push(p);
     }
     this.#steps.clear();
+    this.#inStep = false;
     const lagging = this.#pending.length - MAX_LAG;
     for (let i = 0; i < lagging; ++i) {
       const p = this.#pending[i];
@@ -201,7 +206,7 @@ export class GradScaler {
     this.#applyArrived();
   }
 
-  /** Waits for every flag read and applies the outcomes (e.g. before a checkpoint). */
+  /** Waits for every flag read and, between steps, applies the outcomes (e.g. before a checkpoint). */
   async settle(): Promise<void> {
     for (const p of this.#pending) {
       if (p.found === undefined) {
@@ -226,8 +231,9 @@ export class GradScaler {
     this.#state = checkState(state as unknown as Record<string, unknown>, 'scale');
   }
 
-  /** Applies the outcomes that arrived, oldest first, up to the first still on its way. */
+  /** Between steps: applies the outcomes that arrived, oldest first, up to the first still on its way. */
   #applyArrived(): void {
+    if (this.#inStep) return;
     const s = this.#state;
     while (this.#pending.length && this.#pending[0].found !== undefined) {
       const p = this.#pending.shift()!;
@@ -255,5 +261,6 @@ export class GradScaler {
     for (const p of this.#pending) for (const f of p.flags) f.dispose();
     this.#steps.clear();
     this.#pending = [];
+    this.#inStep = false;
   }
 }
