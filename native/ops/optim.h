@@ -66,7 +66,6 @@ void sgd_update_multi(const std::vector<TensorPtr>& params, const std::vector<Te
 // (one device) in one kernel call: g *= inv_scale, and found_inf (one f32
 // element) is set to 1 when any g held inf or NaN; it is never cleared, so
 // the caller zeroes it once per step and passes of several lists combine.
-
 void unscale_grads(const std::vector<TensorPtr>& grads, const TensorPtr& found_inf, double inv_scale);
 
 // sum(t^2) as an f32 scalar [], reduced in a fixed order.
