@@ -6,6 +6,7 @@ import * as os from 'os';
 import * as path from 'path';
 import * as vl from '../lib';
 import { adamwUpdateMulti, sgdUpdateMulti, unscaleGrads } from '../lib/ops/optim';
+import { bandDataset } from './helpers';
 
 const kinds = ['AdamW', 'Lamb', 'SGD'] as const;
 type Kind = typeof kinds[number];
@@ -253,14 +254,7 @@ describe('Trainer with lossScale', () => {
   const tiny = { arch: 'plain', dim: 32, depth: 2, heads: 2, patchSize: 4, inChans: 1, numClasses: 5 };
 
   test('trains a tiny model (finite, decreasing loss) and checkpoints the scaler', async () => {
-    const n = 64;
-    const images = new Uint8Array(n * 28 * 28);
-    const labels = new Uint8Array(n);
-    for (let i = 0; i < n; ++i) {
-      labels[i] = i % 5;
-      for (let p = 0; p < 784; ++p) images[i * 784 + p] = ((Math.floor(p / 28) >> 2) === labels[i] ? 200 : 20) + ((i * 7919 + p * 104729) % 37);
-    }
-    const dataset = { kind: 'arrays' as const, images, labels, height: 28, width: 28, numClasses: 5 };
+    const dataset = bandDataset(64);
     const data = new vl.data.DataLoader({ dataset, transform: { kind: 'gray-train', pad: 2, mean: 0.3, std: 0.3 }, batchSize: 16, seed: 7, workers: 0, dropLast: true });
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vl-scaler-'));
     using model = vl.models.create(tiny, { seed: 8 });
