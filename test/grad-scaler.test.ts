@@ -189,6 +189,40 @@ describe.each(vl.backends())('on %s', (device) => {
     scaler.dispose();
   });
 
+  test('an unfused optimizer takes the fused path for a loss-scaled step (the same bits), so the device can skip it', async () => {
+    const make = (fused: boolean) => {
+      const p = vl.keep(rand([6, 4], 7));
+      return { p, opt: new vl.optim.AdamW([['w', p]], { lr: 1e-2, fused }) };
+    };
+    const setGrad = (p: vl.Tensor, seed: number, scale: number) => {
+      p.grad?.dispose();
+      p.grad = vl.keep(vl.tidy(() => rand([6, 4], seed).mul(scale)));
+    };
+    const a = make(false), ref = make(true);
+    const scaler = new vl.optim.GradScaler({ initScale: 4 });
+    for (const [seed, bad] of [[21, false], [22, true], [23, false]] as const) {
+      const before = bits([a.p]);
+      setGrad(a.p, seed, bad ? Infinity : scaler.scaleValue);
+      scaler.step(a.opt);
+      scaler.update();
+      await scaler.settle();
+      if (bad) {
+        expect(bits([a.p])).toEqual(before);
+        continue;
+      }
+      setGrad(ref.p, seed, 1);
+      ref.opt.step();
+      expect(bits([a.p])).toEqual(bits([ref.p]));
+    }
+    expect(a.opt.stateDict().meta.steps).toEqual({ w: 2 });
+    for (const { p, opt } of [a, ref]) {
+      opt.zeroGrad();
+      opt.dispose();
+      p.dispose();
+    }
+    scaler.dispose();
+  });
+
   test('a loop that never awaits still gets every outcome, at most two steps late', () => {
     const s = setup('AdamW');
     const scaler = new vl.optim.GradScaler({ initScale: 2 ** 10 });
