@@ -155,3 +155,17 @@ export function expectDeviceError(fn: () => unknown, a: string, b: string): void
   expect(message).toMatch(new RegExp(`on ${a}\\b`));
   expect(message).toMatch(new RegExp(`on ${b}\\b`));
 }
+
+/**
+ * A small learnable 28×28 grayscale set of 5 classes (a bright band whose row
+ * depends on the class, plus fixed noise) for training runs in tests.
+ */
+export function bandDataset(n: number) {
+  const images = new Uint8Array(n * 28 * 28);
+  const labels = new Uint8Array(n);
+  for (let i = 0; i < n; ++i) {
+    labels[i] = i % 5;
+    for (let p = 0; p < 784; ++p) images[i * 784 + p] = ((Math.floor(p / 28) >> 2) === labels[i] ? 200 : 20) + ((i * 7919 + p * 104729) % 37);
+  }
+  return { kind: 'arrays' as const, images, labels, height: 28, width: 28, numClasses: 5 };
+}

@@ -75,7 +75,7 @@ describe('visionllama train', () => {
   test('bad arguments say what is expected', () => {
     expect(cli('train', '--model', 'plain-s').stderr).toMatch(/--data is required/);
     expect(cli('train', '--model', 'plain-s', '--data', 'fashion-mnist', '--opt', 'adam').stderr).toMatch(/--opt must be adamw, lamb or sgd, got 'adam'/);
-    expect(cli('train', '--model', 'plain-s', '--data', 'fashion-mnist', '--precision', 'fp16').stderr).toMatch(/--precision must be f32 or bf16, got 'fp16'/);
+    expect(cli('train', '--model', 'plain-s', '--data', 'fashion-mnist', '--precision', 'fp16').stderr).toMatch(/--precision must be f32, bf16, f16, got 'fp16'/);
     expect(cli('train', '--model', 'plain-s', '--data', path.join(dir, 'nowhere')).stderr).toMatch(/--data must be 'fashion-mnist' or a folder with train\/ and val\//);
     expect(cli('train', '--model', 'plain-s', '--data', 'fashion-mnist', '--epochs', '0').stderr).toMatch(/--epochs must be an integer >= 1/);
   });

@@ -5,7 +5,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as vl from '../lib';
-import { closeTo, describeBackends, settleGc } from './helpers';
+import { bandDataset, closeTo, describeBackends, settleGc } from './helpers';
 
 const tiny = { arch: 'plain', dim: 32, depth: 2, heads: 2, patchSize: 4, inChans: 1, numClasses: 5 };
 const tinyPyramid = { arch: 'pyramid', dims: [16, 32, 32, 32], depths: [2, 2, 1, 1], heads: [1, 2, 2, 2], windowSizes: [3, 3, 3, 3], srRatios: [4, 2, 1, 1], patchSize: 2, inChans: 1, numClasses: 5 };
@@ -116,15 +116,7 @@ describeBackends('training mechanics', (backend, device) => {
   }
 
   test('a run resumed from its checkpoint continues with the same losses as one that never stopped', async () => {
-    const n = 96;
-    const images = new Uint8Array(n * 28 * 28);
-    const labels = new Uint8Array(n);
-    for (let i = 0; i < n; ++i) {
-      labels[i] = i % 5;
-      // A learnable pattern: a bright band whose row depends on the class, plus noise.
-      for (let p = 0; p < 784; ++p) images[i * 784 + p] = ((Math.floor(p / 28) >> 2) === labels[i] * 1 ? 200 : 20) + ((i * 7919 + p * 104729) % 37);
-    }
-    const dataset = { kind: 'arrays' as const, images, labels, height: 28, width: 28, numClasses: 5 };
+    const dataset = bandDataset(96);
     const loader = () => new vl.data.DataLoader({ dataset, transform: { kind: 'gray-train', pad: 2, mean: 0.3, std: 0.3 }, batchSize: 16, seed: 7, workers: 0, dropLast: true });
     const options = { epochs: 3, lr: 3e-3, warmupEpochs: 1, dropPath: 0.2, labelSmoothing: 0.1, seed: 11 };
     const run = async (epochs: number, dir: string | null, resume: boolean) => {

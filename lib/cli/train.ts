@@ -2,7 +2,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import sharp from 'sharp';
-import { MathPrecision } from '../autocast';
+import { MATH_PRECISIONS, MathPrecision } from '../autocast';
 import { ArgumentError } from '../errors';
 import { loadFashionMnistSync } from '../data/fashion-mnist';
 import { load } from '../io';
@@ -18,7 +18,8 @@ export const trainUsage = `usage: visionllama train --model PRESET|CONFIG.json -
     --drop-path 0  --mixup ALPHA  --cutmix ALPHA  --clip-grad NORM  --ema DECAY  --seed 0
     --layer-scale 1e-4 (initial LayerScale of a new model)  --pad 2 (Fashion-MNIST random-crop padding; 0: no crop)
     --image-size 224 (image folders)  --workers N  --limit-train N  --limit-test N  --no-progress
-    --precision f32|bf16 (bf16: mixed precision, GEMMs on bf16 operands, f32 master weights)
+    --precision f32|bf16|f16 (mixed precision: GEMMs and attention on bf16 or f16 operands, f32 master
+      weights; f16 adds dynamic loss scaling)
   Writes to --out (default ./visionllama-train): model.safetensors, model.json (config, preprocessing,
   classes), labels.txt, metrics.jsonl, curves.png and checkpoint/ (--resume continues from it).
 `;
@@ -37,8 +38,10 @@ function numFlag(cmd: string, f: ParsedFlags, name: string, fallback: number | u
 }
 
 function precisionFlag(cmd: string, raw: string): MathPrecision {
-  if (raw !== 'f32' && raw !== 'bf16') throw new ArgumentError(`${cmd}: --precision must be f32 or bf16, got '${raw}'`);
-  return raw;
+  if (!(MATH_PRECISIONS as readonly string[]).includes(raw)) {
+    throw new ArgumentError(`${cmd}: --precision must be ${MATH_PRECISIONS.join(', ')}, got '${raw}'`);
+  }
+  return raw as MathPrecision;
 }
 
 function readModelFlag(cmd: string, model: string | undefined): string | Record<string, unknown> {

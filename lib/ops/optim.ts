@@ -17,11 +17,12 @@ interface OptimNative {
   lambUpdate(p: NativeTensorHandle, g: NativeTensorHandle, m: NativeTensorHandle, v: NativeTensorHandle,
     lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number): void;
   adamwUpdateMulti(p: NativeTensorHandle[], g: NativeTensorHandle[], m: NativeTensorHandle[], v: NativeTensorHandle[],
-    lr: number, beta1: number, beta2: number, eps: number, weightDecays: number[], steps: number[]): void;
+    lr: number, beta1: number, beta2: number, eps: number, weightDecays: number[], steps: number[], foundInf: NativeTensorHandle | null): void;
   lambUpdateMulti(p: NativeTensorHandle[], g: NativeTensorHandle[], m: NativeTensorHandle[], v: NativeTensorHandle[],
-    lr: number, beta1: number, beta2: number, eps: number, weightDecays: number[], steps: number[]): void;
+    lr: number, beta1: number, beta2: number, eps: number, weightDecays: number[], steps: number[], foundInf: NativeTensorHandle | null): void;
   sgdUpdateMulti(p: NativeTensorHandle[], g: NativeTensorHandle[], buf: NativeTensorHandle[], lr: number, momentum: number,
-    dampening: number, nesterov: boolean, weightDecays: number[], firstSteps: boolean[]): void;
+    dampening: number, nesterov: boolean, weightDecays: number[], firstSteps: boolean[], foundInf: NativeTensorHandle | null): void;
+  unscaleGrads(g: NativeTensorHandle[], foundInf: NativeTensorHandle, invScale: number): void;
   sumOfSquares(t: NativeTensorHandle): NativeTensorHandle;
   scaleInPlace(t: NativeTensorHandle, s: number): void;
   addInPlace(dst: NativeTensorHandle, src: NativeTensorHandle, alpha: number): void;
@@ -103,6 +104,8 @@ export interface AdamMultiOptions {
   weightDecays: readonly number[];
   /** Per tensor: the number of this update of that tensor, from 1. */
   steps: readonly number[];
+  /** A loss-scaled step's flag (see unscaleGrads): when it holds 1 the kernels change nothing. */
+  foundInf?: Tensor | null;
 }
 
 export interface SgdMultiOptions {
@@ -113,6 +116,8 @@ export interface SgdMultiOptions {
   weightDecays: readonly number[];
   /** Per tensor: the first update with its momentum buffer. */
   firstSteps: readonly boolean[];
+  /** A loss-scaled step's flag (see unscaleGrads): when it holds 1 the kernels change nothing. */
+  foundInf?: Tensor | null;
 }
 
 function listArg<T>(value: unknown, op: string, what: string, element: (v: unknown, name: string) => T): T[] {
@@ -121,11 +126,12 @@ function listArg<T>(value: unknown, op: string, what: string, element: (v: unkno
 }
 const tensorList = (value: unknown, op: string, what: string) => listArg(value, op, what, (v, name) => tensorArg(v, op, name));
 
-function adamMultiArgs(o: unknown, op: string): [number, number, number, number, number[], number[]] {
+function adamMultiArgs(o: unknown, op: string): [number, number, number, number, number[], number[], NativeTensorHandle | null] {
   const opts = optionsArg<AdamMultiOptions>(o ?? null, op) as Record<string, unknown>;
   // Element types are checked natively, with the index in the message.
   return [numberOption(opts, 'lr', op), numberOption(opts, 'beta1', op), numberOption(opts, 'beta2', op), numberOption(opts, 'eps', op),
-    listArg(opts.weightDecays, op, 'weightDecays', (v) => v as number), listArg(opts.steps, op, 'steps', (v) => v as number)];
+    listArg(opts.weightDecays, op, 'weightDecays', (v) => v as number), listArg(opts.steps, op, 'steps', (v) => v as number),
+    optionalTensorArg(opts.foundInf ?? null, op, 'foundInf')];
 }
 
 /**
@@ -159,7 +165,19 @@ export function sgdUpdateMulti(params: readonly Tensor[], grads: readonly Tensor
   optimNative().sgdUpdateMulti(tensorList(params, op, 'params'), tensorList(grads, op, 'grads'),
     tensorList(momentumBuffers, op, 'momentumBuffers'), numberOption(opts, 'lr', op), numberOption(opts, 'momentum', op),
     numberOption(opts, 'dampening', op), booleanOption(opts, 'nesterov', op),
-    listArg(opts.weightDecays, op, 'weightDecays', (v) => v as number), listArg(opts.firstSteps, op, 'firstSteps', (v) => v as boolean));
+    listArg(opts.weightDecays, op, 'weightDecays', (v) => v as number), listArg(opts.firstSteps, op, 'firstSteps', (v) => v as boolean),
+    optionalTensorArg(opts.foundInf ?? null, op, 'foundInf'));
+}
+
+/**
+ * The unscale pass of dynamic loss scaling over a list of gradients (one
+ * device) in one kernel call: g *= invScale in place, and foundInf (one f32
+ * element on that device) is set to 1 when any g held inf or NaN. It is
+ * never cleared here: zero it once per step. Nothing is read back.
+ */
+export function unscaleGrads(grads: readonly Tensor[], foundInf: Tensor, invScale: number): void {
+  const op = 'unscaleGrads';
+  optimNative().unscaleGrads(tensorList(grads, op, 'grads'), tensorArg(foundInf, op, 'foundInf'), invScale);
 }
 
 /** Σ t² as an f32 scalar [] (fixed reduction order; for global gradient-norm clipping). */

@@ -77,8 +77,8 @@ export class AdamW extends AdamFamily {
     adamwUpdate(s.param, grad, this.buffer(s, 'exp_avg'), this.buffer(s, 'exp_avg_sq'), this.adamArgs(s));
   }
 
-  protected updateGroup(slots: ParamSlot[], grads: Tensor[]): void {
+  protected updateGroup(slots: ParamSlot[], grads: Tensor[], foundInf: Tensor | null): void {
     const [params, expAvgs, expAvgSqs] = this.adamLists(slots);
-    adamwUpdateMulti(params, grads, expAvgs, expAvgSqs, this.adamMultiArgs(slots));
+    adamwUpdateMulti(params, grads, expAvgs, expAvgSqs, { ...this.adamMultiArgs(slots), foundInf });
   }
 }

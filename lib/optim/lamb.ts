@@ -15,8 +15,8 @@ export class Lamb extends AdamFamily {
     lambUpdate(s.param, grad, this.buffer(s, 'exp_avg'), this.buffer(s, 'exp_avg_sq'), this.adamArgs(s));
   }
 
-  protected updateGroup(slots: ParamSlot[], grads: Tensor[]): void {
+  protected updateGroup(slots: ParamSlot[], grads: Tensor[], foundInf: Tensor | null): void {
     const [params, expAvgs, expAvgSqs] = this.adamLists(slots);
-    lambUpdateMulti(params, grads, expAvgs, expAvgSqs, this.adamMultiArgs(slots));
+    lambUpdateMulti(params, grads, expAvgs, expAvgSqs, { ...this.adamMultiArgs(slots), foundInf });
   }
 }

@@ -40,6 +40,20 @@ export interface OptimizerState {
   tensors: Map<string, Tensor>;
 }
 
+/** What a loss-scaled step passes to Optimizer.step (GradScaler makes it). */
+export interface StepOptions {
+  /**
+   * The found-inf flag of each device (one f32 element, 1 when a gradient
+   * there held inf or NaN; see ops unscaleGrads). The kernels read it and
+   * change nothing when it is set, so the host never waits for it; the step
+   * then always runs fused (the same bits as unfused).
+   */
+  foundInf?: ReadonlyMap<string, Tensor>;
+}
+
+/** The parameters of one device that have gradients, as a fused step updates them. */
+interface DeviceGroup { slots: ParamSlot[]; grads: Tensor[] }
+
 export abstract class Optimizer {
   protected readonly slots: ParamSlot[];
   /** The learning rate of the next step (schedules set it every step). */
@@ -88,44 +102,75 @@ export abstract class Optimizer {
     }
   }
 
+  /** The parameters with gradients, by the parameter's device (a gradient elsewhere is an error of the update, never a copy). */
+  #groups(op: string): Map<string, DeviceGroup> {
+    const groups = new Map<string, DeviceGroup>();
+    for (const s of this.slots) {
+      const g = s.param.grad;
+      if (!g) continue;
+      if (s.param.isDisposed) throw new ArgumentError(`${this.kind}.${op}: parameter '${s.name}' was disposed (was the model reloaded? make a new optimizer)`);
+      let group = groups.get(s.param.device);
+      if (!group) groups.set(s.param.device, group = { slots: [], grads: [] });
+      group.slots.push(s);
+      group.grads.push(g);
+    }
+    return groups;
+  }
+
+  /** The gradients the next step() uses, by device. */
+  gradsByDevice(): Map<string, Tensor[]> {
+    return new Map([...this.#groups('gradsByDevice')].map(([device, g]) => [device, g.grads]));
+  }
+
   /**
    * One update of every parameter that has a gradient: fused, one kernel call
    * per device over all of its parameters; else one call per parameter.
+   * Returns the names of the parameters updated (whose step counts grew).
    */
-  step(): void {
-    noGrad(() => {
-      const groups = new Map<string, { slots: ParamSlot[]; grads: Tensor[] }>();
-      for (const s of this.slots) {
-        const g = s.param.grad;
-        if (!g) continue;
-        if (s.param.isDisposed) throw new ArgumentError(`${this.kind}.step: parameter '${s.name}' was disposed (was the model reloaded? make a new optimizer)`);
-        if (!this.fused) {
-          s.step += 1;
-          this.update(s, g);
-          continue;
-        }
-        // By the parameter's device: a gradient elsewhere is an error of the update, never a copy.
-        let group = groups.get(s.param.device);
-        if (!group) groups.set(s.param.device, group = { slots: [], grads: [] });
-        group.slots.push(s);
-        group.grads.push(g);
+  step(options: StepOptions = {}): string[] {
+    const foundInf = options.foundInf;
+    if (foundInf !== undefined && !(foundInf instanceof Map)) throw new ArgumentError(`${this.kind}.step: foundInf must be a Map of device to flag tensor`);
+    return noGrad(() => {
+      const stepped: string[] = [];
+      for (const [device, { slots, grads }] of this.#groups('step')) {
+        const flag = foundInf?.get(device) ?? null;
+        if (foundInf && !flag) throw new ArgumentError(`${this.kind}.step: no found-inf flag for the gradients on ${device} (were they unscaled?)`);
+        // The checks run before any update: on an error, the counts of what was not updated go back.
+        const count = (group: ParamSlot[], update: () => void) => {
+          for (const s of group) s.step += 1;
+          try {
+            update();
+          } catch (e) {
+            for (const s of group) s.step -= 1;
+            throw e;
+          }
+          stepped.push(...group.map((s) => s.name));
+        };
+        if (this.fused || flag) count(slots, () => this.updateGroup(slots, grads, flag));
+        else slots.forEach((s, i) => count([s], () => this.update(s, grads[i])));
       }
-      for (const { slots, grads } of groups.values()) {
-        for (const s of slots) s.step += 1;
-        try {
-          this.updateGroup(slots, grads);
-        } catch (e) {
-          for (const s of slots) s.step -= 1;  // the checks run before any update: nothing was changed
-          throw e;
-        }
-      }
+      return stepped;
     });
+  }
+
+  /**
+   * Takes back one count of each named parameter's step: a loss-scaled step
+   * that the device skipped (its flag was set) did not update them, and the
+   * bias corrections count updates.
+   */
+  uncountStep(names: readonly string[]): void {
+    const byName = new Map(this.slots.map((s) => [s.name, s]));
+    for (const n of names) {
+      const s = byName.get(n);
+      if (!s || s.step < 1) throw new ArgumentError(`${this.kind}.uncountStep: '${n}' has no step to take back`);
+      s.step -= 1;
+    }
   }
 
   /** One parameter's update (the unfused step). */
   protected abstract update(slot: ParamSlot, grad: Tensor): void;
-  /** The update of several parameters of one device in one multi-tensor call. */
-  protected abstract updateGroup(slots: ParamSlot[], grads: Tensor[]): void;
+  /** The update of several parameters of one device in one multi-tensor call; foundInf as in StepOptions. */
+  protected abstract updateGroup(slots: ParamSlot[], grads: Tensor[], foundInf: Tensor | null): void;
   protected abstract hyper(): Record<string, unknown>;
 
   /** A zero state tensor shaped like the parameter, made once. */

@@ -41,10 +41,10 @@ export class SGD extends Optimizer {
     });
   }
 
-  protected updateGroup(slots: ParamSlot[], grads: Tensor[]): void {
+  protected updateGroup(slots: ParamSlot[], grads: Tensor[], foundInf: Tensor | null): void {
     sgdUpdateMulti(slots.map((s) => s.param), grads, this.momentum > 0 ? slots.map((s) => this.buffer(s, 'momentum_buffer')) : [], {
       lr: this.lr, momentum: this.momentum, dampening: this.dampening, nesterov: this.nesterov,
-      weightDecays: slots.map((s) => s.decay ? this.weightDecay : 0), firstSteps: slots.map((s) => s.step === 1),
+      weightDecays: slots.map((s) => s.decay ? this.weightDecay : 0), firstSteps: slots.map((s) => s.step === 1), foundInf,
     });
   }
 

@@ -16,6 +16,7 @@ import { Lamb } from '../optim/lamb';
 import { SGD } from '../optim/sgd';
 import { Optimizer } from '../optim/optimizer';
 import { clipGradNorm } from '../optim/clip';
+import { GradScaler, GradScalerOptions, GradScalerState } from '../optim/grad-scaler';
 import { WeightEma } from '../optim/ema';
 import { tidy } from '../scope';
 import { Tensor } from '../tensor';
@@ -71,6 +72,12 @@ export interface TrainerOptions {
    * (autocast; parameters, optimizer state, norms, softmax and the loss stay f32).
    */
   precision?: MathPrecision;
+  /**
+   * Dynamic loss scaling (GradScaler; an object sets its options): on by
+   * default for the 'f16' precision, whose gradients can overflow, off
+   * otherwise. Steps with inf or NaN gradients are skipped on the device.
+   */
+  lossScale?: boolean | GradScalerOptions;
 }
 
 export interface StepInfo {
@@ -128,6 +135,7 @@ function checkPositive(v: unknown, what: string, allowZero = false): number {
 export class Trainer {
   readonly optimizer: Optimizer;
   readonly ema: WeightEma | null;
+  readonly scaler: GradScaler | null;
   readonly options: Required<Pick<TrainerOptions, 'epochs' | 'lr' | 'minLr' | 'warmupEpochs' | 'labelSmoothing' | 'dropPath' | 'seed'>> & TrainerOptions;
   #schedule: LrSchedule | null = null;
   #rng: Rng;
@@ -153,6 +161,12 @@ export class Trainer {
     else if (kind === 'sgd') this.optimizer = new SGD(params, { lr: o.lr, weightDecay: wd, momentum: o.momentum ?? 0.9 });
     else throw new ArgumentError(`train: optimizer must be 'adamw', 'lamb' or 'sgd', got ${String(kind)}`);
     this.ema = o.emaDecay ? new WeightEma(params, o.emaDecay) : null;
+    // The precision itself is checked above; a string compare keeps this independent of which precisions exist.
+    const lossScale = o.lossScale ?? (o.precision as string | undefined) === 'f16';
+    if (typeof lossScale !== 'boolean' && (lossScale === null || typeof lossScale !== 'object')) {
+      throw new ArgumentError(`train: lossScale must be a boolean or GradScaler options, got ${String(lossScale)}`);
+    }
+    this.scaler = lossScale === false ? null : new GradScaler(lossScale === true ? {} : lossScale);
     this.#rng = new Rng(o.seed);
     this.#blocks = blocksOf(model);
     const n = this.#blocks.length;
@@ -194,11 +208,20 @@ export class Trainer {
       } else {
         l = crossEntropy(logits, batch.labels, { labelSmoothing: this.options.labelSmoothing });
       }
-      l.backward();
+      (this.scaler ? this.scaler.scale(l) : l).backward();
       return l.detach();
     }));
-    if (this.options.clipGrad) clipGradNorm(model.namedParameters(), this.options.clipGrad);
-    this.optimizer.step();
+    const scaler = this.scaler;
+    if (this.options.clipGrad) {
+      scaler?.unscale(this.optimizer);  // clip the true gradients
+      clipGradNorm(model.namedParameters(), this.options.clipGrad);
+    }
+    if (scaler) {
+      scaler.step(this.optimizer);
+      scaler.update();
+    } else {
+      this.optimizer.step();
+    }
     this.optimizer.zeroGrad();
     this.ema?.update(model.namedParameters());
     this.state.step += 1;
@@ -250,6 +273,8 @@ export class Trainer {
       this.state = await loadCheckpoint(o.outDir, { model: this.model, optimizer: this.optimizer, ema: this.ema ?? undefined });
       const rng = this.state.rng as RngState | undefined;
       if (rng) this.#rng.setState(rng);
+      const scalerState = this.state.gradScaler as GradScalerState | undefined;
+      if (scalerState && this.scaler) this.scaler.loadStateDict(scalerState);
     }
     const history: EpochInfo[] = (this.state.history as EpochInfo[] | undefined) ?? [];
     this.model.train();
@@ -289,13 +314,18 @@ export class Trainer {
     return { epochs: history };
   }
 
-  /** Writes a checkpoint of the current state (model, optimizer, EMA, position, RNG). */
+  /** Writes a checkpoint of the current state (model, optimizer, EMA, loss scale, position, RNG). */
   async save(dir: string): Promise<void> {
-    const state = { ...this.state, rng: this.#rng.getState(), config: this.options.extraState, schedule: this.#schedule?.toJSON() };
+    await this.scaler?.settle();  // the step counts and scale take in every skipped step first
+    const state = {
+      ...this.state, rng: this.#rng.getState(), config: this.options.extraState, schedule: this.#schedule?.toJSON(),
+      ...(this.scaler ? { gradScaler: this.scaler.stateDict() } : {}),
+    };
     await saveCheckpoint(dir, { model: this.model, optimizer: this.optimizer, ema: this.ema ?? undefined, state });
   }
 
   dispose(): void {
+    this.scaler?.dispose();
     this.optimizer.dispose();
     this.ema?.dispose();
   }

@@ -44,28 +44,36 @@ ops::AdamMultiHyper adam_multi_hyper(const Args& a) {
                              a.numbers(8, "weightDecays"), a.ints(9, "steps")};
 }
 
-// adamwUpdateMulti(params, grads, expAvgs, expAvgSqs, lr, beta1, beta2, eps, weightDecays, steps)
+// adamwUpdateMulti(params, grads, expAvgs, expAvgSqs, lr, beta1, beta2, eps, weightDecays, steps, foundInf?)
 Napi::Value adamw_update_multi(const Napi::CallbackInfo& info) {
   Args a{info, "adamwUpdateMulti"};
   ops::adamw_update_multi(a.tensors(0, "params"), a.tensors(1, "grads"), a.tensors(2, "expAvgs"),
-                          a.tensors(3, "expAvgSqs"), adam_multi_hyper(a));
+                          a.tensors(3, "expAvgSqs"), adam_multi_hyper(a), a.optional_tensor(10));
   return info.Env().Undefined();
 }
 
-// lambUpdateMulti(params, grads, expAvgs, expAvgSqs, lr, beta1, beta2, eps, weightDecays, steps)
+// lambUpdateMulti(params, grads, expAvgs, expAvgSqs, lr, beta1, beta2, eps, weightDecays, steps, foundInf?)
 Napi::Value lamb_update_multi(const Napi::CallbackInfo& info) {
   Args a{info, "lambUpdateMulti"};
   ops::lamb_update_multi(a.tensors(0, "params"), a.tensors(1, "grads"), a.tensors(2, "expAvgs"),
-                         a.tensors(3, "expAvgSqs"), adam_multi_hyper(a));
+                         a.tensors(3, "expAvgSqs"), adam_multi_hyper(a), a.optional_tensor(10));
   return info.Env().Undefined();
 }
 
-// sgdUpdateMulti(params, grads, momentumBuffers, lr, momentum, dampening, nesterov, weightDecays, firstSteps)
+// sgdUpdateMulti(params, grads, momentumBuffers, lr, momentum, dampening, nesterov, weightDecays, firstSteps, foundInf?)
 Napi::Value sgd_update_multi(const Napi::CallbackInfo& info) {
   Args a{info, "sgdUpdateMulti"};
   const ops::SgdMultiHyper h{a.number(3, "lr"),       a.number(4, "momentum"),        a.number(5, "dampening"),
                              a.boolean(6, "nesterov"), a.numbers(7, "weightDecays"), a.booleans(8, "firstSteps")};
-  ops::sgd_update_multi(a.tensors(0, "params"), a.tensors(1, "grads"), a.tensors(2, "momentumBuffers"), h);
+  ops::sgd_update_multi(a.tensors(0, "params"), a.tensors(1, "grads"), a.tensors(2, "momentumBuffers"), h,
+                        a.optional_tensor(9));
+  return info.Env().Undefined();
+}
+
+// unscaleGrads(grads, foundInf, invScale)
+Napi::Value unscale_grads(const Napi::CallbackInfo& info) {
+  Args a{info, "unscaleGrads"};
+  ops::unscale_grads(a.tensors(0, "grads"), a.tensor(1), a.number(2, "invScale"));
   return info.Env().Undefined();
 }
 
@@ -99,6 +107,7 @@ void init_optim(Napi::Object exports) {
   VL_EXPORT(exports, "adamwUpdateMulti", adamw_update_multi);
   VL_EXPORT(exports, "sgdUpdateMulti", sgd_update_multi);
   VL_EXPORT(exports, "lambUpdateMulti", lamb_update_multi);
+  VL_EXPORT(exports, "unscaleGrads", unscale_grads);
   VL_EXPORT(exports, "sumOfSquares", sum_of_squares);
   VL_EXPORT(exports, "scaleInPlace", scale_inplace);
   VL_EXPORT(exports, "addInPlace", add_inplace);

@@ -1,10 +1,13 @@
 // In-place optimizer updates (AdamW, SGD, LAMB) and the small in-place
-// helpers of a training loop (scale, add, lerp, sum of squares). The host
+// helpers of a training loop (scale, add, lerp, sum of squares, the unscale
+// pass of loss scaling). The host
 // computes the step's scalar factors in double; kernels take them as float,
 // as PyTorch does for float tensors. Reductions use fixed chunks combined in
 // a fixed order, so no result depends on the thread count.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "core/dispatch.h"
@@ -37,6 +40,15 @@ void with_lerp_branch(float w, F&& f) {
     f(std::false_type{});
 }
 
+// The optional found-inf flag of a multi-tensor update (attr found_inf = 1):
+// its last input. The kernels run in stream order after the pass that set
+// it, so reading it here is the device-side skip of an overflowed step.
+bool skip_step(const KernelCall& c) {
+  return c.attrs.integer("found_inf") != 0 && *static_cast<const float*>(c.in.back().data) != 0.0f;
+}
+// The inputs that are tensors of the lists (all but the flag).
+size_t list_inputs(const KernelCall& c) { return c.in.size() - (c.attrs.integer("found_inf") != 0 ? 1 : 0); }
+
 // The tensors of a multi-tensor call laid end to end: start[t] is the first
 // element of tensor t, start.back() the total. `per_tensor` inputs (and
 // `outs` outputs) per tensor, in list order.
@@ -46,7 +58,7 @@ struct MultiLayout {
 };
 MultiLayout multi_layout(const KernelCall& c, size_t in_per_tensor, size_t out_per_tensor) {
   MultiLayout l{in_per_tensor, out_per_tensor, {0}};
-  for (size_t t = 0; t < c.in.size() / in_per_tensor; ++t) l.start.push_back(l.start.back() + c.in[t * in_per_tensor].numel);
+  for (size_t t = 0; t < list_inputs(c) / in_per_tensor; ++t) l.start.push_back(l.start.back() + c.in[t * in_per_tensor].numel);
   return l;
 }
 float* multi_out(const KernelCall& c, const MultiLayout& l, size_t t, size_t i) { return out_f(c, t * l.out_per_tensor + i); }
@@ -111,6 +123,7 @@ void adamw_update(const KernelCall& c) {
 // exp_avg_sq) per tensor. The common factors are numbers, the per-tensor
 // ones (decay, neg_step_size, bc2_sqrt) lists.
 void adamw_update_multi(const KernelCall& c) {
+  if (skip_step(c)) return;
   const MultiLayout l = multi_layout(c, 4, 3);
   const std::vector<float> decay = factor_list(c, "decay"), neg_step = factor_list(c, "neg_step_size"),
                            bc2_sqrt = factor_list(c, "bc2_sqrt");
@@ -158,7 +171,8 @@ void sgd_update(const KernelCall& c) {
 // in: (param, grad, [momentum_buffer]) per tensor; out: (param, [momentum_buffer])
 // per tensor; weight_decay and first_step are lists.
 void sgd_update_multi(const KernelCall& c) {
-  const bool with_buffer = c.out.size() * 3 == c.in.size() * 2;  // 3 in, 2 out per tensor; else 2 in, 1 out
+  if (skip_step(c)) return;
+  const bool with_buffer = c.out.size() * 3 == list_inputs(c) * 2;  // 3 in, 2 out per tensor; else 2 in, 1 out
   const MultiLayout l = multi_layout(c, with_buffer ? 3 : 2, with_buffer ? 2 : 1);
   const std::vector<float> wd = factor_list(c, "weight_decay"), first = factor_list(c, "first_step");
   const float neg_lr = -attr_f(c, "lr"), mom = attr_f(c, "momentum"), damp = attr_f(c, "one_minus_dampening");
@@ -250,6 +264,7 @@ void lamb_update(const KernelCall& c) {
 // per tensor in chunk order (the per-tensor kernel's chunks and order), and
 // pass 2 over every element at once.
 void lamb_update_multi(const KernelCall& c) {
+  if (skip_step(c)) return;
   const MultiLayout l = multi_layout(c, 4, 3);
   const size_t count = l.start.size() - 1;
   const std::vector<float> inv_bc1 = factor_list(c, "inv_bc1"), inv_bc2 = factor_list(c, "inv_bc2"),
@@ -276,6 +291,27 @@ void lamb_update_multi(const KernelCall& c) {
   parallel_over_tensors(l.start, [&](size_t t, int64_t s, int64_t e) {
     lamb_apply_range(f[t], multi_out(c, l, t, 0), multi_out(c, l, t, 1), multi_out(c, l, t, 2), s, e, scale[t]);
   });
+}
+
+// in: grads..., found_inf; out: the same tensors. Every gradient *= inv_scale,
+// and found_inf = 1 if any held inf or NaN (it is never cleared here: the
+// caller zeroes it per step).
+void unscale_grads(const KernelCall& c) {
+  const size_t count = c.in.size() - 1;
+  std::vector<int64_t> start{0};
+  for (size_t t = 0; t < count; ++t) start.push_back(start.back() + c.in[t].numel);
+  const float inv_scale = attr_f(c, "inv_scale");
+  std::atomic<bool> found{false};
+  parallel_over_tensors(start, [&](size_t t, int64_t s, int64_t e) {
+    float* g = out_f(c, t);
+    bool bad = false;
+    for (int64_t i = s; i < e; ++i) {
+      bad |= !(std::fabs(g[i]) <= std::numeric_limits<float>::max());  // inf and NaN
+      g[i] = g[i] * inv_scale;
+    }
+    if (bad) found.store(true, std::memory_order_relaxed);
+  });
+  if (found.load()) *out_f(c, count) = 1.0f;
 }
 
 // in: t (f32, contiguous); out: [] the sum of t^2
@@ -334,6 +370,7 @@ VL_REGISTER_KERNEL(lamb_update, CPU, lamb_update);
 VL_REGISTER_KERNEL(adamw_update_multi, CPU, adamw_update_multi);
 VL_REGISTER_KERNEL(sgd_update_multi, CPU, sgd_update_multi);
 VL_REGISTER_KERNEL(lamb_update_multi, CPU, lamb_update_multi);
+VL_REGISTER_KERNEL(unscale_grads, CPU, unscale_grads);
 VL_REGISTER_KERNEL(sum_of_squares, CPU, sum_of_squares);
 VL_REGISTER_KERNEL(scale_inplace, CPU, scale_inplace);
 VL_REGISTER_KERNEL(add_inplace, CPU, add_inplace);

@@ -1,8 +1,9 @@
 // The optimizer updates (AdamW, SGD, LAMB) and training-loop helpers (sum of
-// squares, in-place scale / add / lerp) on CUDA, with the contracts of
-// cpu/optim.cc. Kernels: cuda/kernels/optim.cuh, which the test suite runs
-// through the SIMT runner against references. Nothing here waits for the
-// device: LAMB's trust ratio stays in device memory between its passes.
+// squares, in-place scale / add / lerp, the unscale pass of loss scaling) on
+// CUDA, with the contracts of cpu/optim.cc. Kernels: cuda/kernels/optim.cuh,
+// which the test suite runs through the SIMT runner against references.
+// Nothing here waits for the device: LAMB's trust ratio stays in device
+// memory between its passes, and the found-inf flag is read by the kernels.
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -30,11 +31,19 @@ unsigned chunk_blocks(int64_t chunks) { return static_cast<unsigned>(std::min<in
 // safe because everything on this device runs in stream order.
 StoragePtr scratch(const KernelCall& c, size_t bytes) { return backend_for(c.device).allocate(c.device, bytes); }
 
+// The optional found-inf flag of a multi-tensor update (attr found_inf = 1):
+// its last input, read by the kernels on the device. Null without one.
+const float* found_inf_of(const KernelCall& c) {
+  return c.attrs.integer("found_inf") != 0 ? static_cast<const float*>(c.in.back().data) : nullptr;
+}
+// The inputs that are tensors of the lists (all but the flag).
+size_t list_inputs(const KernelCall& c) { return c.in.size() - (found_inf_of(c) ? 1 : 0); }
+
 // A multi-tensor call's operands: tensor t's input l at in[t * in_per_tensor + l].
 struct MultiOperands {
   const KernelCall& c;
   size_t in_per_tensor;
-  int64_t count() const { return static_cast<int64_t>(c.in.size() / in_per_tensor); }
+  int64_t count() const { return static_cast<int64_t>(list_inputs(c) / in_per_tensor); }
   float* in(int64_t t, size_t l) const { return static_cast<float*>(c.in[t * in_per_tensor + l].data); }
   int64_t numel(int64_t t) const { return c.in[t * in_per_tensor].numel; }
 };
@@ -77,6 +86,7 @@ void adamw_update_multi(const KernelCall& c) {
   const std::vector<float> decay = factor_list(c, "decay"), neg_step = factor_list(c, "neg_step_size"),
                            bc2_sqrt = factor_list(c, "bc2_sqrt");
   const float w = attr_f(c, "lerp_weight");
+  const float* found_inf = found_inf_of(c);
   const auto fill = [&](kernels::AdamWTable& t, int k, int64_t i) {
     for (size_t l = 0; l < 4; ++l) t.ptr[l][k] = ops.in(i, l);
     t.numel[k] = ops.numel(i);
@@ -85,9 +95,9 @@ void adamw_update_multi(const KernelCall& c) {
   };
   kernels::for_each_table<kernels::AdamWTable>(ops.count(), fill, [&](const kernels::AdamWTable& t, int64_t chunks) {
     if (std::fabs(w) < 0.5f)
-      kernels::adamw_update_multi<true><<<table_blocks(chunks), kernels::kOptimThreads, 0, stream>>>(t);
+      kernels::adamw_update_multi<true><<<table_blocks(chunks), kernels::kOptimThreads, 0, stream>>>(t, found_inf);
     else
-      kernels::adamw_update_multi<false><<<table_blocks(chunks), kernels::kOptimThreads, 0, stream>>>(t);
+      kernels::adamw_update_multi<false><<<table_blocks(chunks), kernels::kOptimThreads, 0, stream>>>(t, found_inf);
     check_launch("adamw_update_multi", dev);
   });
 }
@@ -106,8 +116,9 @@ void sgd_update(const KernelCall& c) {
 
 // in: (param, grad, [momentum_buffer]) per tensor; weight_decay and first_step are lists.
 void sgd_update_multi(const KernelCall& c) {
-  const bool with_buffer = c.out.size() * 3 == c.in.size() * 2;  // 3 in, 2 out per tensor; else 2 in, 1 out
+  const bool with_buffer = c.out.size() * 3 == list_inputs(c) * 2;  // 3 in, 2 out per tensor; else 2 in, 1 out
   const MultiOperands ops{c, with_buffer ? size_t{3} : size_t{2}};
+  const float* found_inf = found_inf_of(c);
   const int dev = c.device.index;
   cudaStream_t stream = current_stream(dev);
   const std::vector<float> wd = factor_list(c, "weight_decay"), first = factor_list(c, "first_step");
@@ -120,7 +131,7 @@ void sgd_update_multi(const KernelCall& c) {
                                  c.attrs.integer("nesterov") != 0, first[i] != 0.0f};
   };
   kernels::for_each_table<kernels::SgdTable>(ops.count(), fill, [&](const kernels::SgdTable& t, int64_t chunks) {
-    kernels::sgd_update_multi<<<table_blocks(chunks), kernels::kOptimThreads, 0, stream>>>(t);
+    kernels::sgd_update_multi<<<table_blocks(chunks), kernels::kOptimThreads, 0, stream>>>(t, found_inf);
     check_launch("sgd_update_multi", dev);
   });
 }
@@ -162,6 +173,7 @@ void lamb_update_multi(const KernelCall& c) {
   StoragePtr buf = scratch(c, static_cast<size_t>(2 * chunks) * sizeof(double) + static_cast<size_t>(ops.count()) * sizeof(float));
   double* sums = static_cast<double*>(buf->data());
   float* scales = reinterpret_cast<float*>(sums + 2 * chunks);
+  const float* found_inf = found_inf_of(c);
   const auto fill = [&](kernels::LambTable& t, int k, int64_t i) {
     for (size_t l = 0; l < 4; ++l) t.ptr[l][k] = ops.in(i, l);
     t.numel[k] = ops.numel(i);
@@ -170,12 +182,30 @@ void lamb_update_multi(const KernelCall& c) {
                                   attr_f(c, "lr")};
   };
   kernels::for_each_table<kernels::LambTable>(ops.count(), fill, [&](const kernels::LambTable& t, int64_t table_chunks) {
-    kernels::lamb_moments_multi<<<table_blocks(table_chunks), kernels::kOptimThreads, 0, stream>>>(t, sums);
+    kernels::lamb_moments_multi<<<table_blocks(table_chunks), kernels::kOptimThreads, 0, stream>>>(t, sums, found_inf);
     check_launch("lamb_update_multi", dev);
-    kernels::lamb_trust_ratio_multi<<<static_cast<unsigned>(t.count), kernels::kOptimThreads, 0, stream>>>(t, sums, scales);
+    kernels::lamb_trust_ratio_multi<<<static_cast<unsigned>(t.count), kernels::kOptimThreads, 0, stream>>>(t, sums, scales, found_inf);
     check_launch("lamb_update_multi", dev);
-    kernels::lamb_apply_multi<<<table_blocks(table_chunks), kernels::kOptimThreads, 0, stream>>>(t, scales);
+    kernels::lamb_apply_multi<<<table_blocks(table_chunks), kernels::kOptimThreads, 0, stream>>>(t, scales, found_inf);
     check_launch("lamb_update_multi", dev);
+  });
+}
+
+// in: grads..., found_inf; out: the same tensors. Every gradient *= inv_scale
+// and found_inf = 1 if any held inf or NaN: one launch per table of tensors.
+void unscale_grads(const KernelCall& c) {
+  const int64_t count = static_cast<int64_t>(c.in.size()) - 1;
+  const int dev = c.device.index;
+  cudaStream_t stream = current_stream(dev);
+  float* found_inf = out_f(c, c.out.size() - 1);
+  const float inv_scale = attr_f(c, "inv_scale");
+  const auto fill = [&](kernels::UnscaleTable& t, int k, int64_t i) {
+    t.ptr[0][k] = out_f(c, static_cast<size_t>(i));
+    t.numel[k] = c.out[i].numel;
+  };
+  kernels::for_each_table<kernels::UnscaleTable>(count, fill, [&](const kernels::UnscaleTable& t, int64_t chunks) {
+    kernels::unscale_multi<<<table_blocks(chunks), kernels::kOptimThreads, 0, stream>>>(t, inv_scale, found_inf);
+    check_launch("unscale_grads", dev);
   });
 }
 
@@ -230,6 +260,7 @@ VL_REGISTER_KERNEL(lamb_update, CUDA, lamb_update);
 VL_REGISTER_KERNEL(adamw_update_multi, CUDA, adamw_update_multi);
 VL_REGISTER_KERNEL(sgd_update_multi, CUDA, sgd_update_multi);
 VL_REGISTER_KERNEL(lamb_update_multi, CUDA, lamb_update_multi);
+VL_REGISTER_KERNEL(unscale_grads, CUDA, unscale_grads);
 VL_REGISTER_KERNEL(sum_of_squares, CUDA, sum_of_squares);
 VL_REGISTER_KERNEL(scale_inplace, CUDA, scale_inplace);
 VL_REGISTER_KERNEL(add_inplace, CUDA, add_inplace);

@@ -163,11 +163,28 @@ Attrs with_factors(Attrs a, const Factors& f) {
   return a;
 }
 
+// The found-inf flag of a loss-scaled step (null: none): one f32 element on
+// the device of the lists, sharing memory with none of their tensors.
+void check_found_inf(const char* op, const TensorPtr& found_inf, const std::vector<NamedList>& lists) {
+  if (!found_inf) return;
+  VL_CHECK(found_inf->dtype() == DType::F32 && found_inf->numel() == 1, ErrorCode::Argument, op,
+           ": foundInf must be one f32 element (the flag of GradScaler), got ", found_inf->describe());
+  if (lists[0].ts->empty()) return;
+  const TensorPtr& t0 = (*lists[0].ts)[0];
+  VL_CHECK(found_inf->device() == t0->device(), ErrorCode::Device, op, ": foundInf is on ", found_inf->device().str(),
+           " but ", lists[0].name, "[0] is on ", t0->device().str());
+  for (const NamedList& l : lists)
+    for (size_t i = 0; i < l.ts->size(); ++i)
+      VL_CHECK(!overlap(found_inf, (*l.ts)[i]), ErrorCode::Argument, op, ": foundInf and ", indexed(l.name, i),
+               " share memory; expected separate tensors");
+}
+
 // Launches `op` over the tensors of `lists` that have elements: inputs are
 // every list's tensor i, outputs the written lists' tensor i, in list order
-// (so the kernel finds tensor t's operands at in[t * lists + l]).
+// (so the kernel finds tensor t's operands at in[t * lists + l]), then the
+// found-inf flag when there is one (attr found_inf says which).
 void launch_multi(const char* op, const std::vector<NamedList>& lists, Attrs common,
-                  const std::function<Factors(size_t)>& factors_of) {
+                  const std::function<Factors(size_t)>& factors_of, const TensorPtr& found_inf) {
   std::vector<TensorPtr> in, out;
   std::vector<Factors> factors;
   for (size_t i = 0; i < lists[0].ts->size(); ++i) {
@@ -184,6 +201,8 @@ void launch_multi(const char* op, const std::vector<NamedList>& lists, Attrs com
     for (size_t t = 0; t < factors.size(); ++t) list[t] = factors[t][f].second;
     common.set_nums(factors[0][f].first, std::move(list));
   }
+  if (found_inf) in.push_back(found_inf);
+  common.set("found_inf", found_inf ? 1.0 : 0.0);
   launch(op, in, out, std::move(common));
 }
 
@@ -251,12 +270,14 @@ std::vector<NamedList> adam_lists(const std::vector<TensorPtr>& params, const st
 // An Adam-family multi-tensor update: the checks, then one launch of `kernel`
 // with the factors every tensor shares and each tensor's own.
 void adam_family_multi(const char* op, const char* kernel, const std::vector<NamedList>& lists,
-                       const AdamMultiHyper& h, Attrs (*common)(const AdamHyper&), Factors (*factors)(const AdamHyper&)) {
+                       const AdamMultiHyper& h, Attrs (*common)(const AdamHyper&), Factors (*factors)(const AdamHyper&),
+                       const TensorPtr& found_inf) {
   check_multi(op, lists);
+  check_found_inf(op, found_inf, lists);
   const size_t n = lists[0].ts->size();
   check_adam_multi(op, n, h);
   if (n == 0) return;
-  launch_multi(kernel, lists, common(adam_at(h, 0)), [&](size_t i) { return factors(adam_at(h, i)); });
+  launch_multi(kernel, lists, common(adam_at(h, 0)), [&](size_t i) { return factors(adam_at(h, i)); }, found_inf);
 }
 
 }  // namespace
@@ -273,9 +294,9 @@ void adamw_update(const TensorPtr& param, const TensorPtr& grad, const TensorPtr
 
 void adamw_update_multi(const std::vector<TensorPtr>& params, const std::vector<TensorPtr>& grads,
                         const std::vector<TensorPtr>& exp_avgs, const std::vector<TensorPtr>& exp_avg_sqs,
-                        const AdamMultiHyper& h) {
+                        const AdamMultiHyper& h, const TensorPtr& found_inf) {
   adam_family_multi("adamwUpdateMulti", "adamw_update_multi", adam_lists(params, grads, exp_avgs, exp_avg_sqs), h,
-                    adamw_common, adamw_factors);
+                    adamw_common, adamw_factors, found_inf);
 }
 
 void sgd_update(const TensorPtr& param, const TensorPtr& grad, const TensorPtr& buffer, const SgdHyper& h) {
@@ -299,7 +320,7 @@ void sgd_update(const TensorPtr& param, const TensorPtr& grad, const TensorPtr& 
 }
 
 void sgd_update_multi(const std::vector<TensorPtr>& params, const std::vector<TensorPtr>& grads,
-                      const std::vector<TensorPtr>& buffers, const SgdMultiHyper& h) {
+                      const std::vector<TensorPtr>& buffers, const SgdMultiHyper& h, const TensorPtr& found_inf) {
   const char* op = "sgdUpdateMulti";
   check_sgd_common(op, h.lr, h.momentum, h.dampening, h.nesterov);
   const size_t n = params.size();
@@ -313,10 +334,11 @@ void sgd_update_multi(const std::vector<TensorPtr>& params, const std::vector<Te
   std::vector<NamedList> lists{{"params", &params, true}, {"grads", &grads, false}};
   if (!buffers.empty()) lists.push_back({"momentumBuffers", &buffers, use_buffer});
   check_multi(op, lists);
+  check_found_inf(op, found_inf, lists);
   if (!use_buffer && lists.size() > 2) lists.pop_back();  // checked, but momentum 0 keeps no buffer
   if (n == 0) return;
   launch_multi("sgd_update_multi", lists, sgd_common(h.lr, h.momentum, h.dampening, h.nesterov),
-               [&](size_t i) { return sgd_factors(h.weight_decay[i], h.first_step[i]); });
+               [&](size_t i) { return sgd_factors(h.weight_decay[i], h.first_step[i]); }, found_inf);
 }
 
 void lamb_update(const TensorPtr& param, const TensorPtr& grad, const TensorPtr& exp_avg,
@@ -331,9 +353,25 @@ void lamb_update(const TensorPtr& param, const TensorPtr& grad, const TensorPtr&
 
 void lamb_update_multi(const std::vector<TensorPtr>& params, const std::vector<TensorPtr>& grads,
                        const std::vector<TensorPtr>& exp_avgs, const std::vector<TensorPtr>& exp_avg_sqs,
-                       const AdamMultiHyper& h) {
+                       const AdamMultiHyper& h, const TensorPtr& found_inf) {
   adam_family_multi("lambUpdateMulti", "lamb_update_multi", adam_lists(params, grads, exp_avgs, exp_avg_sqs), h,
-                    lamb_common, lamb_factors);
+                    lamb_common, lamb_factors, found_inf);
+}
+
+void unscale_grads(const std::vector<TensorPtr>& grads, const TensorPtr& found_inf, double inv_scale) {
+  const char* op = "unscaleGrads";
+  const std::vector<NamedList> lists{{"grads", &grads, true}};
+  check_multi(op, lists);
+  VL_CHECK(found_inf != nullptr, ErrorCode::Argument, op, ": foundInf is missing");
+  check_found_inf(op, found_inf, lists);
+  check_finite(op, "invScale", inv_scale);
+  VL_CHECK(inv_scale > 0, ErrorCode::Argument, op, ": invScale must be > 0, got ", inv_scale);
+  std::vector<TensorPtr> ts;
+  for (const TensorPtr& g : grads)
+    if (g->numel() > 0) ts.push_back(g);
+  if (ts.empty()) return;
+  ts.push_back(found_inf);
+  launch("unscale_grads", ts, ts, Attrs().set("inv_scale", inv_scale));
 }
 
 TensorPtr sum_of_squares(const TensorPtr& t_in) {

@@ -36,7 +36,9 @@ void lamb_update(const TensorPtr& param, const TensorPtr& grad, const TensorPtr&
 // each list belongs to parameter i) in one kernel call per step. Results are
 // the bits of the per-tensor updates. The lists must have one length, each
 // tensor i the shape of params[i], and all of them one device. Hyper-
-// parameters are common except those below, one per tensor.
+// parameters are common except those below, one per tensor. found_inf
+// (optional, one f32 element on that device) is read by the kernels: when
+// it is not 0 they change nothing (a loss-scaled step that overflowed).
 struct AdamMultiHyper {
   double lr, beta1, beta2, eps;
   std::vector<double> weight_decay;  // 0 for the parameters without decay
@@ -44,10 +46,10 @@ struct AdamMultiHyper {
 };
 void adamw_update_multi(const std::vector<TensorPtr>& params, const std::vector<TensorPtr>& grads,
                         const std::vector<TensorPtr>& exp_avgs, const std::vector<TensorPtr>& exp_avg_sqs,
-                        const AdamMultiHyper& h);
+                        const AdamMultiHyper& h, const TensorPtr& found_inf = nullptr);
 void lamb_update_multi(const std::vector<TensorPtr>& params, const std::vector<TensorPtr>& grads,
                        const std::vector<TensorPtr>& exp_avgs, const std::vector<TensorPtr>& exp_avg_sqs,
-                       const AdamMultiHyper& h);
+                       const AdamMultiHyper& h, const TensorPtr& found_inf = nullptr);
 
 struct SgdMultiHyper {
   double lr, momentum, dampening;
@@ -57,7 +59,14 @@ struct SgdMultiHyper {
 };
 // momentum_buffers: one per parameter, or empty when momentum is 0.
 void sgd_update_multi(const std::vector<TensorPtr>& params, const std::vector<TensorPtr>& grads,
-                      const std::vector<TensorPtr>& momentum_buffers, const SgdMultiHyper& h);
+                      const std::vector<TensorPtr>& momentum_buffers, const SgdMultiHyper& h,
+                      const TensorPtr& found_inf = nullptr);
+
+// The unscale pass of dynamic loss scaling, over every gradient of the list
+// (one device) in one kernel call: g *= inv_scale, and found_inf (one f32
+// element) is set to 1 when any g held inf or NaN; it is never cleared, so
+// the caller zeroes it once per step and passes of several lists combine.
+void unscale_grads(const std::vector<TensorPtr>& grads, const TensorPtr& found_inf, double inv_scale);
 
 // sum(t^2) as an f32 scalar [], reduced in a fixed order.
 TensorPtr sum_of_squares(const TensorPtr& t);

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -711,6 +712,8 @@ void test_multi_tensor() {
   const std::vector<int> first_step{1, 1, 1, 2, 1, 3};
   const MultiCase start = multi_case(29);
   const size_t count = start.p.size();
+  // A found-inf flag that holds 0 must leave the update as it is without one.
+  const float no_overflow = 0.0f;
 
   for (float b1 : {0.9f, 0.3f})
     for (int per_table : {k::AdamWTable::kMax, 2}) {
@@ -740,9 +743,9 @@ void test_multi_tensor() {
         k::for_each_table<k::AdamWTable>(static_cast<int64_t>(count), fill, [&](const k::AdamWTable& tab, int64_t chunks) {
           launch({static_cast<int>(chunks), 1}, {k::kOptimThreads, 1}, [&] {
             if (b1 > 0.5f)
-              k::adamw_update_multi<true>(tab);
+              k::adamw_update_multi<true>(tab, per_table == 2 ? &no_overflow : nullptr);
             else
-              k::adamw_update_multi<false>(tab);
+              k::adamw_update_multi<false>(tab, per_table == 2 ? &no_overflow : nullptr);
           });
         }, per_table);
       }
@@ -774,7 +777,9 @@ void test_multi_tensor() {
         tab.step[j] = steps[t];
       };
       k::for_each_table<k::SgdTable>(static_cast<int64_t>(count), fill, [&](const k::SgdTable& tab, int64_t chunks) {
-        launch({static_cast<int>(chunks), 1}, {k::kOptimThreads, 1}, [&] { k::sgd_update_multi(tab); });
+        launch({static_cast<int>(chunks), 1}, {k::kOptimThreads, 1}, [&] {
+          k::sgd_update_multi(tab, cs.per_table == 2 ? &no_overflow : nullptr);
+        });
       }, cs.per_table);
     }
     check(same_bits(ref, got), "sgd_update_multi = sgd_update per tensor, bit for bit (momentum " +
@@ -815,9 +820,10 @@ void test_multi_tensor() {
         tab.step[j] = steps[t];
       };
       k::for_each_table<k::LambTable>(static_cast<int64_t>(count), fill, [&](const k::LambTable& tab, int64_t chunks) {
-        launch({static_cast<int>(chunks), 1}, {k::kOptimThreads, 1}, [&] { k::lamb_moments_multi(tab, sums.data()); });
-        launch({tab.count, 1}, {k::kOptimThreads, 1}, [&] { k::lamb_trust_ratio_multi(tab, sums.data(), scales.data()); });
-        launch({static_cast<int>(chunks), 1}, {k::kOptimThreads, 1}, [&] { k::lamb_apply_multi(tab, scales.data()); });
+        const float* flag = per_table == 2 ? &no_overflow : nullptr;
+        launch({static_cast<int>(chunks), 1}, {k::kOptimThreads, 1}, [&] { k::lamb_moments_multi(tab, sums.data(), flag); });
+        launch({tab.count, 1}, {k::kOptimThreads, 1}, [&] { k::lamb_trust_ratio_multi(tab, sums.data(), scales.data(), flag); });
+        launch({static_cast<int>(chunks), 1}, {k::kOptimThreads, 1}, [&] { k::lamb_apply_multi(tab, scales.data(), flag); });
         launches += 3;
       }, per_table);
     }
@@ -826,6 +832,103 @@ void test_multi_tensor() {
     check(same_bits(ref, got) && launches == want,
           "lamb_update_multi = lamb_update per tensor, bit for bit (" + std::to_string(per_table) +
               " tensors per table, " + std::to_string(launches / 2) + " launches per step, 2 steps)");
+  }
+}
+
+// Dynamic loss scaling: the unscale pass (exact for a power-of-two scale,
+// the flag set by inf or NaN in any tensor of any table, never cleared), and
+// the multi-tensor updates with the flag set change nothing, bit for bit.
+void test_loss_scaling() {
+  namespace k = vl::cuda::kernels;
+  const MultiCase start = multi_case(31);
+  const size_t count = start.p.size();
+  const float inv_scale = 1.0f / 1024.0f;
+  struct Bad {
+    size_t tensor;
+    int64_t index;
+    float value;
+    const char* what;
+  };
+  const float inf = std::numeric_limits<float>::infinity();
+  for (int per_table : {k::UnscaleTable::kMax, 2})
+    for (const Bad& bad : {Bad{0, 0, 0.0f, "finite"}, Bad{5, 3 * k::kOptimChunk + 70, inf, "inf in the last tensor"},
+                           Bad{3, k::kOptimChunk, -std::nanf(""), "NaN alone in a chunk"}}) {
+      MultiCase got = start;
+      if (bad.value != 0.0f) got.g[bad.tensor][bad.index] = bad.value;
+      float found_inf = 0.0f;
+      const auto fill = [&](k::UnscaleTable& tab, int j, int64_t t) {
+        tab.ptr[0][j] = got.g[t].data();
+        tab.numel[j] = static_cast<int64_t>(got.g[t].size());
+      };
+      k::for_each_table<k::UnscaleTable>(static_cast<int64_t>(count), fill, [&](const k::UnscaleTable& tab, int64_t chunks) {
+        launch({static_cast<int>(chunks), 1}, {k::kOptimThreads, 1}, [&] { k::unscale_multi(tab, inv_scale, &found_inf); });
+      }, per_table);
+      bool scaled = true;
+      for (size_t t = 0; t < count; ++t)
+        for (size_t i = 0; i < got.g[t].size(); ++i) {
+          if (bad.value != 0.0f && t == bad.tensor && static_cast<int64_t>(i) == bad.index) continue;
+          const float want = start.g[t][i] * inv_scale;
+          scaled &= std::memcmp(&want, &got.g[t][i], 4) == 0;
+        }
+      const float want_flag = bad.value != 0.0f ? 1.0f : 0.0f;
+      check(scaled && found_inf == want_flag, std::string("unscale_multi: ") + bad.what + " (" +
+                                                  std::to_string(per_table) + " tensors per table): g / 1024 exactly, flag " +
+                                                  (want_flag != 0.0f ? "set" : "clear"));
+    }
+
+  // The updates with the flag set: params, state and gradients as they were.
+  const float overflow = 1.0f;
+  const auto unchanged = [&](const MultiCase& got) {
+    bool same = same_bits(start, got);
+    for (size_t t = 0; t < count; ++t) same &= std::memcmp(start.g[t].data(), got.g[t].data(), 4 * got.g[t].size()) == 0;
+    return same;
+  };
+  {
+    MultiCase got = start;
+    const auto fill = [&](k::AdamWTable& tab, int j, int64_t t) {
+      tab.ptr[0][j] = got.p[t].data(), tab.ptr[1][j] = got.g[t].data();
+      tab.ptr[2][j] = got.m[t].data(), tab.ptr[3][j] = got.v[t].data();
+      tab.numel[j] = static_cast<int64_t>(got.p[t].size());
+      tab.step[j] = k::AdamWStep{0.999f, 0.1f, 0.999f, 0.001f, -0.1f, 0.03f, 1e-8f};
+    };
+    k::for_each_table<k::AdamWTable>(static_cast<int64_t>(count), fill, [&](const k::AdamWTable& tab, int64_t chunks) {
+      launch({static_cast<int>(chunks), 1}, {k::kOptimThreads, 1}, [&] { k::adamw_update_multi<true>(tab, &overflow); });
+    }, 2);
+    check(unchanged(got), "adamw_update_multi with found_inf set changes nothing");
+  }
+  {
+    MultiCase got = start;
+    const auto fill = [&](k::SgdTable& tab, int j, int64_t t) {
+      tab.ptr[0][j] = got.p[t].data(), tab.ptr[1][j] = got.g[t].data(), tab.ptr[2][j] = got.m[t].data();
+      tab.numel[j] = static_cast<int64_t>(got.p[t].size());
+      tab.step[j] = k::SgdStep{-0.1f, 0.9f, 1.0f, 0.05f, true, false};
+    };
+    k::for_each_table<k::SgdTable>(static_cast<int64_t>(count), fill, [&](const k::SgdTable& tab, int64_t chunks) {
+      launch({static_cast<int>(chunks), 1}, {k::kOptimThreads, 1}, [&] { k::sgd_update_multi(tab, &overflow); });
+    });
+    check(unchanged(got), "sgd_update_multi with found_inf set changes nothing");
+  }
+  {
+    MultiCase got = start;
+    int64_t all_chunks = 0;
+    for (const auto& p : got.p) all_chunks += k::optim_chunks(static_cast<int64_t>(p.size()));
+    std::vector<double> sums(2 * all_chunks, 0.0);
+    std::vector<float> scales(count, 0.0f);
+    const auto fill = [&](k::LambTable& tab, int j, int64_t t) {
+      tab.ptr[0][j] = got.p[t].data(), tab.ptr[1][j] = got.g[t].data();
+      tab.ptr[2][j] = got.m[t].data(), tab.ptr[3][j] = got.v[t].data();
+      tab.numel[j] = static_cast<int64_t>(got.p[t].size());
+      tab.step[j] = k::LambStep{0.9f, 0.1f, 0.999f, 0.001f, 10.0f, 1000.0f, 1e-6f, 0.05f, 0.01f};
+    };
+    k::for_each_table<k::LambTable>(static_cast<int64_t>(count), fill, [&](const k::LambTable& tab, int64_t chunks) {
+      launch({static_cast<int>(chunks), 1}, {k::kOptimThreads, 1}, [&] { k::lamb_moments_multi(tab, sums.data(), &overflow); });
+      launch({tab.count, 1}, {k::kOptimThreads, 1}, [&] { k::lamb_trust_ratio_multi(tab, sums.data(), scales.data(), &overflow); });
+      launch({static_cast<int>(chunks), 1}, {k::kOptimThreads, 1}, [&] { k::lamb_apply_multi(tab, scales.data(), &overflow); });
+    });
+    bool untouched = unchanged(got);
+    for (double x : sums) untouched &= x == 0.0;
+    for (float x : scales) untouched &= x == 0.0f;
+    check(untouched, "lamb_update_multi with found_inf set changes nothing (no partials or trust ratios written)");
   }
 }
 
@@ -841,6 +944,7 @@ int main() {
   test_sgd();
   test_lamb_and_sum_of_squares();
   test_multi_tensor();
+  test_loss_scaling();
   test_inplace_helpers();
   test_binary();
   test_sum();

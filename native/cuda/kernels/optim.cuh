@@ -280,21 +280,31 @@ VL_DEVICE TableChunk table_chunk(const Table& t) {
   return TableChunk{k, begin, begin + kOptimChunk < t.numel[k] ? begin + kOptimChunk : t.numel[k]};
 }
 
+// Dynamic loss scaling: the multi-tensor updates take an optional device
+// flag (an f32, nonzero when a gradient held inf or NaN) and then change
+// nothing, so an overflowed step is skipped without the host reading it.
+VL_DEVICE bool skip_step(const float* found_inf) { return found_inf != nullptr && *found_inf != 0.0f; }
+
+struct NoStep {};  // the unscale pass has no per-tensor factors
+
 using AdamWTable = TensorTable<4, AdamWStep>;  // param, grad, exp_avg, exp_avg_sq
 using SgdTable = TensorTable<3, SgdStep>;      // param, grad, momentum buffer (or null)
 using LambTable = TensorTable<4, LambStep>;    // param, grad, exp_avg, exp_avg_sq
+using UnscaleTable = TensorTable<1, NoStep>;   // grad
 static_assert(sizeof(AdamWTable) <= kMultiTensorTableBytes && sizeof(SgdTable) <= kMultiTensorTableBytes &&
-                  sizeof(LambTable) <= kMultiTensorTableBytes,
+                  sizeof(LambTable) <= kMultiTensorTableBytes && sizeof(UnscaleTable) <= kMultiTensorTableBytes,
               "a tensor table must fit in the kernel parameter space");
 
 template <bool kSmallWeight>
-VL_GLOBAL void adamw_update_multi(const AdamWTable t) {
+VL_GLOBAL void adamw_update_multi(const AdamWTable t, const float* VL_RESTRICT found_inf) {
+  if (skip_step(found_inf)) return;
   const TableChunk c = table_chunk(t);
   for (int64_t i = c.begin + simt::thread_x(); i < c.end; i += simt::block_dim_x())
     adamw_element<kSmallWeight>(t.ptr[0][c.k], t.ptr[1][c.k], t.ptr[2][c.k], t.ptr[3][c.k], i, t.step[c.k]);
 }
 
-VL_GLOBAL void sgd_update_multi(const SgdTable t) {
+VL_GLOBAL void sgd_update_multi(const SgdTable t, const float* VL_RESTRICT found_inf) {
+  if (skip_step(found_inf)) return;
   const TableChunk c = table_chunk(t);
   for (int64_t i = c.begin + simt::thread_x(); i < c.end; i += simt::block_dim_x())
     sgd_element(t.ptr[0][c.k], t.ptr[1][c.k], t.ptr[2][c.k], i, t.step[c.k]);
@@ -302,8 +312,9 @@ VL_GLOBAL void sgd_update_multi(const SgdTable t) {
 
 // LAMB pass 1 (blockDim.x = kOptimThreads): the partials of chunk c of the
 // call at sums[2 c], sums[2 c + 1].
-VL_GLOBAL void lamb_moments_multi(const LambTable t, double* VL_RESTRICT sums) {
+VL_GLOBAL void lamb_moments_multi(const LambTable t, double* VL_RESTRICT sums, const float* VL_RESTRICT found_inf) {
   VL_SHARED double partial[kOptimThreads];
+  if (skip_step(found_inf)) return;  // the whole block: no barrier is left half-reached
   const TableChunk c = table_chunk(t);
   lamb_chunk(t.ptr[0][c.k], t.ptr[1][c.k], t.ptr[2][c.k], t.ptr[3][c.k], c.begin, c.end, t.step[c.k], partial,
              sums + 2 * (t.chunk_base + simt::block_x()));
@@ -311,8 +322,10 @@ VL_GLOBAL void lamb_moments_multi(const LambTable t, double* VL_RESTRICT sums) {
 
 // LAMB pass 2, one block per tensor of the table (blockDim.x = kOptimThreads):
 // scales[tensor] = lr * its trust ratio.
-VL_GLOBAL void lamb_trust_ratio_multi(const LambTable t, const double* VL_RESTRICT sums, float* VL_RESTRICT scales) {
+VL_GLOBAL void lamb_trust_ratio_multi(const LambTable t, const double* VL_RESTRICT sums, float* VL_RESTRICT scales,
+                                       const float* VL_RESTRICT found_inf) {
   VL_SHARED double partial[kOptimThreads];
+  if (skip_step(found_inf)) return;
   const int k = simt::block_x();
   const float scale = lamb_scale(sums + 2 * (t.chunk_base + t.first_chunk[k]), t.first_chunk[k + 1] - t.first_chunk[k],
                                  t.step[k].lr, partial);
@@ -320,11 +333,30 @@ VL_GLOBAL void lamb_trust_ratio_multi(const LambTable t, const double* VL_RESTRI
 }
 
 // LAMB pass 3: p -= scales[tensor] u.
-VL_GLOBAL void lamb_apply_multi(const LambTable t, const float* VL_RESTRICT scales) {
+VL_GLOBAL void lamb_apply_multi(const LambTable t, const float* VL_RESTRICT scales, const float* VL_RESTRICT found_inf) {
+  if (skip_step(found_inf)) return;
   const TableChunk c = table_chunk(t);
   const float scale = scales[t.tensor_base + c.k];
   for (int64_t i = c.begin + simt::thread_x(); i < c.end; i += simt::block_dim_x())
     lamb_apply_element(t.ptr[0][c.k], t.ptr[2][c.k], t.ptr[3][c.k], i, t.step[c.k], scale);
+}
+
+// Unscale pass of dynamic loss scaling: g *= inv_scale over every gradient
+// of the table, and *found_inf = 1 when any g was inf or NaN before (the
+// flag is only ever set here, never cleared: the caller zeroes it per step,
+// so several tables and devices' passes combine by or). Threads that see a
+// bad value all store the same 1, so their race is benign.
+VL_DEVICE bool non_finite(float v) { return !(fabsf(v) <= 3.40282347e38f); }  // true for inf and NaN
+
+VL_GLOBAL void unscale_multi(const UnscaleTable t, float inv_scale, float* VL_RESTRICT found_inf) {
+  const TableChunk c = table_chunk(t);
+  float* g = t.ptr[0][c.k];
+  bool bad = false;
+  for (int64_t i = c.begin + simt::thread_x(); i < c.end; i += simt::block_dim_x()) {
+    bad |= non_finite(g[i]);
+    g[i] = g[i] * inv_scale;
+  }
+  if (bad) *found_inf = 1.0f;
 }
 
 }  // namespace kernels
