@@ -6,30 +6,22 @@
 #include <vector>
 
 #include "core/backend.h"
+#include "core/rope_args.h"
 #include "core/thread_pool.h"
 
 namespace vl {
 namespace cpu {
 namespace {
 
-struct Positions {
-  const float* x = nullptr;  // explicit coordinates, or null for a grid
-  const float* y = nullptr;
-  int64_t cols = 1, offset = 0;
-  float step = 1.0f, bias = 0.0f;
-};
+using Positions = RopePositionArgs;
 
 // Python semantics: the class token at index -1 is in row -1, last column.
 int64_t floor_div(int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }
 int64_t py_mod(int64_t a, int64_t b) { return a - floor_div(a, b) * b; }
 
-// f_i = theta^(−4i/D), evaluated in fp32 as the reference does.
 std::vector<float> frequencies(int64_t D) {
   std::vector<float> f(static_cast<size_t>(D / 4));
-  for (int64_t i = 0; i < D / 4; ++i) {
-    const float e = static_cast<float>(4 * i) / static_cast<float>(D);
-    f[i] = 1.0f / std::pow(10000.0f, e);
-  }
+  for (int64_t i = 0; i < D / 4; ++i) f[i] = rope_frequency(i, D);
   return f;
 }
 
@@ -88,21 +80,6 @@ void fill_tables(const Positions& p, int64_t count, int64_t D, float* C, float* 
   });
 }
 
-Positions read_positions(const KernelCall& c, const char* prefix, size_t* next_input) {
-  const std::string p(prefix);
-  Positions out;
-  if (c.attrs.integer(p + "explicit")) {
-    out.x = static_cast<const float*>(c.in[(*next_input)++].data);
-    out.y = static_cast<const float*>(c.in[(*next_input)++].data);
-    return out;
-  }
-  out.cols = c.attrs.integer(p + "cols");
-  out.offset = c.attrs.integer(p + "offset");
-  out.step = static_cast<float>(c.attrs.num(p + "step"));
-  out.bias = static_cast<float>(c.attrs.num(p + "bias"));
-  return out;
-}
-
 // The transposed rotation's sines: sin_t = −sin.
 void negate(const float* s, int64_t n, float* out) {
   for (int64_t i = 0; i < n; ++i) out[i] = -s[i];
@@ -114,7 +91,7 @@ RopeTables rope_tables(const KernelCall& c, size_t first_position, int64_t N, in
   // Per token set: cos, sin, then sin_t when asked for.
   const int64_t per = transposed ? 3 : 2;
   size_t next = first_position;
-  const Positions qp = read_positions(c, "q_", &next);
+  const Positions qp = read_rope_positions(c, "q_", &next);
   const bool shared = c.attrs.integer("k_same") != 0;
   const int64_t rows = N + (shared ? 0 : M);
   RopeTables t;
@@ -128,7 +105,7 @@ RopeTables rope_tables(const KernelCall& c, size_t first_position, int64_t N, in
     return t;
   }
   float* kbase = base + per * N * D;
-  fill_tables(read_positions(c, "k_", &next), M, D, kbase, kbase + M * D);
+  fill_tables(read_rope_positions(c, "k_", &next), M, D, kbase, kbase + M * D);
   if (transposed) negate(kbase + M * D, M * D, kbase + 2 * M * D);
   t.k_cos = kbase, t.k_sin = kbase + M * D, t.k_sin_t = transposed ? kbase + 2 * M * D : nullptr;
   return t;

@@ -76,21 +76,6 @@ bool aligned16(const AttnTensor& t) {
   return reinterpret_cast<uintptr_t>(t.data) % 16 == 0 && t.sb % 4 == 0 && t.st % 4 == 0 && t.sh % 4 == 0;
 }
 
-kernels::AttnPositions read_positions(const KernelCall& c, const char* prefix, size_t* next_input) {
-  const std::string p(prefix);
-  kernels::AttnPositions out{};
-  if (c.attrs.integer(p + "explicit")) {
-    out.x = static_cast<const float*>(c.in[(*next_input)++].data);
-    out.y = static_cast<const float*>(c.in[(*next_input)++].data);
-    return out;
-  }
-  out.cols = c.attrs.integer(p + "cols");
-  out.offset = c.attrs.integer(p + "offset");
-  out.step = static_cast<float>(c.attrs.num(p + "step"));
-  out.bias = static_cast<float>(c.attrs.num(p + "bias"));
-  return out;
-}
-
 // The RoPE tables of the queries and keys (keys sharing the queries'
 // positions share their table), or none when "rope" is off.
 struct Tables {
@@ -112,7 +97,7 @@ Tables rope_tables(const KernelCall& c, size_t first_position, const Dims& d, cu
     const int quarter = d.D / 4;
     const int64_t entries = static_cast<int64_t>(count) * quarter;
     kernels::rope_table<<<static_cast<unsigned>((entries + kTableThreads - 1) / kTableThreads), kTableThreads, 0,
-                          stream>>>(read_positions(c, prefix, &next), freqs, count, quarter, table);
+                          stream>>>(read_rope_positions(c, prefix, &next), freqs, count, quarter, table);
     check_launch("rope_table", c.device.index);
   };
   fill("q_", d.N, base);

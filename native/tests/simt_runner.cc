@@ -175,7 +175,12 @@ void mma_m16n8k16(float acc[4], const uint32_t a[4], const uint32_t b[2], Value 
 void mma_bf16_m16n8k16(float acc[4], const uint32_t a[4], const uint32_t b[2]) { mma_m16n8k16(acc, a, b, bf16_value); }
 void mma_f16_m16n8k16(float acc[4], const uint32_t a[4], const uint32_t b[2]) { mma_m16n8k16(acc, a, b, f16_value); }
 
-void ldmatrix_x4(uint32_t r[4], const void* row_address) {
+namespace {
+
+// Four 8x8 b16 matrices; lanes 8m..8m+7 give the row addresses of matrix m.
+// Plain: register m of a lane holds row lane/4, columns 2(lane%4) and +1.
+// Transposed: rows 2(lane%4) and +1 at column lane/4.
+void ldmatrix_x4_impl(uint32_t r[4], const void* row_address, bool trans) {
   struct Out {
     uint32_t r[4];
   };
@@ -183,15 +188,22 @@ void ldmatrix_x4(uint32_t r[4], const void* row_address) {
       [&](auto& s) { s[0] = reinterpret_cast<uintptr_t>(row_address); },
       [&](auto* lanes, int lane) {
         Out o;
+        const auto row = [&](int m, int i) {
+          return reinterpret_cast<const char*>(static_cast<uintptr_t>(lanes[8 * m + i][0]));
+        };
         for (int m = 0; m < 4; ++m) {
-          const char* row = reinterpret_cast<const char*>(static_cast<uintptr_t>(lanes[8 * m + lane / 4][0]));
-          const int col = 2 * (lane % 4);
-          o.r[m] = load_b16(row + 2 * col) | (static_cast<uint32_t>(load_b16(row + 2 * col + 2)) << 16);
+          const char* lo = trans ? row(m, 2 * (lane % 4)) + 2 * (lane / 4) : row(m, lane / 4) + 4 * (lane % 4);
+          const char* hi = trans ? row(m, 2 * (lane % 4) + 1) + 2 * (lane / 4) : lo + 2;
+          o.r[m] = load_b16(lo) | (static_cast<uint32_t>(load_b16(hi)) << 16);
         }
         return o;
       });
   for (int i = 0; i < 4; ++i) r[i] = out.r[i];
 }
+
+}  // namespace
+
+void ldmatrix_x4(uint32_t r[4], const void* row_address) { ldmatrix_x4_impl(r, row_address, false); }
 
 // ---- GEMM pipeline: dynamic shared memory, cp.async, bf16 packing ----
 namespace {
@@ -317,25 +329,7 @@ void launch(Dim grid, Dim block, const std::function<void()>& body) {
 }
 
 // ---- attention: transposed ldmatrix ----
-void ldmatrix_x4_trans(uint32_t r[4], const void* row_address) {
-  struct Out {
-    uint32_t r[4];
-  };
-  const Out out = warp_collective(
-      [&](auto& s) { s[0] = reinterpret_cast<uintptr_t>(row_address); },
-      [&](auto* lanes, int lane) {
-        Out o;
-        // Of matrix m, rows 2(lane%4) and 2(lane%4)+1 at column lane/4.
-        for (int m = 0; m < 4; ++m) {
-          const int col = lane / 4, row = 2 * (lane % 4);
-          const char* r0 = reinterpret_cast<const char*>(static_cast<uintptr_t>(lanes[8 * m + row][0]));
-          const char* r1 = reinterpret_cast<const char*>(static_cast<uintptr_t>(lanes[8 * m + row + 1][0]));
-          o.r[m] = load_b16(r0 + 2 * col) | (static_cast<uint32_t>(load_b16(r1 + 2 * col)) << 16);
-        }
-        return o;
-      });
-  for (int i = 0; i < 4; ++i) r[i] = out.r[i];
-}
+void ldmatrix_x4_trans(uint32_t r[4], const void* row_address) { ldmatrix_x4_impl(r, row_address, true); }
 
 }  // namespace simt
 }  // namespace vl

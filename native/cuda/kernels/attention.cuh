@@ -34,6 +34,7 @@
 #include <type_traits>
 
 #include "core/half.h"
+#include "core/rope_args.h"
 #include "cuda/simt.cuh"
 
 namespace vl {
@@ -82,12 +83,7 @@ struct AttnOutTensor {
 };
 
 // Where tokens sit (ops/attention.h RopePositions): explicit x, y, or the grid rule.
-struct AttnPositions {
-  const float* x;
-  const float* y;
-  int64_t cols, offset;
-  float step, bias;
-};
+using AttnPositions = RopePositionArgs;
 
 // f_i = theta^(-4i/D) for i < D/4, computed on the host as the CPU tables
 // (cpu/attention_rope.cc) compute them, so angles agree bit for bit.
@@ -96,10 +92,7 @@ struct AttnFreqs {
 };
 inline AttnFreqs attn_freqs(int D) {
   AttnFreqs r{};
-  for (int i = 0; i < D / 4 && i < kAttnMaxD / 4; ++i) {
-    const float e = static_cast<float>(4 * i) / static_cast<float>(D);
-    r.f[i] = 1.0f / std::pow(10000.0f, e);
-  }
+  for (int i = 0; i < D / 4 && i < kAttnMaxD / 4; ++i) r.f[i] = rope_frequency(i, D);
   return r;
 }
 
