@@ -46,7 +46,8 @@ function sources() {
     ['bench/native/gemm_bench.cc', []],
   ];
   const flags = isaFlags();
-  for (const f of fs.readdirSync(simd).filter((f) => /^gemm_.*\.cc$/.test(f)).sort()) {
+  // gemm.cc reaches the per-ISA elementwise table too (select.cc, kernels_*.cc).
+  for (const f of fs.readdirSync(simd).filter((f) => /^(gemm_|kernels_|select\.cc$)/.test(f) && f.endsWith('.cc')).sort()) {
     const m = /_(avx2|avx512|avx512bf16)\.cc$/.exec(f);
     list.push([`native/cpu/simd/${f}`, m ? flags[m[1]] : []]);
   }

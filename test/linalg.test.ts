@@ -356,6 +356,26 @@ describeBackends('linalg', (backend, device) => {
       for (const t of [tokens, x, w, y]) t.dispose();
     });
 
+    test('channels-last views whose patch rows end inside a packing chunk (cropped, f32 and bf16 arithmetic)', async () => {
+      // p·C = 60 floats per patch row: the 16- and 32-wide packing chunks
+      // straddle rows, so contiguous and gathered chunks alternate.
+      const tokens = randn([2, 7, 10, 20]);              // [B, H, W, C] storage
+      const x = tokens.permute(0, 3, 1, 2).narrow(2, 0, 6).narrow(3, 0, 9);  // a cropped [B, C, 6, 9] view
+      const w = randn([33, 20, 3, 3]), b = randn([33]);
+      const ref = await refConv(x, w, b, 3);
+      const y = convPatch(x, w, b, { patch: 3 });
+      expect(y.shape).toEqual([2, 6, 33]);
+      expectClose(await y.data(), ref, tol);
+      // bf16 operands: within bf16 rounding (2^-8 relative per factor) of the exact sums.
+      const yb = convPatch(x, w, b, { patch: 3, precision: 'bf16' });
+      const got = await yb.data();
+      expectClose(got, ref, 1e-2);
+      let differs = false;
+      for (let i = 0; i < got.length && !differs; ++i) differs = Math.abs(got[i] - ref.c[i]) > tol * ref.mag[i];
+      expect(differs).toBe(true);  // it did round to bf16
+      for (const t of [tokens, x, w, b, y, yb]) t.dispose();
+    });
+
     test('H and W must be multiples of the patch', () => {
       using x = vl.zeros([1, 3, 30, 32]);
       using w = vl.zeros([8, 3, 16, 16]);

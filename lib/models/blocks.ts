@@ -306,7 +306,7 @@ export class SubsampledAttentionBlock extends BlockBase<PackedSubsampled> {
         const hr = Math.floor(H / sr), wr = Math.floor(W / sr);
         const map = keep(y.view(B, H, W, C).permute(0, 3, 1, 2));
         const cropped = keep(map.narrow(2, 0, hr * sr).narrow(3, 0, wr * sr));
-        const tokens = keep(convPatch(cropped, this.attn.sr.weight, this.attn.sr.bias, { patch: sr }));
+        const tokens = keep(convPatch(cropped, this.attn.sr.weight, this.attn.sr.bias, { patch: sr, precision: dtype }));
         r = keep(layerNorm(tokens, { weight: this.attn.norm.weight, bias: this.attn.norm.bias, eps: 1e-5 }));
         Wr = wr;
       }

@@ -83,7 +83,7 @@ export class PyramidVisionLlama extends Module {
         W = Math.floor(W / p);
         const full = map.shape[2] === H * p && map.shape[3] === W * p;
         const cropped = full ? map : map.narrow(2, 0, H * p).narrow(3, 0, W * p);
-        const tokens = train ? F.convPatch(cropped, pe.proj.weight, pe.proj.bias, p) : convPatch(cropped, pe.proj.weight, pe.proj.bias, { patch: p });
+        const tokens = train ? F.convPatch(cropped, pe.proj.weight, pe.proj.bias, p) : convPatch(cropped, pe.proj.weight, pe.proj.bias, { patch: p, precision: dt });
         x = applyNorm(tokens, pe.norm);
         const blocks = this.blocks.items[s].items;
         const ws = this.config.windowSizes[s];

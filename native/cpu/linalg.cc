@@ -2,10 +2,12 @@
 // The launchers (ops/linalg.cc) have checked shapes and dtypes, made bias
 // and residual contiguous, and describe optional inputs with attributes:
 // "bias" / "residual" hold the input index, or -1 when absent.
+#include <algorithm>
 #include <vector>
 
 #include "core/dispatch.h"
 #include "core/error.h"
+#include "core/thread_pool.h"
 #include "cpu/gemm/gemm.h"
 #include "cpu/simd/gemm_isa.h"
 
@@ -113,7 +115,12 @@ void matmul(const KernelCall& c) {
 }
 
 // in = {x [B, C, H, W], w [O, C*p*p] contiguous, [bias]}, out = {[B, (H/p)*(W/p), O]}.
-// A[(b, gy, gx), (c, ky, kx)] = x[b, c, gy*p + ky, gx*p + kx] is read in place.
+// A[(b, gy, gx), k] = x[b, c, gy*p + ky, gx*p + kx] is read in place, k in
+// (c, ky, kx) order. A channels-last x (the pyramid's token maps, seen as
+// [B, C, H, W] views) is summed in (ky, kx, c) order instead, against a
+// reordered copy of w: a patch row is then one run of p*C floats, which the
+// A packing loads as vectors, where the (c, ky, kx) order gathers one float
+// at a time.
 void conv_patch(const KernelCall& c) {
   const TensorArg& x = c.in[0];
   const TensorArg& w = c.in[1];
@@ -129,12 +136,29 @@ void conv_patch(const KernelCall& c) {
   p.a_rows.push(x.shape[0], x.strides[0]);
   p.a_rows.push(gh, pz * x.strides[2]);
   p.a_rows.push(gw, pz * x.strides[3]);
+  const bool channels_last = ch > 1 && x.strides[1] == 1;
   std::vector<int64_t> koff(static_cast<size_t>(p.k));
-  for (int64_t ci = 0, i = 0; ci < ch; ++ci)
-    for (int64_t ky = 0; ky < pz; ++ky)
-      for (int64_t kx = 0; kx < pz; ++kx) koff[i++] = ci * x.strides[1] + ky * x.strides[2] + kx * x.strides[3];
+  std::vector<float> w_hwc;
+  const float* wd = static_cast<const float*>(w.data);
+  if (channels_last) {
+    for (int64_t ky = 0, i = 0; ky < pz; ++ky)
+      for (int64_t kx = 0; kx < pz; ++kx)
+        for (int64_t ci = 0; ci < ch; ++ci) koff[i++] = ci + ky * x.strides[2] + kx * x.strides[3];
+    w_hwc.resize(static_cast<size_t>(p.n * p.k));
+    const int64_t taps = pz * pz, K = p.k;
+    parallel_for(p.n, std::max<int64_t>(1, 16384 / K), [&](int64_t o0, int64_t o1) {
+      for (int64_t o = o0; o < o1; ++o)
+        for (int64_t ci = 0; ci < ch; ++ci)
+          for (int64_t t = 0; t < taps; ++t) w_hwc[o * K + t * ch + ci] = wd[o * K + ci * taps + t];
+    });
+    wd = w_hwc.data();
+  } else {
+    for (int64_t ci = 0, i = 0; ci < ch; ++ci)
+      for (int64_t ky = 0; ky < pz; ++ky)
+        for (int64_t kx = 0; kx < pz; ++kx) koff[i++] = ci * x.strides[1] + ky * x.strides[2] + kx * x.strides[3];
+  }
   p.a_koff = koff.data();
-  p.b = static_cast<const float*>(w.data);
+  p.b = wd;
   p.b_ns = p.k;
   p.b_ks = 1;
   p.c = static_cast<float*>(y.data);

@@ -107,13 +107,19 @@ template <int MR>
 void pack_a_f32_t(const float* const* rows, int64_t ks, const int64_t* koff, int64_t k0, int64_t kc, int64_t klimit,
                   void* dst) {
   float* d = static_cast<float*>(dst);
-  bool fast = ks == 1 && !koff && k0 + kc <= klimit;
+  bool fast = (ks == 1 || koff) && k0 + kc <= klimit;
   for (int i = 0; i < MR && fast; ++i) fast = rows[i] != nullptr;
   int64_t k = 0;
   if (fast) {
     for (; k + 16 <= kc; k += 16) {
+      const int64_t start = koff ? contiguous_run(koff, k0 + k, 16) : k0 + k;
+      if (start < 0) {
+        for (int64_t kk = k; kk < k + 16; ++kk)
+          for (int i = 0; i < MR; ++i) d[kk * MR + i] = rows[i][koff[k0 + kk]];
+        continue;
+      }
       __m512 v[16];
-      for (int i = 0; i < MR; ++i) v[i] = _mm512_loadu_ps(rows[i] + k0 + k);
+      for (int i = 0; i < MR; ++i) v[i] = _mm512_loadu_ps(rows[i] + start);
       store_transposed<MR>(v, d + k * MR, k + 16 >= kc);
     }
   }

@@ -81,16 +81,23 @@ inline uint32_t round_bf16(float f) {
 void pack_a_bf16(const float* const* rows, int64_t ks, const int64_t* koff, int64_t k0, int64_t kc, int64_t klimit,
                  void* dst) {
   uint32_t* d = static_cast<uint32_t*>(dst);
-  bool fast = ks == 1 && !koff && k0 + kc <= klimit;
+  bool fast = (ks == 1 || koff) && k0 + kc <= klimit;
   for (int i = 0; i < kMr && fast; ++i) fast = rows[i] != nullptr;
   int64_t k = 0;
   if (fast) {
     const __m512i even_idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const __m512i odd_idx = _mm512_add_epi32(even_idx, _mm512_set1_epi32(1));
     for (; k + 32 <= kc; k += 32) {
+      const int64_t start = koff ? contiguous_run(koff, k0 + k, 32) : k0 + k;
+      if (start < 0) {
+        for (int64_t kk = k; kk < k + 32; kk += 2)
+          for (int i = 0; i < kMr; ++i)
+            d[kk / 2 * kMr + i] = round_bf16(rows[i][koff[k0 + kk]]) | round_bf16(rows[i][koff[k0 + kk + 1]]) << 16;
+        continue;
+      }
       __m512 v[16];
       for (int i = 0; i < kMr; ++i) {
-        const __m512 lo = _mm512_loadu_ps(rows[i] + k0 + k), hi = _mm512_loadu_ps(rows[i] + k0 + k + 16);
+        const __m512 lo = _mm512_loadu_ps(rows[i] + start), hi = _mm512_loadu_ps(rows[i] + start + 16);
         v[i] = _mm512_castsi512_ps(
             round_pairs(_mm512_permutex2var_ps(lo, even_idx, hi), _mm512_permutex2var_ps(lo, odd_idx, hi)));
       }

@@ -79,6 +79,15 @@ extern const GemmKernels kGemmAvx512;
 // kGemmAvx512's B packing (same panels).
 extern const GemmVariant kGemmAvx512Bf16Variant;
 
+// Where the k offsets [k, k + n) of a gathered A (a conv's patches) form one
+// contiguous run: the run's start, else -1. Such chunks pack as vector loads.
+inline int64_t contiguous_run(const int64_t* koff, int64_t k, int n) {
+  const int64_t base = koff[k];
+  for (int j = 1; j < n; ++j)
+    if (koff[k + j] != base + j) return -1;
+  return base;
+}
+
 // The kernels for the active ISA (VLLAMA_CPU_ISA) and, on AVX-512, whether
 // the CPU has AVX512_BF16.
 const GemmKernels& gemm_kernels();
