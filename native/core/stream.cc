@@ -4,6 +4,8 @@
 #include <exception>
 #include <thread>
 
+#include <pthread.h>
+
 namespace vl {
 
 void Event::signal(const std::string& error) {
@@ -60,6 +62,8 @@ void Stream::wait_event(const EventPtr& event) {
 void Stream::synchronize() { record()->wait(); }
 
 void Stream::loop() {
+  // Named for profilers and for telling compute threads from others (15 chars at most).
+  pthread_setname_np(pthread_self(), ("vl:" + name_).substr(0, 15).c_str());
   if (thread_init_) thread_init_();
   for (;;) {
     std::function<void()> task;

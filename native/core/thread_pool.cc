@@ -1,5 +1,6 @@
 #include "core/thread_pool.h"
 
+#include <pthread.h>
 #include <sched.h>
 
 #include <algorithm>
@@ -77,6 +78,7 @@ class ThreadPool {
   }
 
   void loop() {
+    pthread_setname_np(pthread_self(), "vl:pool");
     t_in_parallel = true;
     uint64_t seen = 0;
     for (;;) {
