@@ -72,10 +72,28 @@ describe('visionllama train', () => {
     expect(JSON.parse(fs.readFileSync(path.join(out, 'checkpoint', 'checkpoint.json'), 'utf8'))).toMatchObject({ epoch: 2, step: 8 });
   });
 
+  test('--loss-scale: a starting scale is saved with the checkpoint; off leaves f16 unscaled', () => {
+    const data = path.join(dir, 'folders');  // written by the test above
+    const model = path.join(dir, 'tiny.json');
+    const base = ['--model', model, '--data', data, '--batch', '4', '--image-size', '32', '--workers', '1', '--epochs', '1'];
+    const scaled = path.join(dir, 'scaled');
+    const a = cli('train', ...base, '--out', scaled, '--precision', 'bf16', '--loss-scale', '1024');
+    expect(a.stderr).not.toMatch(/visionllama: /);
+    expect(a.status).toBe(0);
+    // Four steps with finite gradients: the scale neither grew (interval 2000) nor backed off.
+    const state = JSON.parse(fs.readFileSync(path.join(scaled, 'checkpoint', 'checkpoint.json'), 'utf8'));
+    expect(JSON.stringify(state)).toMatch(/"gradScaler":\{"scale":1024,/);
+    const plain = path.join(dir, 'unscaled');
+    const b = cli('train', ...base, '--out', plain, '--precision', 'f16', '--loss-scale', 'off');
+    expect(b.status).toBe(0);
+    expect(fs.readFileSync(path.join(plain, 'checkpoint', 'checkpoint.json'), 'utf8')).not.toMatch(/gradScaler/);
+  });
+
   test('bad arguments say what is expected', () => {
     expect(cli('train', '--model', 'plain-s').stderr).toMatch(/--data is required/);
     expect(cli('train', '--model', 'plain-s', '--data', 'fashion-mnist', '--opt', 'adam').stderr).toMatch(/--opt must be adamw, lamb or sgd, got 'adam'/);
     expect(cli('train', '--model', 'plain-s', '--data', 'fashion-mnist', '--precision', 'fp16').stderr).toMatch(/--precision must be f32, bf16, f16, got 'fp16'/);
+    expect(cli('train', '--model', 'plain-s', '--data', 'fashion-mnist', '--loss-scale', '0').stderr).toMatch(/--loss-scale must be auto, off, dynamic or a positive starting scale, got '0'/);
     expect(cli('train', '--model', 'plain-s', '--data', path.join(dir, 'nowhere')).stderr).toMatch(/--data must be 'fashion-mnist' or a folder with train\/ and val\//);
     expect(cli('train', '--model', 'plain-s', '--data', 'fashion-mnist', '--epochs', '0').stderr).toMatch(/--epochs must be an integer >= 1/);
   });

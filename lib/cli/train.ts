@@ -20,13 +20,14 @@ export const trainUsage = `usage: visionllama train --model PRESET|CONFIG.json -
     --image-size 224 (image folders)  --workers N  --limit-train N  --limit-test N  --no-progress
     --precision f32|bf16|f16 (mixed precision: GEMMs and attention on bf16 or f16 operands, f32 master
       weights; f16 adds dynamic loss scaling)
+    --loss-scale auto|off|dynamic|S (dynamic loss scaling; auto: on for f16 only; S: dynamic, starting at S)
   Writes to --out (default ./visionllama-train): model.safetensors, model.json (config, preprocessing,
   classes), labels.txt, metrics.jsonl, curves.png and checkpoint/ (--resume continues from it).
 `;
 
 const VALUES = ['model', 'data', 'epochs', 'batch', 'lr', 'min-lr', 'opt', 'out', 'weights', 'warmup-epochs', 'wd', 'momentum',
   'label-smoothing', 'drop-path', 'mixup', 'cutmix', 'clip-grad', 'ema', 'seed', 'image-size', 'workers', 'limit-train', 'limit-test',
-  'layer-scale', 'pad', 'precision'];
+  'layer-scale', 'pad', 'precision', 'loss-scale'];
 const SWITCHES = ['resume', 'no-progress', 'help'];
 
 function numFlag(cmd: string, f: ParsedFlags, name: string, fallback: number | undefined): number | undefined {
@@ -42,6 +43,18 @@ function precisionFlag(cmd: string, raw: string): MathPrecision {
     throw new ArgumentError(`${cmd}: --precision must be ${MATH_PRECISIONS.join(', ')}, got '${raw}'`);
   }
   return raw as MathPrecision;
+}
+
+/** --loss-scale: undefined (auto: the Trainer's default), false (off), true (dynamic) or a starting scale. */
+function lossScaleFlag(cmd: string, raw: string | undefined): TrainRunOptions['lossScale'] {
+  if (raw === undefined || raw === 'auto') return undefined;
+  if (raw === 'off') return false;
+  if (raw === 'dynamic') return true;
+  const v = Number(raw);
+  if (!Number.isFinite(v) || v <= 0) {
+    throw new ArgumentError(`${cmd}: --loss-scale must be auto, off, dynamic or a positive starting scale, got '${raw}'`);
+  }
+  return { initScale: v };
 }
 
 function readModelFlag(cmd: string, model: string | undefined): string | Record<string, unknown> {
@@ -87,6 +100,7 @@ function runOptions(cmd: string, f: ParsedFlags, defaults: Partial<TrainRunOptio
     resume: f.switches.has('resume'),
     progress: !f.switches.has('no-progress'),
     precision: precisionFlag(cmd, f.values.get('precision') ?? defaults.precision ?? 'f32'),
+    lossScale: f.values.has('loss-scale') ? lossScaleFlag(cmd, f.values.get('loss-scale')) : defaults.lossScale,
   };
 }
 
