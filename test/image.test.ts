@@ -4,7 +4,8 @@ import * as os from 'os';
 import * as path from 'path';
 import sharp from 'sharp';
 import * as vl from '../lib';
-import { decodeImage, loadImageBatch, IMAGENET_MEAN, IMAGENET_STD } from '../lib/data/image';
+import { decodeImage, jpegDecoder, loadImageBatch, IMAGENET_MEAN, IMAGENET_STD } from '../lib/data/image';
+import { decodePixels, decodeWithSharp } from '../lib/data/decode';
 import { native } from '../lib/native';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vl-img-'));
@@ -107,6 +108,74 @@ describe('resampling (Pillow bicubic, as torchvision resizes a PIL image)', () =
     expect(() => resample(px, 2, 2, 3, 2, 2, 0, 0, 2, 2, [0, 0, 0], [1, 0, 1])).toThrow(/std finite and > 0/);
     expect(() => resample(px, 2, 2, 3, -1, 2, 0, 0, 2, 2, [0, 0, 0], [1, 1, 1])).toThrow(/resizeWidth must be an integer from 0/);
     expect(() => resample(px, 2, 2, 5, 2, 2, 0, 0, 2, 2, [0, 0, 0], [1, 1, 1])).toThrow(/1 to 4/);
+  });
+});
+
+describe('JPEG decoding with the system libjpeg-turbo', () => {
+  // Where the library is missing, sharp decodes every image and these cases cannot run.
+  const withLib = jpegDecoder() ? test : test.skip;
+  const decodeJpeg = (b: Uint8Array) => (native() as unknown as { decodeJpeg(b: Uint8Array, max: number): Promise<{ data: Uint8Array; width: number; height: number } | null> }).decodeJpeg(b, 1 << 28);
+
+  /** A noisy w×h photo-like RGB image, encoded by sharp with `options`. */
+  async function photo(w: number, h: number, options: sharp.JpegOptions, edit = (s: sharp.Sharp) => s): Promise<Buffer> {
+    const raw = Buffer.alloc(w * h * 3);
+    let seed = w * 7919 + h;
+    for (let i = 0; i < raw.length; ++i) {
+      seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+      const x = (i / 3) % w, y = Math.floor(i / 3 / w);
+      raw[i] = Math.min(255, ((i % 3 === 0 ? x : i % 3 === 1 ? y : x + y) * 255) / (w + h) + (seed >>> 26));
+    }
+    return edit(sharp(raw, { raw: { width: w, height: h, channels: 3 } })).jpeg(options).toBuffer();
+  }
+
+  withLib('the same pixels as sharp: 4:2:0, 4:4:4, progressive, odd sizes, mozjpeg scans', async () => {
+    const cases: [number, number, sharp.JpegOptions][] = [
+      [320, 240, { quality: 90 }], [37, 23, { quality: 75 }], [64, 48, { quality: 95, chromaSubsampling: '4:4:4' }],
+      [101, 67, { quality: 85, progressive: true }], [50, 81, { quality: 80, mozjpeg: true }], [1, 1, { quality: 50 }],
+    ];
+    for (const [w, h, o] of cases) {
+      const jpg = await photo(w, h, o);
+      const ours = await decodeJpeg(jpg);
+      expect(ours).not.toBeNull();
+      const ref = await decodeWithSharp(jpg, jpg, 3);
+      expect([ours!.width, ours!.height]).toEqual([w, h]);
+      expect(Buffer.from(ours!.data).equals(Buffer.from(ref.data))).toBe(true);
+    }
+  });
+
+  withLib('rotated, grayscale, ICC-tagged, damaged and non-JPEG inputs are left to sharp, with the same result', async () => {
+    const rotated = await photo(40, 30, { quality: 90 }, (s) => s.withMetadata({ orientation: 6 }));
+    const gray = await photo(40, 30, { quality: 90 }, (s) => s.greyscale().toColourspace('b-w'));
+    const icc = await photo(40, 30, { quality: 90 }, (s) => s.withIccProfile('p3'));
+    const good = await photo(40, 30, { quality: 90 });
+    const truncated = good.subarray(0, good.length - 200);
+    const png = await sharp(Buffer.alloc(12), { raw: { width: 2, height: 2, channels: 3 } }).png().toBuffer();
+    for (const b of [rotated, gray, icc, truncated, png, Buffer.from([0xff, 0xd8, 0xff, 0x00])]) expect(await decodeJpeg(b)).toBeNull();
+    // decodeImage takes sharp's path for them: EXIF rotation applied (40x30 stored, 30x40 shown).
+    const r = await decodePixels(rotated, 3);
+    expect([r.width, r.height]).toEqual([30, 40]);
+    for (const b of [gray, icc]) expect(Buffer.from((await decodePixels(b, 3)).data).equals(Buffer.from((await decodeWithSharp(b, b, 3)).data))).toBe(true);
+    await expect(decodeImage(Buffer.from([0xff, 0xd8, 0xff, 0x00]))).rejects.toThrow(/<4-byte buffer>: not a readable image/);
+  });
+
+  withLib('a JPEG file and its bytes give the same transformed image as sharp decoding', async () => {
+    const jpg = await photo(300, 200, { quality: 92 });
+    const file = path.join(dir, 'photo.jpg');
+    fs.writeFileSync(file, jpg);
+    const [a, b] = [await decodeImage(file), await decodeImage(jpg)];
+    expect(Buffer.from(a.data.buffer, a.data.byteOffset, a.data.byteLength).equals(Buffer.from(b.data.buffer, b.data.byteOffset, b.data.byteLength))).toBe(true);
+    // The pixels sharp decodes, through the same resample: identical floats.
+    const ref = await decodeWithSharp(jpg, jpg, 3);
+    const resampled = await (native() as unknown as { resampleImage(...a: unknown[]): Promise<Float32Array> })
+      .resampleImage(ref.data, 300, 200, 3, 384, 256, 80, 16, 224, 224, [...IMAGENET_MEAN], [...IMAGENET_STD]);
+    expect(Buffer.from(resampled.buffer, resampled.byteOffset, resampled.byteLength).equals(Buffer.from(a.data.buffer, a.data.byteOffset, a.data.byteLength))).toBe(true);
+    await expect(decodeImage(path.join(dir, 'missing.jpg'))).rejects.toThrow(/missing\.jpg: not a readable image/);
+  });
+
+  test('decodeJpeg checks its arguments', () => {
+    const n = native() as unknown as { decodeJpeg(b: unknown, max: unknown): Promise<unknown> };
+    expect(() => n.decodeJpeg(new Float32Array(4), 10)).toThrow(/decodeJpeg: expected the file's bytes as a Uint8Array/);
+    expect(() => n.decodeJpeg(new Uint8Array(4), 0)).toThrow(/maxPixels must be positive/);
   });
 });
 

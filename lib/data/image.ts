@@ -7,7 +7,7 @@ import { tensor } from '../creation';
 import { Tensor } from '../tensor';
 import { decodeImage, describeInput, EvalTransform } from './decode';
 
-export { decodeImage, IMAGENET_MEAN, IMAGENET_STD } from './decode';
+export { decodeImage, jpegDecoder, IMAGENET_MEAN, IMAGENET_STD } from './decode';
 export type { EvalTransform } from './decode';
 
 export interface DecodedBatch {

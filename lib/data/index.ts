@@ -1,5 +1,5 @@
 /** Training and evaluation data: datasets, transforms, mixup, and a multi-threaded loader. */
-export { decodeImage, loadImageBatch, IMAGENET_MEAN, IMAGENET_STD } from './image';
+export { decodeImage, jpegDecoder, loadImageBatch, IMAGENET_MEAN, IMAGENET_STD } from './image';
 export type { EvalTransform, DecodedBatch } from './image';
 export { parseIdx, readIdx, readIdxSync } from './idx';
 export type { IdxArray } from './idx';

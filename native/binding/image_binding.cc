@@ -9,6 +9,7 @@
 #include "binding/module_registry.h"
 #include "core/error.h"
 #include "cpu/image_resample.h"
+#include "cpu/jpeg_decode.h"
 
 namespace vl {
 namespace binding {
@@ -49,6 +50,64 @@ class ResampleWorker : public Napi::AsyncWorker {
   float* dst_;
   cpu::ResampleSpec spec_;
 };
+
+// Decodes a JPEG on a worker; settles with {data, width, height} (RGB
+// bytes), or null when libjpeg-turbo declined it or is not available.
+class JpegWorker : public Napi::AsyncWorker {
+ public:
+  JpegWorker(Napi::Env env, Napi::Uint8Array bytes, int64_t max_pixels)
+      : Napi::AsyncWorker(env),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        bytes_(Napi::Persistent(bytes)),
+        src_(bytes.Data()),
+        size_(bytes.ElementLength()),
+        max_pixels_(max_pixels) {}
+
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+  void Execute() override { result_ = cpu::decode_jpeg_rgb(src_, size_, max_pixels_, &pixels_); }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    if (result_ != cpu::JpegResult::kDecoded) {
+      deferred_.Resolve(env.Null());
+      return;
+    }
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("data", Napi::Buffer<uint8_t>::Copy(env, pixels_.rgb.data(), pixels_.rgb.size()));
+    o.Set("width", Napi::Number::New(env, pixels_.width));
+    o.Set("height", Napi::Number::New(env, pixels_.height));
+    deferred_.Resolve(o);
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  Napi::Reference<Napi::Uint8Array> bytes_;
+  const uint8_t* src_;
+  size_t size_;
+  int64_t max_pixels_;
+  cpu::JpegResult result_ = cpu::JpegResult::kUnavailable;
+  cpu::JpegPixels pixels_;
+};
+
+// decodeJpeg(bytes: Uint8Array, maxPixels) -> Promise<{data, width, height} | null>
+Napi::Value decode_jpeg(const Napi::CallbackInfo& info) {
+  Args a{info, "decodeJpeg"};
+  VL_CHECK(a.at(0).IsTypedArray() && a.at(0).As<Napi::TypedArray>().TypedArrayType() == napi_uint8_array,
+           ErrorCode::Argument, "decodeJpeg: expected the file's bytes as a Uint8Array (or Buffer)");
+  const int64_t max_pixels = a.integer(1, "maxPixels");
+  VL_CHECK(max_pixels > 0, ErrorCode::Argument, "decodeJpeg: maxPixels must be positive, got ", max_pixels);
+  auto* worker = new JpegWorker(info.Env(), a.at(0).As<Napi::Uint8Array>(), max_pixels);
+  Napi::Promise promise = worker->promise();
+  worker->Queue();
+  return promise;
+}
+
+// jpegDecoder() -> the loaded library's name, or null.
+Napi::Value jpeg_decoder(const Napi::CallbackInfo& info) {
+  std::string name;
+  return cpu::jpeg_available(&name) ? Napi::String::New(info.Env(), name) : info.Env().Null();
+}
 
 int size_arg(const Args& a, size_t i, const char* name) {
   const int64_t v = a.integer(i, name);
@@ -102,7 +161,11 @@ Napi::Value resample_image(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
-void init_image(Napi::Object exports) { VL_EXPORT(exports, "resampleImage", resample_image); }
+void init_image(Napi::Object exports) {
+  VL_EXPORT(exports, "resampleImage", resample_image);
+  VL_EXPORT(exports, "decodeJpeg", decode_jpeg);
+  VL_EXPORT(exports, "jpegDecoder", jpeg_decoder);
+}
 
 VL_BINDING_MODULE(init_image);
 
