@@ -61,7 +61,7 @@ export class PlainVisionLlama extends Module {
     const blocks = this.blocks.items;
     const { weight: pw, bias: pb } = this.patch_embed.proj;
     return tidy(() => {
-      const patches = train ? F.convPatch(images, pw, pb, p) : convPatch(images, pw, pb, { patch: p });
+      const patches = train ? F.convPatch(images, pw, pb, p) : convPatch(images, pw, pb, { patch: p, precision: this.weightDType });
       let x = concat([this.p('cls_token').expand(B, 1, dim), patches], 1);
       let y = blocks.length ? applyNorm(x, blocks[0].norm1) : x;
       blocks.forEach((blk, i) => {
