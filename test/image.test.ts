@@ -117,7 +117,9 @@ describe('JPEG decoding with the system libjpeg-turbo', () => {
   const decodeJpeg = (b: Uint8Array) => (native() as unknown as { decodeJpeg(b: Uint8Array, max: number): Promise<{ data: Uint8Array; width: number; height: number } | null> }).decodeJpeg(b, 1 << 28);
 
   /** A noisy w×h photo-like RGB image, encoded by sharp with `options`. */
-  async function photo(w: number, h: number, options: sharp.JpegOptions, edit = (s: sharp.Sharp) => s): Promise<Buffer> {
+  type Pipeline = ReturnType<typeof sharp>;
+  type JpegOptions = Parameters<Pipeline['jpeg']>[0];
+  async function photo(w: number, h: number, options: JpegOptions, edit = (s: Pipeline) => s): Promise<Buffer> {
     const raw = Buffer.alloc(w * h * 3);
     let seed = w * 7919 + h;
     for (let i = 0; i < raw.length; ++i) {
@@ -129,7 +131,7 @@ describe('JPEG decoding with the system libjpeg-turbo', () => {
   }
 
   withLib('the same pixels as sharp: 4:2:0, 4:4:4, progressive, odd sizes, mozjpeg scans', async () => {
-    const cases: [number, number, sharp.JpegOptions][] = [
+    const cases: [number, number, JpegOptions][] = [
       [320, 240, { quality: 90 }], [37, 23, { quality: 75 }], [64, 48, { quality: 95, chromaSubsampling: '4:4:4' }],
       [101, 67, { quality: 85, progressive: true }], [50, 81, { quality: 80, mozjpeg: true }], [1, 1, { quality: 50 }],
     ];
