@@ -318,6 +318,70 @@ describeBackends('attention', (backend, device) => {
     });
   });
 
+  describe('attention: bf16 precision (inference)', () => {
+    // bf16 operands (8 significant bits) with f32 accumulation and softmax.
+    const bf16Tol = 3e-2;
+    // The CPU takes its vdpbf16ps kernel where the CPU has AVX512_BF16, else keeps f32.
+    const rounds = backend !== 'cpu' || (vl.cpuInfo().avx512bf16 && vl.cpuInfo().isa === 'avx512');
+
+    async function checkBf16(q: vl.Tensor, k: vl.Tensor, v: vl.Tensor, options: AttentionOptions, ref: RefOptions): Promise<void> {
+      const [B, N, H, D] = q.shape;
+      const M = k.shape[1];
+      using out = attention(q, k, v, { ...options, precision: 'bf16' }) as vl.Tensor;
+      using full = attention(q, k, v, { ...options, precision: 'f32' }) as vl.Tensor;
+      const expected = reference(await values(q), await values(k), await values(v), { B, N, M, H, D }, ref).out;
+      const got = await values(out);
+      expectClose(got, expected, bf16Tol);
+      const diff = maxAbsDiff(got, await values(full)) / maxAbs(expected);
+      if (rounds) expect(diff).toBeGreaterThan(1e-5);  // it did round
+      else expect(diff).toBe(0);
+    }
+
+    test.each([
+      [16, 2, 67, 67, 1],
+      [32, 3, 131, 131, 2],
+      [64, 2, 197, 197, 1],
+      [80, 2, 65, 33, 1],
+      [128, 1, 150, 149, 1],
+    ])('D = %i, %i heads, N = %i, M = %i, B = %i', async (D, H, N, M, B) => {
+      using q = randn([B, N, H, D]);
+      using k = randn([B, M, H, D]);
+      using v = randn([B, M, H, D], 1);
+      const qp = gridPositions(N, { cols: 9, indexOffset: -1 }), kp = gridPositions(M, { cols: 9, step: 2, bias: 0.5 });
+      await checkBf16(q, k, v, { qPos: { grid: { cols: 9, indexOffset: -1 } }, kPos: { grid: { cols: 9, step: 2, bias: 0.5 } } },
+        { qx: qp.x, qy: qp.y, kx: kp.x, ky: kp.y });
+    });
+
+    test('LSA windows and a long sequence (packed in groups)', async () => {
+      using qkv = randn([12, 49, 3 * 2 * 32]);
+      const w = splitQKV(qkv, 2);
+      const pos = gridPositions(49, { cols: 7 });
+      try {
+        await checkBf16(w.q, w.k, w.v, { qPos: { grid: { cols: 7 } } }, { qx: pos.x, qy: pos.y });
+      } finally {
+        w.q.dispose(); w.k.dispose(); w.v.dispose();
+      }
+      using q = randn([1, 1025, 1, 64]);
+      using k = randn([1, 1025, 1, 64]);
+      using v = randn([1, 1025, 1, 64], 1);
+      const lp = gridPositions(1025, { cols: 32, indexOffset: -1 });
+      await checkBf16(q, k, v, { qPos: { grid: { cols: 32, indexOffset: -1 } } }, { qx: lp.x, qy: lp.y });
+    });
+
+    test('a forward that returns lse (recorded for backward) keeps the precision its backward recomputes', async () => {
+      using q = randn([1, 70, 2, 32]);
+      const opts = { qPos: { grid: { cols: 7, indexOffset: -1 } }, returnLse: true as const };
+      const a = attention(q, q, q, { ...opts, precision: 'bf16' });
+      const b = attention(q, q, q, { ...opts, precision: 'f32' });
+      try {
+        const same = Buffer.from(await a.out.bytes()).equals(Buffer.from(await b.out.bytes()));
+        expect(same).toBe(backend === 'cpu');
+      } finally {
+        for (const t of [a.out, a.lse, b.out, b.lse]) t.dispose();
+      }
+    });
+  });
+
   describe('attention: memory', () => {
     test('N = 3137 runs without materialising the N×N scores', () => {
       const r = runNode(`${requireLib}

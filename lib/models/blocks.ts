@@ -163,7 +163,7 @@ export class SelfAttentionBlock extends BlockBase<PackedSelfAttention> {
     const p = this.packed(dtype);
     const qkv = linear(y, p.qkv, { bias: this.attn.qkv.bias });
     const { q, k, v } = splitQKV(qkv, this.heads);
-    const a = attention(q, k, v, { qPos: pos, kPos: pos });
+    const a = attention(q, k, v, { qPos: pos, kPos: pos, precision: dtype });
     for (const t of [qkv, q, k, v]) t.dispose();
     try {
       return linear(a, p.proj.weight, { bias: p.proj.bias });
@@ -206,7 +206,7 @@ export class SelfAttentionBlock extends BlockBase<PackedSelfAttention> {
     const qkv = linear(win, p.qkv, { bias: this.attn.qkv.bias });
     const { q, k, v } = splitQKV(qkv, this.heads);
     const pos: PositionSpec = { grid: { cols: ws } };
-    const a = attention(q, k, v, { qPos: pos, kPos: pos });
+    const a = attention(q, k, v, { qPos: pos, kPos: pos, precision: dtype });
     const merged = windowMerge(a, y.shape[0], H, W, ws);
     for (const t of [win, qkv, q, k, v, a]) t.dispose();
     try {
@@ -318,6 +318,7 @@ export class SubsampledAttentionBlock extends BlockBase<PackedSubsampled> {
       const a = keep(attention(q, k, v, {
         qPos: { grid: { cols: W } },
         kPos: { grid: { cols, step: sr, bias: 1 - 1 / sr } },
+        precision: dtype,
       }));
       return linear(a, p.proj.weight, { bias: p.proj.bias });
     } finally {

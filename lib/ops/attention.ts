@@ -42,8 +42,10 @@ export interface AttentionOptions {
   returnLse?: boolean;
   /**
    * 'bf16': q·kᵀ and p·v on bf16-rounded operands with f32 accumulation and
-   * softmax (one tensor-core pass on CUDA; the CPU kernel keeps f32). Default:
-   * the autocast scope's, else 'f32'.
+   * softmax (one tensor-core pass on CUDA; on a CPU with AVX512_BF16 the
+   * vdpbf16ps kernel when no lse is returned, i.e. for inference: a forward
+   * recorded for backward keeps the f32 kernel, whose P its backward
+   * recomputes). Default: the autocast scope's, else 'f32'.
    */
   precision?: MathPrecision;
 }

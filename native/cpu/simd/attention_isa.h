@@ -70,6 +70,28 @@ struct AttentionIsa {
                       int64_t dst_stride, int64_t rows, int64_t D);
 };
 
+// bf16 forward tiles (AVX512_BF16; inference at bf16 precision). The tile
+// takes q as AttnTile does; k and v point at a (batch, head)'s keys and
+// values as pack_keys and pack_values left them: keys rotated, as bf16 rows
+// [M][D]; values as words [ceil(M/2)][D], each the bf16 pair of rows 2j and
+// 2j+1 of one channel (a zero row past an odd M). D even, at most max_d.
+struct AttentionBf16Isa {
+  int64_t tile_rows;
+  int64_t max_d;
+  int64_t (*scratch_floats)(int64_t D);
+  void (*tile)(const AttnTile* t);
+  void (*pack_keys)(const float* src, int64_t src_stride, const float* cos, const float* sin, uint16_t* dst, int64_t rows,
+                    int64_t D);
+  // rows even except at the end of the keys (the pairs of rows [0, rows)).
+  void (*pack_values)(const float* src, int64_t src_stride, uint32_t* dst, int64_t rows, int64_t D);
+};
+
+extern const AttentionBf16Isa kAvx512Bf16Attention;
+
+// The bf16 tiles where the CPU has AVX512_BF16 (and the active ISA is
+// AVX-512, VLLAMA_DISABLE_AVX512BF16 unset), else null: f32 tiles then.
+const AttentionBf16Isa* attention_bf16_isa();
+
 extern const AttentionIsa kScalarAttention;
 extern const AttentionIsa kAvx2Attention;
 extern const AttentionIsa kAvx512Attention;
