@@ -71,19 +71,32 @@ inline uint8_t clip8(int32_t acc) {
 // are the same bytes either way.
 #define VL_RESAMPLE_CLONES __attribute__((target_clones("avx2", "default")))
 
+typedef int32_t v4i __attribute__((vector_size(16)));
+
 // Rows of in (src_w pixels of C bytes) through the taps -> rows of out_w pixels.
+// Three channels run as four lanes (the fourth reads the next pixel's first
+// byte and is dropped), so a tap is one vector multiply-add; a position whose
+// taps reach a row's last pixel keeps three, as that byte may lie past the image.
 template <int C>
 VL_RESAMPLE_CLONES void horizontal_pass(const uint8_t* in, int src_w, int rows, const Taps& ht, int out_w, uint8_t* out) {
+  constexpr int L = C >= 3 ? 4 : C;
   for (int y = 0; y < rows; ++y) {
     const uint8_t* row = in + static_cast<size_t>(y) * src_w * C;
     uint8_t* dst = out + static_cast<size_t>(y) * out_w * C;
     for (int x = 0; x < out_w; ++x) {
       const int32_t* k = ht.k.data() + static_cast<size_t>(x) * ht.width;
       const uint8_t* p = row + static_cast<size_t>(ht.start[x]) * C;
-      int32_t acc[C];
-      for (int c = 0; c < C; ++c) acc[c] = 1 << (kPrecisionBits - 1);
-      for (int t = 0; t < ht.taps[x]; ++t)
-        for (int c = 0; c < C; ++c) acc[c] += p[t * C + c] * k[t];
+      const int n = ht.taps[x];
+      int32_t acc[L];
+      if (L == 4 && ht.start[x] + n < src_w) {
+        v4i a = {0, 0, 0, 0};
+        for (int t = 0; t < n; ++t) a += v4i{p[t * C], p[t * C + 1], p[t * C + 2], p[t * C + 3]} * k[t];
+        for (int c = 0; c < 4; ++c) acc[c] = a[c] + (1 << (kPrecisionBits - 1));
+      } else {
+        for (int c = 0; c < C; ++c) acc[c] = 1 << (kPrecisionBits - 1);
+        for (int t = 0; t < n; ++t)
+          for (int c = 0; c < C; ++c) acc[c] += p[t * C + c] * k[t];
+      }
       for (int c = 0; c < C; ++c) dst[x * C + c] = clip8(acc[c]);
     }
   }
