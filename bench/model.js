@@ -26,8 +26,8 @@ function prepare(preset) {
   if (r.status !== 0) {
     throw new Error(`bench model: exporting ${preset} failed (needs apt-get install python3-torch python3-onnx):\n${r.stderr}`);
   }
-  const made = fs.readdirSync(outDir).find((f) => f.startsWith(preset) && f.endsWith('.safetensors'));
-  if (made && made !== path.basename(weights)) fs.renameSync(path.join(outDir, made), weights);
+  // The exporter writes its weights beside the ONNX file (other benches keep other weights here).
+  fs.renameSync(path.join(outDir, `${preset}.safetensors`), weights);
   return { onnx, weights };
 }
 
