@@ -135,6 +135,16 @@ function histogram(text, name, model) {
   return { sum: get('sum'), count: get('count') };
 }
 
+/** Waits until the server holds no request: autocannon stops at its deadline with requests in flight, and their batch would delay the next run's first requests. */
+async function drained(url, model) {
+  for (;;) {
+    const text = await (await fetch(`${url}/metrics`)).text();
+    const line = text.split('\n').find((l) => l.startsWith(`visionllama_queue_depth{model="${model}"} `));
+    if (!line || Number(line.split(' ').pop()) === 0) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 function peakRssMb(pid) {
   try {
     const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -194,11 +204,13 @@ async function serveBench(args) {
     for (const c of concurrencies) {
       // Warm-up at this concurrency: weight packing, and allocator blocks for its batch sizes.
       await load(url, jpeg, c, warmup);
+      await drained(url, model);
       if (mode === 'max-batch 8') aloneRuns.push(await alone('before'));
       const before = await (await fetch(`${url}/metrics`)).text();
       const cpu0 = process.cpuUsage();
       const r = await load(url, jpeg, c, seconds);
       const cpu = process.cpuUsage(cpu0);
+      await drained(url, model);
       const after = await (await fetch(`${url}/metrics`)).text();
       const hb = histogram(before, 'visionllama_model_compute_seconds', model);
       const ha = histogram(after, 'visionllama_model_compute_seconds', model);

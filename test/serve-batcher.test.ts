@@ -141,6 +141,33 @@ describe('DynamicBatcher', () => {
     expect(performance.now() - t0).toBeLessThan(600);
   });
 
+  test('after a batch, requests still decoding are waited for past the quiet window (up to lingerMs)', async () => {
+    const batches: number[][] = [];
+    const b = new DynamicBatcher<number, number>({ maxBatch: 8, maxWaitMs: 5, capacity: 100, lingerMs: 1000 }, async (xs) => {
+      batches.push(xs);
+      return xs;
+    });
+    await Promise.all([1, 2, 3].map((x) => b.submit(b.admit(), x, 10_000)));
+    expect(batches).toEqual([[1, 2, 3]]);
+    // All three are admitted at once; one decodes 150 ms longer than the others, far past the
+    // 10 ms quiet window, and still joins their batch.
+    const slots = [4, 5, 6].map(() => b.admit());
+    const early = [4, 5].map((x, i) => b.submit(slots[i], x, 10_000));
+    await new Promise((r) => setTimeout(r, 150));
+    expect(batches.length).toBe(1);
+    const late = b.submit(slots[2], 6, 10_000);
+    await Promise.all([...early, late]);
+    expect(batches[1]).toEqual([4, 5, 6]);
+    // A decode that fails releases its slot, and the batch goes without it.
+    const s7 = b.admit(), s8 = b.admit();
+    const seven = b.submit(s7, 7, 10_000);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(batches.length).toBe(2);
+    s8.release();
+    await seven;
+    expect(batches[2]).toEqual([7]);
+  });
+
   test('rejects bad settings', () => {
     const run = async (xs: number[]) => xs;
     expect(() => new DynamicBatcher({ maxBatch: 0, maxWaitMs: 0, capacity: 1 }, run)).toThrow(/maxBatch must be an integer >= 1/);

@@ -71,6 +71,7 @@ export class DynamicBatcher<I, O> {
   private lastBatchSize = 0;
   private lastFinishedAt = 0;
   private lastAdmitAt = 0;
+  private lastSubmitAt = 0;
 
   constructor(private readonly options: BatcherOptions, private readonly runner: BatchRunner<I, O>, private readonly observer: BatchObserver = {}) {
     const { maxBatch, maxWaitMs, capacity } = options;
@@ -140,6 +141,7 @@ export class DynamicBatcher<I, O> {
         },
       };
       this.queue.push(item);
+      this.lastSubmitAt = item.enqueuedAt;
       this.pump();
     });
   }
@@ -162,10 +164,15 @@ export class DynamicBatcher<I, O> {
     // of k the next one also waits (up to lingerMs from its end) for k requests,
     // and for every admitted request still decoding: the clients it answered
     // are likely on their way back, and one left out would wait a whole batch.
+    // A request still decoding is sure to come (its submit or release pumps
+    // again), so the quiet window only opens once none is: on a busy machine
+    // decodes stall the event loop for longer than the window.
     const waitLeft = maxWaitMs - (now - this.queue[0].enqueuedAt);
     const expected = Math.min(maxBatch, Math.max(this.lastBatchSize, this.admitted));
-    const quietEnd = Math.max(this.lastFinishedAt, this.lastAdmitAt) + Math.max(maxWaitMs, 10);
-    const lingerLeft = n >= expected ? 0 : Math.min(this.lastFinishedAt + lingerMs, quietEnd) - now;
+    const decoding = this.admitted - n;
+    const lingerEnd = this.lastFinishedAt + lingerMs;
+    const quietEnd = decoding > 0 ? lingerEnd : Math.max(this.lastFinishedAt, this.lastAdmitAt, this.lastSubmitAt) + Math.max(maxWaitMs, 10);
+    const lingerLeft = n >= expected ? 0 : Math.min(lingerEnd, quietEnd) - now;
     const delay = n >= maxBatch ? 0 : Math.max(waitLeft, lingerLeft);
     if (this.wake) {
       clearTimeout(this.wake);
