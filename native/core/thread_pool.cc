@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <exception>
@@ -18,6 +19,30 @@ namespace vl {
 namespace {
 
 thread_local bool t_in_parallel = false;
+
+// A model runs a parallel region every few hundred microseconds; a futex
+// sleep and wake-up between them costs tens of microseconds each on a
+// virtual machine. So waiting threads spin this long before they sleep.
+constexpr auto kSpin = std::chrono::microseconds(100);
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#else
+  std::this_thread::yield();
+#endif
+}
+
+// Spins until ready() or kSpin has passed; true if ready() became true.
+template <typename Ready>
+bool spin_until(Ready&& ready) {
+  const auto end = std::chrono::steady_clock::now() + kSpin;
+  for (int i = 1;; ++i) {
+    if (ready()) return true;
+    cpu_relax();
+    if (i % 64 == 0 && std::chrono::steady_clock::now() >= end) return ready();
+  }
+}
 
 class ThreadPool {
  public:
@@ -44,15 +69,21 @@ class ThreadPool {
       body_ = &body;
       chunks_ = chunks;
       next_.store(0);
-      pending_ = static_cast<int>(workers_.size());
-      ++generation_;
+      pending_.store(static_cast<int>(workers_.size()));
+      generation_.fetch_add(1, std::memory_order_release);  // publishes the fields above to spinning workers
     }
     cv_.notify_all();
     t_in_parallel = true;
     work();
     t_in_parallel = false;
-    std::unique_lock<std::mutex> lk(mutex_);
-    done_cv_.wait(lk, [&] { return pending_ == 0; });
+    const auto done = [&] { return pending_.load(std::memory_order_acquire) == 0; };
+    std::unique_lock<std::mutex> lk(mutex_, std::defer_lock);
+    if (!spin_until(done)) {
+      lk.lock();
+      done_cv_.wait(lk, done);
+    } else {
+      lk.lock();  // error_ is written under it
+    }
     body_ = nullptr;
     if (error_) {
       std::exception_ptr e = error_;
@@ -82,22 +113,24 @@ class ThreadPool {
     t_in_parallel = true;
     uint64_t seen = 0;
     for (;;) {
-      {
+      const auto woken = [&] { return quit_.load(std::memory_order_acquire) || generation_.load(std::memory_order_acquire) != seen; };
+      if (!spin_until(woken)) {
         std::unique_lock<std::mutex> lk(mutex_);
-        cv_.wait(lk, [&] { return quit_ || generation_ != seen; });
-        if (quit_) return;
-        seen = generation_;
+        cv_.wait(lk, woken);
       }
+      if (quit_.load()) return;
+      seen = generation_.load(std::memory_order_acquire);
       work();
-      {
+      // Under the lock, so a caller that saw pending_ > 0 and went to sleep is woken.
+      if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
         std::lock_guard<std::mutex> lk(mutex_);
-        if (--pending_ == 0) done_cv_.notify_one();
+        done_cv_.notify_one();
       }
     }
   }
 
   void start(int n) {
-    quit_ = false;
+    quit_.store(false);
     for (int i = 1; i < n; ++i) workers_.emplace_back([this] { loop(); });
     size_.store(n);
   }
@@ -105,7 +138,7 @@ class ThreadPool {
   void stop() {
     {
       std::lock_guard<std::mutex> lk(mutex_);
-      quit_ = true;
+      quit_.store(true);
     }
     cv_.notify_all();
     for (auto& w : workers_) w.join();
@@ -119,9 +152,9 @@ class ThreadPool {
   const std::function<void(int64_t)>* body_ = nullptr;
   int64_t chunks_ = 0;
   std::atomic<int64_t> next_{0};
-  int pending_ = 0;
-  uint64_t generation_ = 0;
-  bool quit_ = false;
+  std::atomic<int> pending_{0};
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<bool> quit_{false};
   std::exception_ptr error_;
   std::atomic<int> size_{1};
 };

@@ -5,6 +5,7 @@
 #include <immintrin.h>
 
 #include "cpu/simd/attention_isa.h"
+#include "cpu/simd/attention_prefetch.h"
 
 namespace vl {
 namespace {

@@ -36,7 +36,7 @@ struct Vec {
 };
 
 // out = rot(x)·scale: (a, b) -> (a·cos − b·sin, a·sin + b·cos) per channel pair.
-void rotate_row(const float* x, const float* c, const float* s, float scale, float* out, int64_t D) {
+inline void rotate_row(const float* x, const float* c, const float* s, float scale, float* out, int64_t D) {
   const __m512 sc = _mm512_set1_ps(scale);
   for (int64_t d = 0; d < D; d += 16) {
     const __mmask16 m = D - d >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << (D - d)) - 1u);
@@ -45,7 +45,12 @@ void rotate_row(const float* x, const float* c, const float* s, float scale, flo
       const __m512 swapped = _mm512_permute_ps(a, 0xb1);
       a = _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(m, c + d), _mm512_mul_ps(swapped, _mm512_maskz_loadu_ps(m, s + d)));
     }
-    _mm512_mask_storeu_ps(out + d, m, _mm512_mul_ps(a, sc));
+    // Whole vectors unmasked: the transpose that reads them back right away
+    // gets them forwarded from the store (a masked store would stall it).
+    if (D - d >= 16)
+      _mm512_storeu_ps(out + d, _mm512_mul_ps(a, sc));
+    else
+      _mm512_mask_storeu_ps(out + d, m, _mm512_mul_ps(a, sc));
   }
 }
 
@@ -55,7 +60,8 @@ constexpr int kTB = 16;
 void transpose(const float* src, int64_t ss, int64_t nr, int64_t nc, float* dst, int64_t ds, int64_t lanes) {
   const __mmask16 cols = static_cast<__mmask16>((1u << nc) - 1u);
   __m512 r[16], t[16];
-  for (int i = 0; i < 16; ++i) r[i] = i < nr ? _mm512_maskz_loadu_ps(cols, src + i * ss) : _mm512_setzero_ps();
+  for (int i = 0; i < 16; ++i)
+    r[i] = i >= nr ? _mm512_setzero_ps() : nc == 16 ? _mm512_loadu_ps(src + i * ss) : _mm512_maskz_loadu_ps(cols, src + i * ss);
   for (int i = 0; i < 8; ++i) {
     t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
     t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);

@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "cpu/simd/attention_isa.h"
+#include "cpu/simd/attention_prefetch.h"
 
 namespace vl {
 namespace {
@@ -35,13 +36,29 @@ int64_t scratch_floats(int64_t D) {
 
 __mmask16 first(int64_t n) { return n >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << n) - 1u); }
 
-// n floats to n bf16 (round to nearest even), in order: a row's channel pairs become words.
-void to_bf16(const float* x, int64_t n, uint16_t* out) {
-  for (int64_t i = 0; i < n; i += 32) {
-    const __m512 lo = _mm512_maskz_loadu_ps(first(n - i), x + i);
-    const __m512 hi = _mm512_maskz_loadu_ps(first(n - i - 16 > 0 ? n - i - 16 : 0), x + i + 16);
+// A row of D channels rotated (RoPE; c null: none), scaled and rounded to
+// bf16 (nearest even), in order: channel pairs become words. 32 channels a
+// step straight from registers: a detour through a float row costs a stalled
+// store-to-load forward per vector (masked stores do not forward).
+inline __m512 rotated(const float* x, const float* c, const float* s, __m512 sc, int64_t n) {
+  const __mmask16 m = first(n);
+  __m512 a = _mm512_maskz_loadu_ps(m, x);
+  if (c) a = _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(m, c), _mm512_mul_ps(_mm512_permute_ps(a, 0xb1), _mm512_maskz_loadu_ps(m, s)));
+  return _mm512_mul_ps(a, sc);
+}
+
+void rotate_to_bf16(const float* x, const float* c, const float* s, float scale, uint16_t* out, int64_t D) {
+  const __m512 sc = _mm512_set1_ps(scale);
+  for (int64_t d = 0; d < D; d += 32) {
+    const int64_t n = D - d;
+    const __m512 lo = rotated(x + d, c ? c + d : nullptr, s ? s + d : nullptr, sc, n);
+    const __m512 hi = n > 16 ? rotated(x + d + 16, c ? c + d + 16 : nullptr, s ? s + d + 16 : nullptr, sc, n - 16)
+                             : _mm512_setzero_ps();
     const __m512i w = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
-    _mm512_mask_storeu_epi16(out + i, n - i >= 32 ? ~__mmask32{0} : (__mmask32{1} << (n - i)) - 1u, w);
+    if (n >= 32)
+      _mm512_storeu_si512(out + d, w);
+    else
+      _mm512_mask_storeu_epi16(out + d, (__mmask32{1} << n) - 1u, w);
   }
 }
 
@@ -54,10 +71,9 @@ inline __m512i pair_words(__m512 lo, __m512 hi) {
 
 void pack_keys(const float* src, int64_t src_stride, const float* cos, const float* sin, uint16_t* dst, int64_t rows,
                int64_t D) {
-  alignas(64) float row[kMaxD];
   for (int64_t r = 0; r < rows; ++r) {
-    rotate_row(src + r * src_stride, cos ? cos + r * D : nullptr, sin ? sin + r * D : nullptr, 1.0f, row, D);
-    to_bf16(row, D, dst + r * D);
+    if (r + kPrefetchRows < rows) prefetch_row(src + (r + kPrefetchRows) * src_stride, D);
+    rotate_to_bf16(src + r * src_stride, cos ? cos + r * D : nullptr, sin ? sin + r * D : nullptr, 1.0f, dst + r * D, D);
   }
 }
 
@@ -65,6 +81,7 @@ void pack_values(const float* src, int64_t src_stride, uint32_t* dst, int64_t ro
   for (int64_t r = 0; r < rows; r += 2) {
     const float* a = src + r * src_stride;
     const float* b = r + 1 < rows ? a + src_stride : nullptr;
+    if (r + kPrefetchRows + 1 < rows) prefetch_row(a + kPrefetchRows * src_stride, D), prefetch_row(a + (kPrefetchRows + 1) * src_stride, D);
     for (int64_t d = 0; d < D; d += 16) {
       const __mmask16 m = first(D - d);
       const __m512 lo = _mm512_maskz_loadu_ps(m, a + d);
@@ -160,10 +177,9 @@ void tile_impl(const AttnTile& t) {
     const int64_t nr = rows - r0 < 0 ? 0 : rows - r0 < kTB ? rows - r0 : kTB;
     for (int64_t r = 0; r < nr; ++r) {
       const int64_t n = r0 + r;
-      float* row = rowbuf + r * D;
-      rotate_row(t.q + n * t.q_stride, t.q_cos ? t.q_cos + n * D : nullptr, t.q_sin ? t.q_sin + n * D : nullptr,
-                 qscale, row, D);
-      to_bf16(row, D, reinterpret_cast<uint16_t*>(row));  // writes behind what it reads
+      if (n + kPrefetchRows < rows) prefetch_row(t.q + (n + kPrefetchRows) * t.q_stride, D);
+      rotate_to_bf16(t.q + n * t.q_stride, t.q_cos ? t.q_cos + n * D : nullptr, t.q_sin ? t.q_sin + n * D : nullptr,
+                     qscale, reinterpret_cast<uint16_t*>(rowbuf + r * D), D);
     }
     const int64_t nl = lanes - r0 < kTB ? lanes - r0 : kTB;
     for (int64_t d0 = 0; d0 < D2; d0 += kTB)

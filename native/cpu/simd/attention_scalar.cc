@@ -1,6 +1,7 @@
 // Portable attention tiles (no SIMD flags): the same algorithm with one-lane
 // "vectors", 8 queries per tile. The reference the SIMD versions must match.
 #include "cpu/simd/attention_isa.h"
+#include "cpu/simd/attention_prefetch.h"
 
 namespace vl {
 namespace {
