@@ -154,6 +154,37 @@ describeBackends('linalg', (backend, device) => {
       }
     });
 
+    test('bf16 packing rounds the largest subnormals up to the smallest normal, as the scalar conversion does', async () => {
+      // f32 subnormals from 0x007f8000 up round to bf16's smallest normal 2^-126
+      // (the dot-product instruction flushes subnormal bf16, not normal ones).
+      // Times weights of 2^100 their products are about 1e-8, far above the f32
+      // accumulation error. 16 rows: whole 14-row panels take the vector path;
+      // some rows mix in normal values, so only part of their vectors is subnormal.
+      const m = 16, n = 3, k = 64;
+      const kind = (i: number) => i % 4;
+      const bits = new Uint32Array(m * k);
+      const normal = new Float32Array(bits.buffer);
+      for (let i = 0; i < m; ++i)
+        for (let j = 0; j < k; ++j) {
+          const at = i * k + j;
+          if (kind(i) === 3 || (kind(i) === 2 && j % 3 === 0)) normal[at] = (1 + j / k) * 2 ** -120;
+          else bits[at] = (0x007f8000 + ((i * 131 + j * 977) & 0x7fff)) | (j % 2 ? 0x80000000 : 0);
+        }
+      using x = vl.tensor(new Float32Array(bits.buffer), [m, k]);
+      const wv = new Float32Array(n * k).map((_, i) => 2 ** 100 * (1 + (i % 7) / 8) * (i % 5 ? 1 : -1));
+      using w = vl.tensor(wv, [n, k]);
+      using packed = packLinear(w, { dtype: 'bf16' });
+      using yt = linear(x, packed);
+      const y = await yt.data();
+      using xb = x.to('bf16');
+      using xr = xb.to('f32');
+      const xrv = await xr.data();
+      expect(xrv[0]).toBe(2 ** -126);
+      const want = refGemm(xrv, wv, m, n, k);
+      for (let i = 0; i < m * n; ++i) expect(Math.abs(y[i])).toBeGreaterThan(1e-9);
+      expectClose(y, want, tol, 0);
+    });
+
     test('a transposed x with f32 and bf16 packed weights: the same as a contiguous x', async () => {
       for (const [m, n, k] of [[15, 33, 385], [29, 65, 778], [3, 7, 1], [300, 40, 1001]]) {
         const g = randn([k, m]), w = randn([n, k]);
