@@ -88,6 +88,18 @@ export function defaultDevice(): string {
  * Throws DeviceError when the device does not exist or is unavailable here.
  */
 export function setDefaultDevice(device: string): void {
-  native().full([0], 'f32', device, 0).dispose(); // validates: unknown, unbuilt or missing devices throw
-  currentDevice = device;
+  currentDevice = checkDevice(device);
+}
+
+/**
+ * The canonical name of `device` ('cuda' -> 'cuda:0') if it exists and is
+ * usable here; else a DeviceError that says why.
+ */
+export function checkDevice(device: string): string {
+  const probe = native().full([0], 'f32', device, 0); // unknown, unbuilt or missing devices throw
+  try {
+    return probe.meta()[1];
+  } finally {
+    probe.dispose();
+  }
 }

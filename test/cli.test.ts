@@ -39,6 +39,34 @@ describe('visionllama forward', () => {
     const preset = cli('forward', '--model', 'plain-xl', '--input', 'a.npy', '--output', 'b.npy');
     expect(preset.stderr).toMatch(/unknown model 'plain-xl': expected one of plain-s, plain-b/);
   });
+
+  test('--device runs the model on another device: the same logits; devices that are not here are errors', async () => {
+    const cases = await vl.io.loadSafetensors(path.join(fixtures, 'pyramid-tiny.case.safetensors'), { names: ['input.0'] });
+    const input = path.join(dir, 'xd.npy');
+    await vl.io.saveNpy(input, cases.get('input.0')!);
+    for (const t of cases.values()) t.dispose();
+    const args = (device: string, output: string) => ['forward', '--model', path.join(fixtures, 'pyramid-tiny.json'),
+      '--weights', path.join(fixtures, 'pyramid-tiny.weights.safetensors'), '--input', input, '--output', output, '--device', device];
+    // A second CPU device (VLLAMA_CPU_DEVICES) takes the paths a GPU would: model, input and logits cross devices.
+    const two = (a: string[]) => runNode(`require(${JSON.stringify(register)}); process.argv = ['node', 'visionllama', ...${JSON.stringify(a)}]; require(${JSON.stringify(main)});`, { VLLAMA_CPU_DEVICES: '2' });
+    const here = two(args('cpu', path.join(dir, 'y0.npy')));
+    const there = two(args('cpu:1', path.join(dir, 'y1.npy')));
+    expect([here.stderr, here.status, there.stderr, there.status]).toEqual(['', 0, '', 0]);
+    using y0 = await vl.io.loadNpy(path.join(dir, 'y0.npy'));
+    using y1 = await vl.io.loadNpy(path.join(dir, 'y1.npy'));
+    expect(Buffer.from(await y1.bytes()).equals(Buffer.from(await y0.bytes()))).toBe(true);
+    const absent = cli(...args('cpu:1', path.join(dir, 'y2.npy')));
+    expect(absent.status).toBe(1);
+    expect(absent.stderr).toMatch(/cpu:1/);
+    const bad = cli(...args('gpu', path.join(dir, 'y2.npy')));
+    expect(bad.stderr).toMatch(/--device must be cpu, cuda or cuda:N, got 'gpu'/);
+    if (!vl.backends().includes('cuda')) {
+      const noGpu = cli(...args('cuda', path.join(dir, 'y2.npy')));
+      expect(noGpu.status).toBe(1);
+      expect(noGpu.stderr).toMatch(/device cuda:0 is not available/);
+    }
+    expect(fs.existsSync(path.join(dir, 'y2.npy'))).toBe(false);
+  });
 });
 
 describe('visionllama predict', () => {
@@ -81,6 +109,8 @@ describe('visionllama serve (arguments)', () => {
       [[], /--model is required/],
       [['--weights', 'w.pth', '--model', 'plain-s'], /--weights must follow the --model it belongs to/],
       [['--model', 'plain-s', '--dtype', 'f16'], /--dtype must be f32 or bf16, got 'f16'/],
+      [['--model', 'plain-s', '--device', 'tpu'], /--device must be cpu, cuda or cuda:N, got 'tpu'/],
+      [['--model', 'plain-s', '--device', 'cpu:3'], /cpu:3/],
       [['--model', 'plain-s', '--crop', '0'], /--crop must be an integer >= 1/],
       [['--model', 'plain-s', '--name', 'a', '--name', 'b'], /--name given twice for --model plain-s/],
       [['--model', 'plain-s', '--max-batch', '0'], /--max-batch must be an integer >= 1/],

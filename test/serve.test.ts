@@ -257,22 +257,8 @@ describe('serve', () => {
 
   test('the serve command: SIGTERM under load answers every accepted request and exits 0', async () => {
     const images = await makeImages(40, 17);
-    const child = spawn(process.execPath, ['-e', `require(${JSON.stringify(path.join(__dirname, 'register-ts.js'))});
-      process.argv = ['node', 'visionllama', 'serve', '--model', ${JSON.stringify(pyramidTiny.model)}, '--weights', ${JSON.stringify(pyramidTiny.weights)},
-        '--crop', '224', '--port', '0', '--max-batch', '1'];
-      require(${JSON.stringify(path.join(repoRoot, 'lib', 'cli', 'main.ts'))});`], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stderr.on('data', (d) => (stderr += d));
-    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
-    const url = await new Promise<string>((resolve, reject) => {
-      child.stdout.on('data', (d) => {
-        stdout += d;
-        const m = /listening on (http:\/\/\S+)/.exec(stdout);
-        if (m) resolve(m[1]);
-      });
-      child.on('exit', () => reject(new Error(`serve exited early: ${stderr}`)));
-    });
+    const { url, child, exited, output } = await serveCommand(['--model', pyramidTiny.model, '--weights', pyramidTiny.weights,
+      '--crop', '224', '--port', '0', '--max-batch', '1']);
     const answers = images.map((img) => post(`${url}/v1/classify`, img.body, img.type));
     // Wait until the server holds every request (answered or queued) while most are still queued.
     const depthSeries = 'visionllama_queue_depth{model="pyramid-tiny"}';
@@ -286,6 +272,47 @@ describe('serve', () => {
     const statuses = (await Promise.all(answers)).map((a) => a.status);
     expect(statuses).toEqual(images.map(() => 200));
     expect(await exited).toBe(0);
-    expect(stdout).toMatch(/SIGTERM: draining[\s\S]*stopped/);
+    expect(output()).toMatch(/SIGTERM: draining[\s\S]*stopped/);
+  });
+
+  test('--device: a model on another device answers as on the CPU; its tensors are counted there', async () => {
+    // A second CPU device (VLLAMA_CPU_DEVICES) takes the paths a GPU would: batches go to it, results come back.
+    const { url, child, exited } = await serveCommand(['--model', pyramidTiny.model, '--weights', pyramidTiny.weights, '--name', 'here',
+      '--crop', '64', '--model', pyramidTiny.model, '--weights', pyramidTiny.weights, '--name', 'there', '--device', 'cpu:1', '--crop', '64',
+      '--port', '0'], { VLLAMA_CPU_DEVICES: '2' });
+    try {
+      const models = (await (await fetch(`${url}/v1/models`)).json()) as { models: { name: string; device: string }[] };
+      expect(models.models.map((m) => [m.name, m.device])).toEqual([['here', 'cpu'], ['there', 'cpu:1']]);
+      for (const img of await makeImages(4, 5)) {
+        const [a, b] = await Promise.all(['here', 'there'].map((name) => post(`${url}/v1/models/${name}/classify?topk=3`, img.body, img.type)));
+        expect([a.status, b.status]).toEqual([200, 200]);
+        expect(b.json.predictions).toEqual(a.json.predictions);
+      }
+      const metrics = await (await fetch(`${url}/metrics`)).text();
+      expect(metricValue(metrics, 'visionllama_tensor_bytes{device="cpu:1"}')).toBeGreaterThan(0);
+    } finally {
+      child.kill('SIGTERM');
+    }
+    expect(await exited).toBe(0);
   });
 });
+
+/** `visionllama serve ARGS` in a child process; resolves once it listens. */
+async function serveCommand(args: string[], env: Record<string, string> = {}) {
+  const child = spawn(process.execPath, ['-e', `require(${JSON.stringify(path.join(__dirname, 'register-ts.js'))});
+    process.argv = ['node', 'visionllama', 'serve', ...${JSON.stringify(args)}];
+    require(${JSON.stringify(path.join(repoRoot, 'lib', 'cli', 'main.ts'))});`], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  let stdout = '';
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  const url = await new Promise<string>((resolve, reject) => {
+    child.stdout.on('data', (d) => {
+      stdout += d;
+      const m = /listening on (http:\/\/\S+)/.exec(stdout);
+      if (m) resolve(m[1]);
+    });
+    child.on('exit', () => reject(new Error(`serve exited early: ${stderr}`)));
+  });
+  return { url, child, exited, output: () => stdout };
+}

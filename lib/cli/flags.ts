@@ -1,5 +1,6 @@
 /** A small command-line parser: `--name value`, `--name=value`, boolean `--flag`, positionals. */
 import { ArgumentError } from '../errors';
+import { checkDevice } from '../runtime';
 
 export interface FlagSpec {
   /** Flags that take a value. */
@@ -51,4 +52,16 @@ export function intFlag(command: string, flags: ParsedFlags, name: string, fallb
   const v = Number(raw);
   if (!Number.isInteger(v) || v < min) throw new ArgumentError(`${command}: --${name} must be an integer >= ${min}, got '${raw}'`);
   return v;
+}
+
+/** A --dtype value: the weight dtype of a model. */
+export function parseDType(command: string, value: string): 'f32' | 'bf16' {
+  if (value !== 'f32' && value !== 'bf16') throw new ArgumentError(`${command}: --dtype must be f32 or bf16, got '${value}'`);
+  return value;
+}
+
+/** A --device value, checked to exist and be usable on this machine (DeviceError otherwise). */
+export function parseDevice(command: string, value: string): string {
+  if (!/^(cpu|cuda)(:\d+)?$/.test(value)) throw new ArgumentError(`${command}: --device must be cpu, cuda or cuda:N, got '${value}'`);
+  return checkDevice(value);
 }

@@ -2,15 +2,17 @@
 import { ArgumentError } from '../errors';
 import { loadNpy, saveNpy } from '../io/npy';
 import { loadModel } from '../models/load';
-import { parseFlags } from './flags';
+import { parseDevice, parseDType, parseFlags } from './flags';
 
 export const forwardUsage = `usage: visionllama forward --model CONFIG.json|PRESET --weights FILE --input X.npy --output Y.npy [--dtype f32|bf16]
+                          [--device cpu|cuda|cuda:N]
 
   X.npy holds float32 images [B, 3, H, W] (already normalized); Y.npy receives the logits [B, classes].
+  --device runs the model there (default cpu); the images go to it and the logits come back.
 `;
 
 export async function forwardCommand(argv: string[]): Promise<number> {
-  const f = parseFlags('forward', argv, { values: ['model', 'weights', 'input', 'output', 'dtype', 'key'], switches: ['help'] });
+  const f = parseFlags('forward', argv, { values: ['model', 'weights', 'input', 'output', 'dtype', 'key', 'device'], switches: ['help'] });
   if (f.switches.has('help')) {
     process.stdout.write(forwardUsage);
     return 0;
@@ -19,11 +21,12 @@ export async function forwardCommand(argv: string[]): Promise<number> {
     if (!f.values.has(need)) throw new ArgumentError(`forward: --${need} is required\n\n${forwardUsage}`);
   }
   if (f.positionals.length) throw new ArgumentError(`forward: unexpected argument '${f.positionals[0]}'`);
-  const dtype = f.values.get('dtype') ?? 'f32';
-  if (dtype !== 'f32' && dtype !== 'bf16') throw new ArgumentError(`forward: --dtype must be f32 or bf16, got '${dtype}'`);
-  using model = await loadModel(f.values.get('model')!, f.values.get('weights'), { dtype, key: f.values.get('key') });
+  const dtype = parseDType('forward', f.values.get('dtype') ?? 'f32');
+  const device = parseDevice('forward', f.values.get('device') ?? 'cpu');
+  using model = await loadModel(f.values.get('model')!, f.values.get('weights'), { dtype, key: f.values.get('key'), device });
   using x = await loadNpy(f.values.get('input')!);
-  using logits = model.forward(x);
+  using onDevice = x.to({ device });
+  using logits = model.forward(onDevice);
   await saveNpy(f.values.get('output')!, logits);
   return 0;
 }

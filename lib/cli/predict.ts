@@ -3,10 +3,11 @@ import { ArgumentError } from '../errors';
 import { loadImageBatch } from '../data/image';
 import { loadModel, readLabels, readModelExtras } from '../models/load';
 import { softmax } from '../ops/nn';
-import { intFlag, parseFlags } from './flags';
+import { intFlag, parseDevice, parseDType, parseFlags } from './flags';
 
 export const predictUsage = `usage: visionllama predict --model CONFIG.json|PRESET --weights FILE [--labels labels.txt] [--json]
-                          [--topk 5] [--resize 256] [--crop 224] [--batch 8] [--dtype f32|bf16] IMAGE...
+                          [--topk 5] [--resize 256] [--crop 224] [--batch 8] [--dtype f32|bf16]
+                          [--device cpu|cuda|cuda:N] IMAGE...
 
   Decodes JPEG, PNG or WebP, resizes the shorter side (bicubic), center-crops, normalizes with
   the ImageNet mean/std and prints the top classes. A model config written by \`visionllama train\`
@@ -22,7 +23,7 @@ export interface Prediction {
 
 export async function predictCommand(argv: string[]): Promise<number> {
   const f = parseFlags('predict', argv, {
-    values: ['model', 'weights', 'labels', 'topk', 'resize', 'crop', 'batch', 'dtype', 'key'],
+    values: ['model', 'weights', 'labels', 'topk', 'resize', 'crop', 'batch', 'dtype', 'key', 'device'],
     switches: ['json', 'help'],
   });
   if (f.switches.has('help')) {
@@ -31,8 +32,8 @@ export async function predictCommand(argv: string[]): Promise<number> {
   }
   if (!f.values.has('model')) throw new ArgumentError(`predict: --model is required\n\n${predictUsage}`);
   if (!f.positionals.length) throw new ArgumentError(`predict: no images given\n\n${predictUsage}`);
-  const dtype = f.values.get('dtype') ?? 'f32';
-  if (dtype !== 'f32' && dtype !== 'bf16') throw new ArgumentError(`predict: --dtype must be f32 or bf16, got '${dtype}'`);
+  const dtype = parseDType('predict', f.values.get('dtype') ?? 'f32');
+  const device = parseDevice('predict', f.values.get('device') ?? 'cpu');
   const topk = intFlag('predict', f, 'topk', 5, 1);
   const batch = intFlag('predict', f, 'batch', 8, 1);
   const extras = readModelExtras(f.values.get('model')!);
@@ -45,7 +46,7 @@ export async function predictCommand(argv: string[]): Promise<number> {
   if (f.values.has('labels')) {
     labels = readLabels(f.values.get('labels')!);
   }
-  using model = await loadModel(f.values.get('model')!, f.values.get('weights'), { dtype, key: f.values.get('key') });
+  using model = await loadModel(f.values.get('model')!, f.values.get('weights'), { dtype, key: f.values.get('key'), device });
   const results: Prediction[] = [];
   let failures = 0;
   for (let start = 0; start < f.positionals.length; start += batch) {
@@ -57,7 +58,8 @@ export async function predictCommand(argv: string[]): Promise<number> {
     }
     if (!decoded.images) continue;
     using images = decoded.images;
-    using logits = model.forward(images);
+    using onDevice = images.to({ device });
+    using logits = model.forward(onDevice);
     using probs = softmax(logits);
     const p = await probs.data();
     const classes = probs.shape[1];

@@ -1,16 +1,16 @@
 /** `visionllama serve`: the HTTP inference server. */
 import { ArgumentError } from '../errors';
 import type { ModelSpec } from '../serve/endpoint';
-import { intFlag, parseFlags } from './flags';
+import { intFlag, parseDevice, parseDType, parseFlags } from './flags';
 
 export const serveUsage = `usage: visionllama serve --model PRESET|CONFIG.json [--weights FILE] [--name NAME] [--labels FILE]
-                        [--dtype f32|bf16] [--key KEY] [--resize 256] [--crop 224]
+                        [--dtype f32|bf16] [--device cpu|cuda|cuda:N] [--key KEY] [--resize 256] [--crop 224]
                         [--model ... (more models)]
                         [--host 127.0.0.1] [--port 8080] [--max-batch 32] [--max-wait-ms 5]
                         [--queue-size 256] [--timeout-ms 30000] [--max-body 16777216] [--overlap-decode] [--log]
 
   Serves classification and embeddings over HTTP. Each --model starts a model; the
-  --weights, --name, --labels, --dtype, --key, --resize and --crop after it are its own.
+  --weights, --name, --labels, --dtype, --device, --key, --resize and --crop after it are its own.
   The first model answers /v1/classify and /v1/embed; every model answers
   /v1/models/NAME/classify and /v1/models/NAME/embed (NAME: --name, else the preset or
   the config file's base name).
@@ -19,12 +19,12 @@ export const serveUsage = `usage: visionllama serve --model PRESET|CONFIG.json [
   JSON {"image": <base64>, "topk": K}. GET /healthz, /readyz, /metrics (Prometheus), /v1/models.
   Requests are batched (up to --max-batch, waiting at most --max-wait-ms for more while the
   model is idle); past --queue-size waiting requests the answer is 429 with Retry-After.
-  Images are decoded between batches, since on a CPU both want every core;
-  --overlap-decode decodes while batches compute instead.
+  Images are decoded between the batches of CPU models, since both want every core
+  (--overlap-decode decodes while they compute instead); a GPU model's batches always overlap decoding.
   SIGTERM or SIGINT: stop accepting, answer what was accepted, exit.
 `;
 
-const MODEL_FLAGS = ['weights', 'name', 'labels', 'dtype', 'key', 'resize', 'crop'] as const;
+const MODEL_FLAGS = ['weights', 'name', 'labels', 'dtype', 'device', 'key', 'resize', 'crop'] as const;
 
 function modelSpecs(ordered: [string, string][]): ModelSpec[] {
   const specs: ModelSpec[] = [];
@@ -38,8 +38,9 @@ function modelSpecs(ordered: [string, string][]): ModelSpec[] {
     if (!spec) throw new ArgumentError(`serve: --${flag} must follow the --model it belongs to`);
     if (flag in spec) throw new ArgumentError(`serve: --${flag} given twice for --model ${spec.model}`);
     if (flag === 'dtype') {
-      if (value !== 'f32' && value !== 'bf16') throw new ArgumentError(`serve: --dtype must be f32 or bf16, got '${value}'`);
-      spec.dtype = value;
+      spec.dtype = parseDType('serve', value);
+    } else if (flag === 'device') {
+      spec.device = parseDevice('serve', value);
     } else if (flag === 'resize' || flag === 'crop') {
       const n = Number(value);
       if (!Number.isInteger(n) || n < (flag === 'crop' ? 1 : 0)) throw new ArgumentError(`serve: --${flag} must be an integer >= ${flag === 'crop' ? 1 : 0}, got '${value}'`);

@@ -19,6 +19,8 @@ export interface ModelSpec {
   /** .pth or .safetensors; without it the model keeps its random initialization. */
   weights?: string;
   dtype?: 'f32' | 'bf16';
+  /** Where the model runs ('cpu', 'cuda', 'cuda:N'; default 'cpu'): batches are copied there and results back. */
+  device?: string;
   /** Which state dict of a .pth to load ('model', 'ema', 'state_dict'). */
   key?: string;
   /** Class names, one per line; default: the config's `classes`, else the indices. */
@@ -57,6 +59,7 @@ export class ModelEndpoint {
   private constructor(
     readonly name: string,
     readonly model: VisionLlama,
+    readonly device: string,
     readonly transform: Required<Pick<EvalTransform, 'resize' | 'crop'>> & EvalTransform,
     readonly labels: string[] | undefined,
     batching: BatcherOptions,
@@ -78,8 +81,11 @@ export class ModelEndpoint {
     const labels = spec.labels ? readLabels(spec.labels) : extras.classes;
     const name = spec.name ?? defaultModelName(spec.model);
     if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new ArgumentError(`serve: model name '${name}' may only use letters, digits, '.', '_' and '-'`);
-    const model = (await loadModel(spec.model, spec.weights, { dtype: spec.dtype ?? 'f32', key: spec.key })).eval();
-    const ep = new ModelEndpoint(name, model, transform, labels, batching, observer);
+    const device = spec.device ?? 'cpu';
+    const model = (await loadModel(spec.model, spec.weights, { dtype: spec.dtype ?? 'f32', key: spec.key, device })).eval();
+    // Decoding competes with a batch for the CPU's cores only when the batch runs there.
+    const own = device === 'cpu' ? batching : { ...batching, lock: undefined };
+    const ep = new ModelEndpoint(name, model, device, transform, labels, own, observer);
     if (labels && labels.length !== ep.numClasses) {
       model.dispose();
       throw new ArgumentError(`serve: ${spec.labels ?? spec.model} names ${labels.length} classes but model '${name}' has ${ep.numClasses}`);
@@ -107,7 +113,7 @@ export class ModelEndpoint {
       all.set(x, i * plane);
     });
     const [pooled, logits] = tidy(() => {
-      const x = tensor(all, [inputs.length, c, h, w]);  // copied now: the buffer is free again
+      const x = tensor(all, [inputs.length, c, h, w], { device: this.device });  // copied now: the buffer is free again
       const p = this.model.forwardPooled(x);
       return [p, this.model.forwardHead(p)];
     });

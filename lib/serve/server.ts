@@ -122,7 +122,9 @@ export class InferenceServer {
         server.metrics.queueCapacity.set({ model: name }, batching.capacity);
       }
       server.defaultEndpoint = server.endpoints.values().next().value!;
-      server.metrics.nativeBytes.set({ device: 'cpu' }, () => memory().cpu?.bytes ?? 0);
+      for (const device of new Set(['cpu', ...[...server.endpoints.values()].map((ep) => ep.device)])) {
+        server.metrics.nativeBytes.set({ device }, () => memory()[device]?.bytes ?? 0);
+      }
       server.routes();
       await server.app.listen({ host: options.host ?? '127.0.0.1', port: options.port ?? 8080 });
     } catch (err) {
@@ -217,7 +219,7 @@ export class InferenceServer {
     app.get('/v1/models', async () => ({
       models: [...this.endpoints.values()].map((ep) => ({
         name: ep.name, arch: ep.model.config.arch, numClasses: ep.numClasses, input: ep.imageShape, dtype: ep.model.weightDType,
-        default: ep === this.defaultEndpoint,
+        device: ep.device, default: ep === this.defaultEndpoint,
       })),
     }));
     for (const kind of ['classify', 'embed'] as const) {
