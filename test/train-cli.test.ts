@@ -72,6 +72,29 @@ describe('visionllama train', () => {
     expect(JSON.parse(fs.readFileSync(path.join(out, 'checkpoint', 'checkpoint.json'), 'utf8'))).toMatchObject({ epoch: 2, step: 8 });
   });
 
+  test('--device: training (and resuming) on another device gives the losses of the CPU run', () => {
+    const data = path.join(dir, 'folders');  // written by the test above
+    const model = path.join(dir, 'tiny.json');
+    // A second CPU device (VLLAMA_CPU_DEVICES) takes the paths a GPU would: batches go to the model's device.
+    const run = (device: string, out: string, ...more: string[]) => runNode(`require(${JSON.stringify(register)});
+      process.argv = ['node', 'visionllama', 'train', ...${JSON.stringify(['--model', model, '--data', data, '--batch', '4', '--image-size', '32',
+        '--workers', '1', '--lr', '3e-3', '--ema', '0.9', '--no-progress', '--out', out, '--device', device, ...more])}];
+      require(${JSON.stringify(main)});`, { VLLAMA_CPU_DEVICES: '2' });
+    const losses = (out: string) => fs.readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l).loss);
+    const here = path.join(dir, 'on-cpu'), there = path.join(dir, 'on-cpu1');
+    for (const [device, out] of [['cpu', here], ['cpu:1', there]]) {
+      const first = run(device, out, '--epochs', '1');
+      expect({ device, stderr: first.stderr, status: first.status }).toEqual({ device, stderr: '', status: 0 });
+      const second = run(device, out, '--epochs', '2', '--resume');
+      expect({ device, stderr: second.stderr, status: second.status }).toEqual({ device, stderr: '', status: 0 });
+    }
+    expect(losses(there).length).toBeGreaterThan(8);
+    expect(losses(there)).toEqual(losses(here));
+    const bad = cli('train', '--model', model, '--data', data, '--device', 'cuda:9');
+    expect(bad.status).toBe(1);
+    expect(bad.stderr).toMatch(/cuda/);
+  });
+
   test('--loss-scale: a starting scale is saved with the checkpoint; off leaves f16 unscaled', () => {
     const data = path.join(dir, 'folders');  // written by the test above
     const model = path.join(dir, 'tiny.json');

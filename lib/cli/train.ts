@@ -7,7 +7,7 @@ import { ArgumentError } from '../errors';
 import { loadFashionMnistSync } from '../data/fashion-mnist';
 import { load } from '../io';
 import { runTraining, TrainRunOptions } from '../train/run';
-import { intFlag, ParsedFlags, parseFlags } from './flags';
+import { intFlag, parseDevice, ParsedFlags, parseFlags } from './flags';
 import { predictCommand } from './predict';
 
 export const trainUsage = `usage: visionllama train --model PRESET|CONFIG.json --data fashion-mnist|DIR [--epochs 10] [--batch 128]
@@ -21,13 +21,14 @@ export const trainUsage = `usage: visionllama train --model PRESET|CONFIG.json -
     --precision f32|bf16|f16 (mixed precision: GEMMs and attention on bf16 or f16 operands, f32 master
       weights; f16 adds dynamic loss scaling)
     --loss-scale auto|off|dynamic|S (dynamic loss scaling; auto: on for f16 only; S: dynamic, starting at S)
+    --device cpu|cuda|cuda:N (where the model trains; batches are copied there)
   Writes to --out (default ./visionllama-train): model.safetensors, model.json (config, preprocessing,
   classes), labels.txt, metrics.jsonl, curves.png and checkpoint/ (--resume continues from it).
 `;
 
 const VALUES = ['model', 'data', 'epochs', 'batch', 'lr', 'min-lr', 'opt', 'out', 'weights', 'warmup-epochs', 'wd', 'momentum',
   'label-smoothing', 'drop-path', 'mixup', 'cutmix', 'clip-grad', 'ema', 'seed', 'image-size', 'workers', 'limit-train', 'limit-test',
-  'layer-scale', 'pad', 'precision', 'loss-scale'];
+  'layer-scale', 'pad', 'precision', 'loss-scale', 'device'];
 const SWITCHES = ['resume', 'no-progress', 'help'];
 
 function numFlag(cmd: string, f: ParsedFlags, name: string, fallback: number | undefined): number | undefined {
@@ -101,6 +102,7 @@ function runOptions(cmd: string, f: ParsedFlags, defaults: Partial<TrainRunOptio
     progress: !f.switches.has('no-progress'),
     precision: precisionFlag(cmd, f.values.get('precision') ?? defaults.precision ?? 'f32'),
     lossScale: f.values.has('loss-scale') ? lossScaleFlag(cmd, f.values.get('loss-scale')) : defaults.lossScale,
+    device: f.values.has('device') ? parseDevice(cmd, f.values.get('device')!) : defaults.device,
   };
 }
 

@@ -40,6 +40,8 @@ export interface TrainRunOptions extends Omit<TrainerOptions, 'epochs' | 'outDir
   cropPadding?: number;
   /** Initial LayerScale γ of a new model (default 1e-4). */
   layerScaleInit?: number;
+  /** Where the model trains ('cpu', 'cuda', 'cuda:N'; default: the default device). */
+  device?: string;
   /** Initial weights (a state dict of the model). */
   weights?: Map<string, import('../tensor').Tensor>;
   log?: (line: string) => void;
@@ -120,7 +122,7 @@ export async function runTraining(o: TrainRunOptions): Promise<TrainRunResult> {
   };
   fs.mkdirSync(o.out, { recursive: true });
   const config = { ...resolveConfig(o.model, { numClasses: data.classes.length }), inChans: data.inChans };
-  const model = create(config, { seed: o.seed ?? 0, layerScaleInit: o.layerScaleInit });
+  const model = create(config, { seed: o.seed ?? 0, layerScaleInit: o.layerScaleInit, device: o.device });
   let trainer: Trainer | null = null;
   const metrics = new MetricsLog(files.metrics, { truncate: !o.resume });
   try {

@@ -7,7 +7,7 @@
  */
 import { autocast, MathPrecision, resolvePrecision } from '../autocast';
 import { tensor } from '../creation';
-import { ArgumentError } from '../errors';
+import { ArgumentError, DeviceError } from '../errors';
 import { noGrad } from '../autograd/grad-mode';
 import { crossEntropy, softTargetCrossEntropy } from '../nn/losses';
 import { Module } from '../nn/module';
@@ -142,6 +142,9 @@ export class Trainer {
   #blocks: DropPathBlock[];
   state: TrainState = { epoch: 0, batchInEpoch: 0, step: 0 };
 
+  /** The device of the model's parameters, where batches are copied. */
+  readonly device: string;
+
   constructor(readonly model: TrainableModel, options: TrainerOptions) {
     const o = {
       lr: 1e-3, minLr: 1e-6, warmupEpochs: 0, labelSmoothing: 0, dropPath: 0, seed: 0, ...options,
@@ -154,6 +157,10 @@ export class Trainer {
     if (!(o.dropPath >= 0 && o.dropPath < 1)) throw new ArgumentError(`train: dropPath must be in [0, 1), got ${o.dropPath}`);
     this.options = o;
     const params = [...model.namedParameters()];
+    // Batches go where the model is; a model split over devices is not trained here.
+    this.device = params.length ? params[0][1].device : 'cpu';
+    const elsewhere = params.find(([, p]) => p.device !== this.device);
+    if (elsewhere) throw new DeviceError(`train: the model's parameters are on several devices (${this.device}, and '${elsewhere[0]}' on ${elsewhere[1].device}); move them to one`);
     const kind = o.optimizer ?? 'adamw';
     const wd = o.weightDecay ?? 0.05;
     if (kind === 'adamw') this.optimizer = new AdamW(params, { lr: o.lr, weightDecay: wd });
@@ -199,11 +206,11 @@ export class Trainer {
     this.optimizer.lr = lr;
     this.drawMasks(B);
     const loss = autocast(this.options.precision ?? 'f32', () => tidy(() => {
-      const x = tensor(batch.images, [...batch.shape]);
+      const x = tensor(batch.images, [...batch.shape], { device: this.device });
       const logits = model.forward(x);
       let l: Tensor;
       if (batch.targets) {
-        const t = tensor(batch.targets, [B, logits.shape[1]]);
+        const t = tensor(batch.targets, [B, logits.shape[1]], { device: this.device });
         l = softTargetCrossEntropy(logits, t);
       } else {
         l = crossEntropy(logits, batch.labels, { labelSmoothing: this.options.labelSmoothing });
@@ -238,7 +245,7 @@ export class Trainer {
       for await (const batch of source.epoch(0)) {
         const [B] = batch.shape;
         const [logitsT, lossT] = autocast(this.options.precision ?? 'f32', () => noGrad(() => tidy(() => {
-          const logits = model.forward(tensor(batch.images, [...batch.shape]));
+          const logits = model.forward(tensor(batch.images, [...batch.shape], { device: this.device }));
           return [logits, crossEntropy(logits, batch.labels, { reduction: 'sum' })];
         })));
         const [logits, l] = await Promise.all([logitsT.data(), lossT.data()]);
