@@ -26,7 +26,16 @@ describe('visionllama forward', () => {
     expect(r.status).toBe(0);
     using y = await vl.io.loadNpy(output);
     expect(y.shape).toEqual([1, 10]);
-    expect(maxAbsDiff(await y.data(), await cases.get('logits.1')!.data())).toBeLessThan(1e-4);
+    const want = await cases.get('logits.1')!.data();
+    expect(maxAbsDiff(await y.data(), want)).toBeLessThan(1e-4);
+    // --dtype f16: fp16 weights and operands, within fp16 rounding of the reference.
+    const half = cli('forward', '--model', path.join(fixtures, 'plain-tiny.json'), '--weights', path.join(fixtures, 'plain-tiny.weights.pth'),
+      '--input', input, '--output', output, '--dtype', 'f16');
+    expect([half.stderr, half.status]).toEqual(['', 0]);
+    using yh = await vl.io.loadNpy(output);
+    const dh = maxAbsDiff(await yh.data(), want);
+    expect(dh).toBeGreaterThan(0);
+    expect(dh).toBeLessThan(5e-3 * Math.max(...Array.from(want, Math.abs)));
     for (const t of cases.values()) t.dispose();
   });
 
@@ -108,7 +117,7 @@ describe('visionllama serve (arguments)', () => {
     const cases: [string[], RegExp][] = [
       [[], /--model is required/],
       [['--weights', 'w.pth', '--model', 'plain-s'], /--weights must follow the --model it belongs to/],
-      [['--model', 'plain-s', '--dtype', 'f16'], /--dtype must be f32 or bf16, got 'f16'/],
+      [['--model', 'plain-s', '--dtype', 'f64'], /--dtype must be f32, bf16, f16, got 'f64'/],
       [['--model', 'plain-s', '--device', 'tpu'], /--device must be cpu, cuda or cuda:N, got 'tpu'/],
       [['--model', 'plain-s', '--device', 'cpu:3'], /cpu:3/],
       [['--model', 'plain-s', '--crop', '0'], /--crop must be an integer >= 1/],

@@ -9,7 +9,7 @@ import {
   PackedLinear, PackedSwiGLU, convPatch, gemmInfo, linear, matmul, packLinear, packSwiGLU, swiglu,
 } from '../lib/ops/linalg';
 import {
-  describeBackends, expectDeviceError, gemmTolerance, peerDevice, repoRoot, requireLib, runNode, settleGc,
+  describeBackends, expectDeviceError, gemmTolerance, peerDevice, relErr, repoRoot, requireLib, runNode, settleGc,
 } from './helpers';
 
 type Arr = Float32Array;
@@ -154,6 +154,32 @@ describeBackends('linalg', (backend, device) => {
       }
     });
 
+    test('f16 packed weights: the same numbers as f16 arithmetic on unpacked weights, fp16-rounded operands', async () => {
+      for (const [m, n, k] of [[65, 129, 383], [3, 17, 1], [30, 40, 777]]) {
+        const x = randn([m, k]), w = randn([n, k]), b = randn([n]), r = randn([m, n]);
+        const packed = packLinear(w, { dtype: 'f16' });
+        expect(packed.dtype).toBe('f16');
+        expect(packed.info.dtype).toBe('f16');
+        const y = await linear(x, packed, { bias: b, residual: r }).data();
+        // The same numbers as an f16 pass over the unpacked weight (on the CPU the same panels, bit for bit).
+        const unpacked = await linear(x, w, { bias: b, residual: r, precision: 'f16' }).data();
+        if (backend === 'cpu') expect(bitsEqual(y, unpacked)).toBe(true);
+        else expect(relErr(y, unpacked)).toBeLessThan(1e-5);
+        // Products of fp16-rounded values accumulated in f32, which is not the f32 result.
+        const [bd, rd] = await Promise.all([b.data(), r.data()]);
+        const xr = await x.to('f16').to('f32').data(), wr = await w.to('f16').to('f32').data();
+        expectClose(y, refGemm(xr, wr, m, n, k, bd, rd), tol);
+        if (k > 1) expect(bitsEqual(y, await linear(x, w, { bias: b, residual: r }).data())).toBe(false);
+        for (const t of [x, w, b, r, packed]) t.dispose();
+      }
+      // A weight beyond fp16's range becomes Inf (what f16 inference on a GPU computes).
+      using big = vl.tensor([7e4, 1], [1, 2]);
+      using pb = packLinear(big, { dtype: 'f16' });
+      using one = vl.tensor([1, 1], [1, 2]);
+      expect((await linear(one, pb).data())[0]).toBe(Infinity);
+      expect(() => packLinear(big, { dtype: 'f64' as never })).toThrow(/dtype must be 'f32', 'bf16' or 'f16'/);
+    });
+
     test('bf16 packing rounds the largest subnormals up to the smallest normal, as the scalar conversion does', async () => {
       // f32 subnormals from 0x007f8000 up round to bf16's smallest normal 2^-126
       // (the dot-product instruction flushes subnormal bf16, not normal ones).
@@ -221,7 +247,7 @@ describeBackends('linalg', (backend, device) => {
       const t = await vl.io.loadSafetensors(path.join(repoRoot, 'test/fixtures/ops/swiglu.safetensors'));
       const x = t.get('x')!, out = await t.get('out')!.data();
       const scale = maxAbs(out);
-      for (const dtype of ['f32', 'bf16'] as const) {
+      for (const dtype of ['f32', 'bf16', 'f16'] as const) {
         using packed = packSwiGLU(t.get('c_fc1.weight')!, t.get('c_fc2.weight')!, { dtype });
         expect(packed).toBeInstanceOf(PackedSwiGLU);
         expect(packed.hidden).toBe(256);
@@ -231,7 +257,8 @@ describeBackends('linalg', (backend, device) => {
         const got = await y.data();
         let worst = 0;
         for (let i = 0; i < got.length; ++i) worst = Math.max(worst, Math.abs(got[i] - out[i]));
-        expect(worst).toBeLessThan((dtype === 'f32' ? 1e-4 : 2e-2) * scale);
+        // fp16 keeps 11 bits of mantissa, bf16 8.
+        expect(worst).toBeLessThan({ f32: 1e-4, f16: 3e-3, bf16: 2e-2 }[dtype] * scale);
       }
       for (const v of t.values()) v.dispose();
     });
@@ -483,7 +510,7 @@ describeBackends('linalg', (backend, device) => {
       expect(() => linear(xi, w)).toThrow(new RegExp(String.raw`linear: x must be f32, got i32\[4,8\] on ${device}`));
       using wb = w.to('bf16');
       expect(() => linear(x, wb)).toThrow(/weight must be f32, got bf16\[6,8\]/);
-      expect(() => packLinear(w, { dtype: 'f16' as 'f32' })).toThrow(vl.DTypeError);
+      expect(() => packLinear(w, { dtype: 'f64' as 'f32' })).toThrow(vl.DTypeError);
       using wi = vl.zeros([6, 8], { dtype: 'i32' });
       expect(() => packLinear(wi)).toThrow(/weight must be f32 or bf16, got i32/);
       expect(() => matmul(x, xi)).toThrow(vl.DTypeError);

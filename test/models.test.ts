@@ -102,4 +102,24 @@ describe('model API', () => {
     const av = await a.data();
     expect(maxAbsDiff(await b.data(), av) / scaleOf(av)).toBeLessThan(0.03);
   });
+
+  test('f16 weights stay within fp16 tolerance of f32, closer than bf16; an unknown dtype is an error', async () => {
+    const weights = await vl.io.load(path.join(dir, 'plain-tiny.weights.safetensors'));
+    const logits: Record<string, Float32Array> = {};
+    using x = vl.randn([2, 3, 64, 48], { seed: 5 });
+    for (const dtype of ['f32', 'bf16', 'f16'] as const) {
+      using m = models.create(config('plain-tiny'), { dtype });
+      m.loadStateDict(weights);
+      expect(m.weightDType).toBe(dtype);
+      using y = m.forward(x);
+      logits[dtype] = await y.data();
+    }
+    for (const t of weights.values()) t.dispose();
+    const scale = scaleOf(logits.f32);
+    const f16 = maxAbsDiff(logits.f16, logits.f32) / scale, bf16 = maxAbsDiff(logits.bf16, logits.f32) / scale;
+    expect(f16).toBeGreaterThan(0);  // it did round
+    expect(f16).toBeLessThan(5e-3);
+    expect(f16).toBeLessThan(bf16);
+    expect(() => models.create('plain-s', { dtype: 'f64' as never })).toThrow(/dtype must be one of f32, bf16, f16/);
+  });
 });

@@ -1,6 +1,7 @@
 /** A small command-line parser: `--name value`, `--name=value`, boolean `--flag`, positionals. */
 import { ArgumentError } from '../errors';
 import { checkDevice } from '../runtime';
+import { WEIGHT_DTYPES, WeightDType } from '../nn/layers';
 
 export interface FlagSpec {
   /** Flags that take a value. */
@@ -55,9 +56,11 @@ export function intFlag(command: string, flags: ParsedFlags, name: string, fallb
 }
 
 /** A --dtype value: the weight dtype of a model. */
-export function parseDType(command: string, value: string): 'f32' | 'bf16' {
-  if (value !== 'f32' && value !== 'bf16') throw new ArgumentError(`${command}: --dtype must be f32 or bf16, got '${value}'`);
-  return value;
+export function parseDType(command: string, value: string): WeightDType {
+  if (!(WEIGHT_DTYPES as readonly string[]).includes(value)) {
+    throw new ArgumentError(`${command}: --dtype must be ${WEIGHT_DTYPES.join(', ')}, got '${value}'`);
+  }
+  return value as WeightDType;
 }
 
 /** A --device value, checked to exist and be usable on this machine (DeviceError otherwise). */

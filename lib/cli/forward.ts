@@ -4,7 +4,7 @@ import { loadNpy, saveNpy } from '../io/npy';
 import { loadModel } from '../models/load';
 import { parseDevice, parseDType, parseFlags } from './flags';
 
-export const forwardUsage = `usage: visionllama forward --model CONFIG.json|PRESET --weights FILE --input X.npy --output Y.npy [--dtype f32|bf16]
+export const forwardUsage = `usage: visionllama forward --model CONFIG.json|PRESET --weights FILE --input X.npy --output Y.npy [--dtype f32|bf16|f16]
                           [--device cpu|cuda|cuda:N]
 
   X.npy holds float32 images [B, 3, H, W] (already normalized); Y.npy receives the logits [B, classes].

@@ -15,7 +15,7 @@ commands:
   info        the addon build, CPU features, thread count and CUDA status
   convert     IN.pth OUT.safetensors [--key model] [--dtype f32|bf16]: a PyTorch
               checkpoint to safetensors, without running anything from the file
-  forward     --model M --weights W --input X.npy --output Y.npy [--dtype f32|bf16]: logits
+  forward     --model M --weights W --input X.npy --output Y.npy [--dtype f32|bf16|f16]: logits
               of float32 images, for conformance checks
   predict     --model M --weights W [--labels L] [--json] IMAGE...: top-5 classes of images
   serve       --model M [--weights W] [--port 8080] [--max-batch 32] ...: HTTP inference server

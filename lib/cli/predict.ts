@@ -6,7 +6,7 @@ import { softmax } from '../ops/nn';
 import { intFlag, parseDevice, parseDType, parseFlags } from './flags';
 
 export const predictUsage = `usage: visionllama predict --model CONFIG.json|PRESET --weights FILE [--labels labels.txt] [--json]
-                          [--topk 5] [--resize 256] [--crop 224] [--batch 8] [--dtype f32|bf16]
+                          [--topk 5] [--resize 256] [--crop 224] [--batch 8] [--dtype f32|bf16|f16]
                           [--device cpu|cuda|cuda:N] IMAGE...
 
   Decodes JPEG, PNG or WebP, resizes the shorter side (bicubic), center-crops, normalizes with

@@ -4,7 +4,7 @@ import type { ModelSpec } from '../serve/endpoint';
 import { intFlag, parseDevice, parseDType, parseFlags } from './flags';
 
 export const serveUsage = `usage: visionllama serve --model PRESET|CONFIG.json [--weights FILE] [--name NAME] [--labels FILE]
-                        [--dtype f32|bf16] [--device cpu|cuda|cuda:N] [--key KEY] [--resize 256] [--crop 224]
+                        [--dtype f32|bf16|f16] [--device cpu|cuda|cuda:N] [--key KEY] [--resize 256] [--crop 224]
                         [--model ... (more models)]
                         [--host 127.0.0.1] [--port 8080] [--max-batch 32] [--max-wait-ms 5]
                         [--queue-size 256] [--timeout-ms 30000] [--max-body 16777216] [--overlap-decode] [--log]

@@ -41,8 +41,12 @@ export interface CreateModelOptions {
   numClasses?: number;
   autoScale?: boolean;
   baseSize?: number;
-  /** Inference dtype of the weights: bf16 keeps packed weights in bf16 (activations stay f32). */
-  dtype?: Extract<DType, 'f32' | 'bf16'>;
+  /**
+   * Inference dtype of the weights: bf16 or f16 keeps packed weights in that
+   * format and multiplies on its operands (activations stay f32 between ops).
+   * f16 is for GPUs (fp16 tensor cores); on the CPU it runs as the reference.
+   */
+  dtype?: Extract<DType, 'f32' | 'bf16' | 'f16'>;
   device?: string;
   /** Seed of the random initialization (weights are usually loaded afterwards). */
   seed?: number;

@@ -1,6 +1,6 @@
 /** models.create(config, options): the plain and pyramid VisionLLaMA. */
-import { ArgumentError } from '../errors';
-import { Initializer } from '../nn/layers';
+import { ArgumentError, DTypeError } from '../errors';
+import { Initializer, WEIGHT_DTYPES } from '../nn/layers';
 import { CreateModelOptions, ModelConfig, resolveConfig } from './config';
 import { PlainVisionLlama } from './plain';
 import { PyramidVisionLlama } from './pyramid';
@@ -23,6 +23,9 @@ export function create(config: string | Record<string, unknown> | ModelConfig, o
   if (typeof ls !== 'number' || !Number.isFinite(ls)) throw new ArgumentError(`create: layerScaleInit must be a finite number, got ${String(ls)}`);
   const init = new Initializer(options.seed ?? 0, options.device, ls);
   const dtype = options.dtype ?? 'f32';
+  if (!WEIGHT_DTYPES.includes(dtype)) {
+    throw new DTypeError(`create: dtype must be one of ${WEIGHT_DTYPES.join(', ')} (the inference weight dtype), got ${JSON.stringify(dtype)}`);
+  }
   const model = cfg.arch === 'plain' ? new PlainVisionLlama(cfg, init, dtype) : new PyramidVisionLlama(cfg, init, dtype);
   return model.eval();
 }

@@ -80,5 +80,10 @@ export class SwiGLU extends Module {
   }
 }
 
-/** The inference dtype of packed weights. */
-export type WeightDType = Extract<DType, 'f32' | 'bf16'>;
+/**
+ * The inference dtype of packed weights: bf16 or f16 also runs the GEMMs,
+ * attention and patch embedding on bf16 / fp16 operands (activations stay
+ * f32 between ops, accumulation is f32).
+ */
+export type WeightDType = Extract<DType, 'f32' | 'bf16' | 'f16'>;
+export const WEIGHT_DTYPES: readonly WeightDType[] = ['f32', 'bf16', 'f16'];

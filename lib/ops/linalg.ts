@@ -51,8 +51,13 @@ export function gemmInfo(): GemmInfo {
   return addon().gemmInfo();
 }
 
-/** Precision of packed weight panels (accumulation is always f32). */
-export type PackedDType = 'f32' | 'bf16';
+/**
+ * Precision of packed weight panels (accumulation is always f32). 'f16':
+ * fp16 weights, and activations rounded to fp16 as they are multiplied (the
+ * f16 tensor cores on CUDA; on the CPU, which has no fp16 arithmetic, the
+ * f32 kernels on fp16-rounded values, as the reference).
+ */
+export type PackedDType = 'f32' | 'bf16' | 'f16';
 
 /** What the bytes of a packed weight mean; kept beside them (e.g. when saved). */
 export interface PackedInfo {
@@ -96,8 +101,8 @@ function checkOptions<T extends object>(options: unknown, op: string, keys: read
 
 function packedDType(value: unknown, op: string): PackedDType {
   if (value === undefined) return 'f32';
-  if (value !== 'f32' && value !== 'bf16') {
-    throw new DTypeError(`${op}: dtype must be 'f32' or 'bf16' (the precision of the packed panels), got ${JSON.stringify(value)}`);
+  if (value !== 'f32' && value !== 'bf16' && value !== 'f16') {
+    throw new DTypeError(`${op}: dtype must be 'f32', 'bf16' or 'f16' (the precision of the packed panels), got ${JSON.stringify(value)}`);
   }
   return value;
 }

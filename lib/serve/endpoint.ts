@@ -8,6 +8,7 @@ import { tensor } from '../creation';
 import { tidy } from '../scope';
 import { EvalTransform } from '../data/decode';
 import type { VisionLlama } from '../models';
+import type { WeightDType } from '../nn/layers';
 import { loadModel, readLabels, readModelExtras } from '../models/load';
 import { BatcherOptions, BatchObserver, DynamicBatcher } from './batcher';
 
@@ -18,7 +19,7 @@ export interface ModelSpec {
   model: string;
   /** .pth or .safetensors; without it the model keeps its random initialization. */
   weights?: string;
-  dtype?: 'f32' | 'bf16';
+  dtype?: WeightDType;
   /** Where the model runs ('cpu', 'cuda', 'cuda:N'; default 'cpu'): batches are copied there and results back. */
   device?: string;
   /** Which state dict of a .pth to load ('model', 'ema', 'state_dict'). */

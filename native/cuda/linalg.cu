@@ -5,7 +5,8 @@
 // through the SIMT runner against references:
 //   f32 weights: 3 bf16 passes (about 1e-5 relative to f32 GEMM), or 1 pass
 //     when the op asks for bf16 arithmetic (attr "wtype" = 1: autocast);
-//   bf16 packed weights: 1 pass, activations rounded to bf16 as they load.
+//   bf16 / f16 packed weights: 1 pass, activations rounded to bf16 / fp16
+//     as they load (f16: the fp16 tensor-core product).
 // Operands the kernel cannot read in place (k not contiguous, e.g. matmul's
 // B [K, N] without transposeB, or rows of x that no single stride
 // describes) are first copied, contiguous, into scratch from the device's
@@ -175,15 +176,16 @@ void linear(const KernelCall& call) {
   }
   // The launcher checked these against the packed weight's description.
   const bool swiglu = call.attrs.integer("swiglu") != 0;
-  const bool bf16 = static_cast<int>(call.attrs.integer("wtype")) != 0;
+  const auto wtype = static_cast<ops::MathPrecision>(call.attrs.integer("wtype"));
+  const bool half = wtype != ops::MathPrecision::F32;
   const int64_t kpad = ops::cuda_packed_kpad(K), rows = ops::cuda_packed_rows(N, swiglu);
   if (call.attrs.integer("n") != N || call.attrs.integer("k") != K || call.attrs.integer("kblock") != kpad ||
-      w.numel != rows * kpad * (bf16 ? 2 : 4))
+      w.numel != rows * kpad * (half ? 2 : 4))
     fail(ErrorCode::Runtime, "linear: the packed weight does not match the CUDA kernels' layout");
   p.N = as_int(rows, c, "packed rows");
   p.b_src.ld = kpad;
   p.b_k = as_int(kpad, c, "packed row length");
-  if (!bf16) {
+  if (!half) {
     p.b = static_cast<const float*>(w.data);
     const bool async = a_async && aligned16(w.data);
     if (swiglu)
@@ -197,10 +199,17 @@ void linear(const KernelCall& call) {
   q.c = p.c, q.ldc = p.ldc, q.bias = p.bias, q.residual = p.residual;
   q.M = p.M, q.N = p.N, q.K = p.K, q.b_k = p.b_k, q.out_n = p.out_n;
   const bool async = a_async && aligned16(w.data);
-  if (swiglu)
+  // 16-bit panels: bf16 bits, or fp16 bits multiplied on the f16 tensor cores.
+  if (wtype == ops::MathPrecision::F16) {
+    if (swiglu)
+      launch_gemm<float, uint16_t, 1, true, simt::F16Ops>(q, 1, async, c);
+    else
+      launch_gemm<float, uint16_t, 1, false, simt::F16Ops>(q, 1, async, c);
+  } else if (swiglu) {
     launch_gemm<float, uint16_t, 1, true>(q, 1, async, c);
-  else
+  } else {
     launch_gemm<float, uint16_t, 1, false>(q, 1, async, c);
+  }
 }
 
 // in = {a [batch..., M, K], b [batch..., N, K]} (batch dims already broadcast
@@ -288,18 +297,21 @@ void pack(const KernelCall& call, bool swiglu) {
   const TensorArg& w2 = call.in[swiglu ? 1 : 0];
   if (w1.strides[1] != w2.strides[1]) fail(ErrorCode::Runtime, "pack_swiglu: W1 and W2 need the same k stride");
   const int64_t n = call.attrs.integer("n"), k = call.attrs.integer("k");
-  const bool bf16 = call.attrs.integer("wtype") != 0;
+  const auto wtype = static_cast<ops::MathPrecision>(call.attrs.integer("wtype"));
   const int64_t kpad = ops::cuda_packed_kpad(k), rows = ops::cuda_packed_rows(n, swiglu);
-  if (call.out[0].numel != rows * kpad * (bf16 ? 2 : 4))
+  if (call.out[0].numel != rows * kpad * (wtype == ops::MathPrecision::F32 ? 4 : 2))
     fail(ErrorCode::Runtime, c.op, ": the packed tensor does not match the CUDA kernels' layout");
   const int n32 = as_int(n, c, "rows"), k32 = as_int(kpad, c, "in_features");
   const unsigned blocks = grid_for(rows * kpad);
   const float* a = static_cast<const float*>(w1.data);
   const float* b = static_cast<const float*>(w2.data);
-  if (bf16)
+  uint16_t* half = static_cast<uint16_t*>(call.out[0].data);
+  if (wtype == ops::MathPrecision::BF16)
     g::pack_weight_rows<uint16_t><<<blocks, kBlock, 0, c.stream>>>(a, b, w1.strides[0], w2.strides[0], w1.strides[1], n32,
-                                                                   static_cast<int>(k), rows, k32, swiglu,
-                                                                   static_cast<uint16_t*>(call.out[0].data));
+                                                                   static_cast<int>(k), rows, k32, swiglu, half);
+  else if (wtype == ops::MathPrecision::F16)
+    g::pack_weight_rows<uint16_t, simt::F16Ops><<<blocks, kBlock, 0, c.stream>>>(
+        a, b, w1.strides[0], w2.strides[0], w1.strides[1], n32, static_cast<int>(k), rows, k32, swiglu, half);
   else
     g::pack_weight_rows<float><<<blocks, kBlock, 0, c.stream>>>(a, b, w1.strides[0], w2.strides[0], w1.strides[1], n32,
                                                                 static_cast<int>(k), rows, k32, swiglu,

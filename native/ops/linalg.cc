@@ -34,13 +34,13 @@ void check_packable(const char* op, const TensorPtr& t) {
 }
 
 size_t cuda_packed_bytes(int64_t n, int64_t k, DType dtype, bool swiglu) {
-  return static_cast<size_t>(cuda_packed_rows(n, swiglu) * cuda_packed_kpad(k)) * (dtype == DType::BF16 ? 2 : 4);
+  return static_cast<size_t>(cuda_packed_rows(n, swiglu) * cuda_packed_kpad(k)) * (dtype == DType::F32 ? 4 : 2);
 }
 
 gemm::WType wtype_for(DType dtype, const char* op) {
-  VL_CHECK(dtype == DType::F32 || dtype == DType::BF16, ErrorCode::DType, op,
-           ": packed weights are f32 or bf16, got ", dtype_name(dtype));
-  return dtype == DType::F32 ? gemm::WType::F32 : gemm::WType::BF16;
+  VL_CHECK(dtype == DType::F32 || dtype == DType::BF16 || dtype == DType::F16, ErrorCode::DType, op,
+           ": packed weights are f32, bf16 or f16, got ", dtype_name(dtype));
+  return dtype == DType::F32 ? gemm::WType::F32 : dtype == DType::BF16 ? gemm::WType::BF16 : gemm::WType::F16;
 }
 
 TensorPtr as_f32(const TensorPtr& w, const char* op, const char* what) {

@@ -18,7 +18,7 @@ struct PackedWeight {
   TensorPtr data;       // u8 [bytes], contiguous
   int64_t n = 0;        // output features (SwiGLU: hidden size)
   int64_t k = 0;        // input features
-  DType dtype = DType::F32;  // precision of the packed panels: F32 or BF16
+  DType dtype = DType::F32;  // precision of the packed panels: F32, BF16 or F16
   std::string layout;   // kernel family that packed it, e.g. "avx512", or "cuda"
   int64_t kblock = 0;   // CPU: the K block; CUDA: the padded row length
   bool swiglu = false;
@@ -28,8 +28,8 @@ struct PackedWeight {
 std::string packed_layout();
 
 // Packed weights on CUDA (layout "cuda"), for cuda/kernels/gemm.cuh: rows of
-// cuda_packed_kpad(K) values, zero past K: f32, or bf16 with each 16-wide k
-// group in the order the kernel's f32 fragments use (gemm::packed_k). A
+// cuda_packed_kpad(K) values, zero past K: f32, or bf16 / fp16 with each
+// 16-wide k group in the order the kernel's f32 fragments use (gemm::packed_k). A
 // linear weight has N rows; a SwiGLU weight 2 * round_up(H, 8), W1 and W2
 // interleaved in groups of 8 rows (the mma's n tile), so one GEMM computes
 // both products of a column in the same registers.
@@ -37,7 +37,10 @@ constexpr const char* kCudaPackedLayout = "cuda";
 inline int64_t cuda_packed_kpad(int64_t k) { return (k + 15) / 16 * 16; }
 inline int64_t cuda_packed_rows(int64_t n, bool swiglu) { return swiglu ? 2 * ((n + 7) / 8 * 8) : n; }
 
-// w: [N, K] (f32 or bf16, any strides). dtype: F32 or BF16 panels.
+// w: [N, K] (f32 or bf16, any strides). dtype: F32, BF16 or F16 panels. On
+// the CPU, F16 panels are the f32 layout holding fp16-rounded values (this
+// CPU has no fp16 arithmetic; the products then equal an fp16 tensor-core
+// pass with f32 accumulation up to summation order); on CUDA they are fp16.
 PackedWeight pack_linear(const TensorPtr& w, DType dtype);
 // w1, w2: [H, K]; SwiGLU panels interleave them so one pass computes both.
 PackedWeight pack_swiglu(const TensorPtr& w1, const TensorPtr& w2, DType dtype);

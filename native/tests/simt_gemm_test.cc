@@ -171,13 +171,14 @@ struct Worst {
   std::string str() const { return "relative error " + std::to_string(err); }
 };
 
-// Packs w [n, k] (row stride s0) like cuda/linalg.cu does, through the runner.
-template <typename TB>
+// Packs w [n, k] (row stride s0) like cuda/linalg.cu does, through the
+// runner; 16-bit values in the format of Ops.
+template <typename TB, typename Ops = vl::simt::Bf16Ops>
 std::vector<TB> pack(const float* w1, const float* w2, int n, int k, int64_t s0, bool swiglu, int64_t& rows, int& kpad) {
   kpad = (k + 15) / 16 * 16;
   rows = swiglu ? 2 * ((n + 7) / 8 * 8) : n;
   std::vector<TB> out(static_cast<size_t>(rows * kpad));
-  launch({3, 1}, {64, 1}, [&] { g::pack_weight_rows<TB>(w1, w2, s0, s0, 1, n, k, rows, kpad, swiglu, out.data()); });
+  launch({3, 1}, {64, 1}, [&] { g::pack_weight_rows<TB, Ops>(w1, w2, s0, s0, 1, n, k, rows, kpad, swiglu, out.data()); });
   return out;
 }
 
@@ -220,14 +221,15 @@ void test_f32(int M, int N, int K, int lda, bool bias_res) {
 }
 
 // A rows of lda floats: a multiple of 4 for cp.async, any for plain loads.
-template <bool kAsync>
-void test_f32_bf16_packed(int M, int N, int K, int lda, bool swiglu) {
+// Packed bf16 weights, or fp16 ones with F16Ops (A rounded to fp16 as well).
+template <bool kAsync, typename Ops = vl::simt::Bf16Ops>
+void test_f32_packed16(int M, int N, int K, int lda, bool swiglu) {
   const std::vector<float> a = random_f32(static_cast<size_t>(M) * lda);
   const std::vector<float> w1 = random_f32(static_cast<size_t>(N) * K), w2 = random_f32(static_cast<size_t>(N) * K);
   const std::vector<float> bias = random_f32(N), res = random_f32(static_cast<size_t>(M) * N);
   int64_t rows;
   int kpad;
-  const std::vector<uint16_t> packed = pack<uint16_t>(w1.data(), w2.data(), N, K, K, swiglu, rows, kpad);
+  const std::vector<uint16_t> packed = pack<uint16_t, Ops>(w1.data(), w2.data(), N, K, K, swiglu, rows, kpad);
   std::vector<float> c(static_cast<size_t>(M) * N, -7.0f);
   g::Params<float, uint16_t, g::Rows> p;
   p.a = a.data();
@@ -240,15 +242,16 @@ void test_f32_bf16_packed(int M, int N, int K, int lda, bool swiglu) {
   p.residual = res.data();
   p.M = M, p.N = static_cast<int>(rows), p.K = K, p.b_k = kpad, p.out_n = N;
   if (swiglu)
-    run_gemm<float, uint16_t, 1, true, kAsync>(p, 1);
+    run_gemm<float, uint16_t, 1, true, kAsync, Ops>(p, 1);
   else
-    run_gemm<float, uint16_t, 1, false, kAsync>(p, 1);
+    run_gemm<float, uint16_t, 1, false, kAsync, Ops>(p, 1);
   Worst w;
   for (int i = 0; i < M; ++i)
     for (int j = 0; j < N; ++j) {
       double r1 = 0, r2 = 0, m1 = 0, m2 = 0;
       for (int k = 0; k < K; ++k) {
-        const double x = round_bf16(a[i * lda + k]), y1 = round_bf16(w1[j * K + k]), y2 = round_bf16(w2[j * K + k]);
+        const double x = operand<1, Ops>(a[i * lda + k]), y1 = operand<1, Ops>(w1[j * K + k]),
+                     y2 = operand<1, Ops>(w2[j * K + k]);
         r1 += x * y1, m1 += std::fabs(x * y1);
         r2 += x * y2, m2 += std::fabs(x * y2);
       }
@@ -259,7 +262,8 @@ void test_f32_bf16_packed(int M, int N, int K, int lda, bool swiglu) {
         w.add(c[i * N + j], r1 + bias[j] + r, m1 + std::fabs(bias[j]) + std::fabs(r));
     }
   check(w.finite && w.err < kBf16Tol, std::string(swiglu ? "SwiGLU dual GEMM (silu(a W1^T) * a W2^T + residual)" : "gemm + bias + residual") +
-                                      ", f32 x packed bf16 (1 pass" + (kAsync ? ", cp.async), " : ", plain loads), ") + dims(M, N, K) + ": " + w.str());
+                                      ", f32 x packed " + (std::is_same<Ops, vl::simt::F16Ops>::value ? "f16" : "bf16") +
+                                      " (1 pass" + (kAsync ? ", cp.async), " : ", plain loads), ") + dims(M, N, K) + ": " + w.str());
 }
 
 // K = 36: A rows stay 16-byte aligned, the packed W rows are padded to 48.
@@ -412,6 +416,19 @@ void test_pack_layout() {
       ok = ok && p[j * kpad + s] == want;
     }
   check(ok, "pack_weight_rows: SwiGLU rows interleaved by 8, bf16 k order packed_k, zero past H and K");
+  // fp16 values (nearest even, Inf beyond 65504) in the same places.
+  std::vector<float> big(w1);
+  big[3] = 7e4f, big[4] = -65519.0f;
+  const std::vector<uint16_t> h = pack<uint16_t, vl::simt::F16Ops>(big.data(), w2.data(), n, k, 30, true, rows, kpad);
+  ok = true;
+  for (int64_t j = 0; ok && j < rows; ++j)
+    for (int s = 0; s < kpad; ++s) {
+      const int r = static_cast<int>((j / 16) * 8 + j % 8), kk = g::packed_k(s);
+      const std::vector<float>& w = (j / 8) % 2 ? w2 : big;
+      const uint16_t want = r < n && kk < k ? vl::f32_to_f16(w[r * 30 + kk]) : 0;
+      ok = ok && h[j * kpad + s] == want;
+    }
+  check(ok && vl::f32_to_f16(7e4f) == 0x7c00, "pack_weight_rows<F16Ops>: fp16 values in the same layout, Inf beyond 65504");
 }
 
 }  // namespace
@@ -426,9 +443,9 @@ int main() {
   test_f32<3, false>(5, 9, 7, 7, true);        // rows not 16-byte aligned
   test_f32<1, true>(33, 40, 48, 48, true);     // 1 pass: both rounded to bf16
   test_f32<3, true>(1160, 200, 8, 8, false);   // 10 x 2 tiles: the grouped tile order
-  test_f32_bf16_packed<true>(67, 45, 50, 52, false);
-  test_f32_bf16_packed<true>(67, 20, 50, 52, true);  // H = 20: a partial group of 8
-  test_f32_bf16_packed<false>(9, 13, 19, 19, true);  // rows of 19 floats
+  test_f32_packed16<true>(67, 45, 50, 52, false);
+  test_f32_packed16<true>(67, 20, 50, 52, true);  // H = 20: a partial group of 8
+  test_f32_packed16<false>(9, 13, 19, 19, true);  // rows of 19 floats
   test_swiglu_f32(40, 136, 36);            // 2 N tiles of the interleaved W1/W2 rows
   test_bf16_bf16(50, 70, 72);
   test_batched<3>();
@@ -439,5 +456,9 @@ int main() {
   test_f32<1, false, vl::simt::F16Ops>(5, 9, 7, 7, true);
   test_batched<1, vl::simt::F16Ops>();
   test_patches<true, 1, vl::simt::F16Ops>(2, 3, 8, 12, 4, 20);
+  // Packed fp16 weights (f16 inference): plain and SwiGLU, both loaders.
+  test_f32_packed16<true, vl::simt::F16Ops>(67, 45, 50, 52, false);
+  test_f32_packed16<true, vl::simt::F16Ops>(67, 20, 50, 52, true);
+  test_f32_packed16<false, vl::simt::F16Ops>(9, 13, 19, 19, true);
   return vl::simt_test::finish();
 }

@@ -35,6 +35,10 @@ template __global__ void gemm_kernel<float, uint16_t, 1, true, true, Rows>(Param
 template __global__ void gemm_kernel<float, float, 3, false, false, Patches>(Params<float, float, Patches>);
 template __global__ void gemm_kernel<uint16_t, uint16_t, 1, false, true, Rows>(Params<uint16_t, uint16_t, Rows>);
 template __global__ void gemm_kernel<float, float, 1, false, true, Rows, simt::F16Ops>(Params<float, float, Rows>);
+// Packed fp16 weights (f16 inference), SwiGLU.
+template __global__ void gemm_kernel<float, uint16_t, 1, true, true, Rows, simt::F16Ops>(Params<float, uint16_t, Rows>);
+template __global__ void pack_weight_rows<uint16_t, simt::F16Ops>(const float*, const float*, int64_t, int64_t, int64_t, int, int,
+                                                                  int64_t, int, bool, uint16_t*);
 }  // namespace gemm
 }  // namespace kernels
 }  // namespace cuda

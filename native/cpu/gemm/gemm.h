@@ -24,9 +24,9 @@
 namespace vl {
 namespace gemm {
 
-// F16 (unpacked operands only): the f32 kernels and layout, each A and B
-// panel rounded to fp16 values as it is packed, so the result is the f32
-// GEMM of f16-rounded operands (what an f16 tensor-core pass computes).
+// F16: the f32 kernels and layout, each A and B panel rounded to fp16
+// values as it is packed (weights packed once keep them), so the result is
+// the f32 GEMM of f16-rounded operands (what an f16 tensor-core pass computes).
 enum class WType : int { F32 = 0, BF16 = 1, F16 = 2 };
 
 // Maps a flat index to an element offset through nested dims (outermost

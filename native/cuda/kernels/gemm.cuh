@@ -258,13 +258,14 @@ VL_DEVICE void store_pair(float* c, const float* residual, const float* bias, in
 // * (A W2^T) (+ residual), out_n = H: a warp's n tiles 2j and 2j+1 hold the
 // two products of the same 8 columns in the same registers. kAsync: cp.async
 // staging (aligned operands) or plain loads (any). Ops: the 16-bit format
-// of the products (uint16_t operands are bf16, the 3-pass split is bf16).
+// of the products and of uint16_t operands (bf16 bits, or with F16Ops fp16
+// bits: packed f16 weights); the 3-pass split is bf16.
 template <typename TA, typename TB, int kPasses, bool kSwiGLU, bool kAsync, typename ASrc, typename Ops = simt::Bf16Ops>
 VL_GLOBAL void VL_LAUNCH_BOUNDS(kThreads) gemm_kernel(Params<TA, TB, ASrc> p) {
   static_assert(kPasses == 1 || (kPasses == 3 && sizeof(TA) == 4 && sizeof(TB) == 4), "3 passes split f32 operands");
   static_assert(sizeof(TA) >= sizeof(TB), "a bf16 A takes a bf16 B");
-  static_assert(std::is_same<Ops, simt::Bf16Ops>::value || (kPasses == 1 && sizeof(TA) == 4 && sizeof(TB) == 4),
-                "fp16 products round f32 operands in one pass");
+  static_assert(std::is_same<Ops, simt::Bf16Ops>::value || (kPasses == 1 && sizeof(TA) == 4),
+                "fp16 products round an f32 A in one pass (B: f32, or packed fp16 bits)");
   unsigned char* smem = simt::dynamic_shared();
   const int tid = simt::thread_x(), lane = simt::lane(), warp = simt::warp();
 
@@ -358,10 +359,11 @@ VL_GLOBAL void VL_LAUNCH_BOUNDS(kThreads) gemm_kernel(Params<TA, TB, ASrc> p) {
 }
 
 // Packs weight rows for gemm_kernel's B: out [rows, kpad] of TB (f32, or
-// bf16 bits in packed_k order), zero past the weight; rows = N, or for
-// SwiGLU 2 * round_up(H, 8) rows of W1/W2 in interleaved groups of 8. The
-// weights are f32 [n, k] with strides (s0, s1) (W2: (s0_2, s1)).
-template <typename TB>
+// 16-bit values in packed_k order: bf16, or fp16 with F16Ops), zero past the
+// weight; rows = N, or for SwiGLU 2 * round_up(H, 8) rows of W1/W2 in
+// interleaved groups of 8. The weights are f32 [n, k] with strides (s0, s1)
+// (W2: (s0_2, s1)).
+template <typename TB, typename Ops = simt::Bf16Ops>
 VL_GLOBAL void pack_weight_rows(const float* w1, const float* w2, int64_t s0, int64_t s0_2, int64_t s1, int n, int k,
                                 int64_t rows, int kpad, bool swiglu, TB* out) {
   const int64_t total = rows * kpad, step = static_cast<int64_t>(simt::grid_dim_x()) * simt::block_dim_x();
@@ -380,7 +382,7 @@ VL_GLOBAL void pack_weight_rows(const float* w1, const float* w2, int64_t s0, in
     }
     const float v = row < n && kk < k ? w[row * rs + kk * s1] : 0.0f;
     if constexpr (sizeof(TB) == 2)
-      out[idx] = f32_to_bf16(v);
+      out[idx] = std::is_same<Ops, simt::F16Ops>::value ? f32_to_f16(v) : f32_to_bf16(v);
     else
       out[idx] = v;
   }
