@@ -5,7 +5,8 @@
 //
 // Forward: RoPE tables for the queries (and the keys, unless they share the
 // queries' positions), then one flash-attention kernel. Backward: the tables,
-// delta = rowsum(dOut ⊙ out), then the dk/dv kernel and the dq kernel.
+// delta = rowsum(dOut ⊙ out), then the dk/dv kernel and the dq kernel, whose
+// streamed tiles go through cp.async where that costs no resident blocks.
 // Temporary buffers come from the device allocator (memory counters see
 // them); handing them back right after queuing is safe because all work on a
 // device runs in stream order.
@@ -128,6 +129,38 @@ void allow_shared(int bytes, int dev, const char* op, int D) {
   granted.fetch_or(bit);
 }
 
+// Whether the backward kernels for kDp / P stream their tiles through
+// cp.async on device dev: when the staging tiles fit and cost no resident
+// blocks per SM (measured with the occupancy calculator, once per device).
+// Otherwise a block's loads overlap with the other resident blocks' work.
+template <int kDp, typename P>
+bool backward_async(int dev) {
+  static std::atomic<uint64_t> decided{0}, chosen{0};
+  const uint64_t bit = uint64_t(1) << (dev & 63);
+  if (decided.load(std::memory_order_acquire) & bit) return chosen.load(std::memory_order_relaxed) & bit;
+  constexpr int plain = kernels::kAttnBwdSmemBytes<kDp, P, false>, staged = kernels::kAttnBwdSmemBytes<kDp, P, true>;
+  int optin = 0;
+  VL_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), dev);
+  bool async = staged <= optin;
+  if (async) {
+    allow_shared<kernels::attention_bwd_dkdv<kDp, P, true>>(staged, dev, "attentionBackward", kDp);
+    allow_shared<kernels::attention_bwd_dq<kDp, P, true>>(staged, dev, "attentionBackward", kDp);
+    allow_shared<kernels::attention_bwd_dkdv<kDp, P, false>>(plain, dev, "attentionBackward", kDp);
+    allow_shared<kernels::attention_bwd_dq<kDp, P, false>>(plain, dev, "attentionBackward", kDp);
+    const auto blocks = [&](auto kernel, int bytes) {
+      int n = 0;
+      VL_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, kernels::kAttnThreads, bytes), dev);
+      return n;
+    };
+    async = blocks(kernels::attention_bwd_dkdv<kDp, P, true>, staged) >=
+                blocks(kernels::attention_bwd_dkdv<kDp, P, false>, plain) &&
+            blocks(kernels::attention_bwd_dq<kDp, P, true>, staged) >= blocks(kernels::attention_bwd_dq<kDp, P, false>, plain);
+  }
+  if (async) chosen.fetch_or(bit, std::memory_order_relaxed);
+  decided.fetch_or(bit, std::memory_order_release);
+  return async;
+}
+
 // Inputs: q, k, v, then explicit positions; outputs: out [B, N, heads·D], lse [B, heads, N]?
 void attention(const KernelCall& c) {
   const Dims d = check_dims(c, 0, "attention");
@@ -199,17 +232,25 @@ void attention_backward(const KernelCall& c) {
     launched = kernels::attn_with_padded_d(d.D, [&](auto kd) {
       constexpr int kDp = decltype(kd)::value;
       using P = decltype(arith);
-      constexpr int smem = kernels::kAttnBwdSmemBytes<kDp, P>;
-      allow_shared<kernels::attention_bwd_dkdv<kDp, P>>(smem, dev, "attentionBackward", d.D);
-      allow_shared<kernels::attention_bwd_dq<kDp, P>>(smem, dev, "attentionBackward", d.D);
-      a.tiles = key_tiles;
-      kernels::attention_bwd_dkdv<kDp, P><<<static_cast<unsigned>(key_tiles) * pairs, kernels::kAttnThreads,
-                                                 smem, stream>>>(a);
-      check_launch("attention_bwd_dkdv", dev);
-      a.tiles = query_tiles;
-      kernels::attention_bwd_dq<kDp, P><<<static_cast<unsigned>(query_tiles) * pairs, kernels::kAttnThreads,
-                                               smem, stream>>>(a);
-      check_launch("attention_bwd_dq", dev);
+      const auto launch = [&](auto async) {
+        constexpr bool kAsync = decltype(async)::value;
+        constexpr int smem = kernels::kAttnBwdSmemBytes<kDp, P, kAsync>;
+        allow_shared<kernels::attention_bwd_dkdv<kDp, P, kAsync>>(smem, dev, "attentionBackward", d.D);
+        allow_shared<kernels::attention_bwd_dq<kDp, P, kAsync>>(smem, dev, "attentionBackward", d.D);
+        a.tiles = key_tiles;
+        kernels::attention_bwd_dkdv<kDp, P, kAsync><<<static_cast<unsigned>(key_tiles) * pairs, kernels::kAttnThreads,
+                                                      smem, stream>>>(a);
+        check_launch("attention_bwd_dkdv", dev);
+        a.tiles = query_tiles;
+        kernels::attention_bwd_dq<kDp, P, kAsync><<<static_cast<unsigned>(query_tiles) * pairs, kernels::kAttnThreads,
+                                                    smem, stream>>>(a);
+        check_launch("attention_bwd_dq", dev);
+      };
+      // Aligned rows may stream through cp.async (the next tiles while the current ones are computed on).
+      if (a.vec && backward_async<kDp, P>(dev))
+        launch(std::true_type{});
+      else
+        launch(std::false_type{});
     });
   });
   VL_CHECK(launched, ErrorCode::Shape, "attentionBackward: no CUDA kernel for D = ", d.D);

@@ -331,8 +331,9 @@ void test_forward(const Case& c, double tol, std::mt19937& rng) {
 
 enum class Layout { Separate, PackedQKV, PackedKV };
 
+// async: the kernels that stream their tiles through cp.async (aligned rows only).
 template <typename P>
-void test_backward(const Case& c, Layout layout, double tol, std::mt19937& rng) {
+void test_backward(const Case& c, Layout layout, double tol, std::mt19937& rng, bool async = true) {
   const Inputs in = make_inputs(c, rng);
   std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
   std::vector<float> dout(static_cast<size_t>(c.B) * c.N * c.H * c.D);
@@ -381,14 +382,22 @@ void test_backward(const Case& c, Layout layout, double tol, std::mt19937& rng) 
   a.H = c.H, a.N = c.N, a.M = c.M, a.D = c.D;
   a.scale = static_cast<float>(scale_of(c)), a.scale_log2 = a.scale * k::kLog2e;
   a.q_rope = tb.qp(), a.k_rope = tb.kp();
-  a.vec = true;
-  with_padded_d(c.D, [&](auto kd) {
+  a.vec = in.q.aligned() && in.k.aligned() && in.v.aligned();
+  async = async && a.vec;
+  const auto run = [&](auto kd, auto async) {
     constexpr int kDp = decltype(kd)::value;
-    static_assert(k::kAttnBwdSmemBytes<kDp, P> <= vl::simt::kMaxDynamicShared, "fits the runner's shared memory");
+    constexpr bool kAsync = decltype(async)::value;
+    static_assert(k::kAttnBwdSmemBytes<kDp, P, kAsync> <= vl::simt::kMaxDynamicShared, "fits the runner's shared memory");
     a.tiles = (c.M + k::kAttnRows - 1) / k::kAttnRows;
-    launch({a.tiles * c.B * c.H, 1}, {k::kAttnThreads, 1}, [&] { k::attention_bwd_dkdv<kDp, P>(a); });
+    launch({a.tiles * c.B * c.H, 1}, {k::kAttnThreads, 1}, [&] { k::attention_bwd_dkdv<kDp, P, kAsync>(a); });
     a.tiles = (c.N + k::kAttnRows - 1) / k::kAttnRows;
-    launch({a.tiles * c.B * c.H, 1}, {k::kAttnThreads, 1}, [&] { k::attention_bwd_dq<kDp, P>(a); });
+    launch({a.tiles * c.B * c.H, 1}, {k::kAttnThreads, 1}, [&] { k::attention_bwd_dq<kDp, P, kAsync>(a); });
+  };
+  with_padded_d(c.D, [&](auto kd) {
+    if (async)
+      run(kd, std::true_type{});
+    else
+      run(kd, std::false_type{});
   });
 
   // Every element of the packed tensor must be written; gather each gradient as [B][T][H][D].
@@ -401,8 +410,8 @@ void test_backward(const Case& c, Layout layout, double tol, std::mt19937& rng) 
     return g;
   };
   const char* names[] = {"separate", "packed qkv", "packed kv"};
-  const std::string what = arith_name<P>() + " backward, " + names[static_cast<int>(layout)] +
-                           " gradients, " + shape(c);
+  const std::string what = arith_name<P>() + " backward (" + (async ? "cp.async" : "plain loads") + "), " +
+                           names[static_cast<int>(layout)] + " gradients, " + shape(c);
   const double eq = max_err(gather(dq, c.N), ref.dq), ek = max_err(gather(dk, c.M), ref.dk),
                ev = max_err(gather(dv, c.M), ref.dv);
   const bool filled = std::none_of(packed.begin(), packed.end(), [](float x) { return std::isnan(x); });
@@ -535,6 +544,24 @@ int main() {
   }
   test_backward<k::AttnSplit>(grid_case("LSA windows as batch, D 32", 3, 2, 9, 9, 32, 3, 0), Layout::PackedQKV, kTol, rng);
   test_backward<k::AttnSplit>(grid_case("D 108 padded to 112", 1, 1, 12, 12, 108, 4, -1), Layout::Separate, kTol, rng);
+  // The cp.async pipeline over several streamed tiles (32 rows at D 128: 4
+  // query tiles per key block, 4 key tiles per query block), and the same
+  // shapes through plain loads.
+  {
+    Case c = grid_case("four streamed tiles each way, D 128", 1, 1, 100, 100, 128, 10, 0);
+    test_backward<k::AttnSplit>(c, Layout::Separate, kTol, rng);
+    test_backward<k::AttnSplit>(c, Layout::Separate, kTol, rng, false);
+  }
+  {
+    Case c = grid_case("packed qkv input, two tiles", 1, 1, 70, 70, 64, 7, -1);
+    c.qkv = 1;
+    test_backward<k::AttnSplit>(c, Layout::PackedQKV, kTol, rng, false);
+  }
+  {
+    Case c = grid_case("unaligned rows, two key tiles", 1, 2, 20, 70, 32, 4, -1);
+    c.kp.cols = 7, c.k_same = false, c.unaligned = true;
+    test_backward<k::AttnSplit>(c, Layout::Separate, kTol, rng);
+  }
   test_backward<k::AttnBf16>(grid_case("one bf16 pass", 1, 1, 17, 17, 32, 4, -1), Layout::Separate, 5e-3, rng);
   // fp16 operands (Q, K, V, P and dS rounded inside the kernels) against the
   // exact reference: fp16 keeps 3 more mantissa bits than bf16, so the

@@ -1,7 +1,8 @@
 // The kernels of native/cuda/kernels compiled by nvcc as the GPU runs them;
 // .ci/run builds this to PTX for sm_80 and sm_90 and checks that the GEMM
 // uses tensor-core instructions (mma.sync, ldmatrix), the pipelined GEMM
-// its cp.async copies and each fused attention kernel mma, ldmatrix.trans and
+// its cp.async copies (and the attention backward's, where staged) and each
+// fused attention kernel mma, ldmatrix.trans and
 // cvt.bf16x2, and their f16 variants the f16 mma and cvt.f16x2. The same sources run through the SIMT runner in
 // native/tests/simt_*_test.cc.
 #include "cuda/kernels/activation.cuh"
@@ -16,12 +17,12 @@
 // The fused attention kernels (cuda/attention.cu launches every padded head width).
 template __global__ void vl::cuda::kernels::attention_fwd<64, vl::cuda::kernels::AttnSplit, true>(vl::cuda::kernels::AttnFwdArgs);
 template __global__ void vl::cuda::kernels::attention_fwd<128, vl::cuda::kernels::AttnBf16, false>(vl::cuda::kernels::AttnFwdArgs);
-template __global__ void vl::cuda::kernels::attention_bwd_dkdv<64, vl::cuda::kernels::AttnSplit>(vl::cuda::kernels::AttnBwdArgs);
-template __global__ void vl::cuda::kernels::attention_bwd_dq<64, vl::cuda::kernels::AttnSplit>(vl::cuda::kernels::AttnBwdArgs);
+template __global__ void vl::cuda::kernels::attention_bwd_dkdv<64, vl::cuda::kernels::AttnSplit, true>(vl::cuda::kernels::AttnBwdArgs);
+template __global__ void vl::cuda::kernels::attention_bwd_dq<64, vl::cuda::kernels::AttnSplit, true>(vl::cuda::kernels::AttnBwdArgs);
 // f16 autocast.
 template __global__ void vl::cuda::kernels::attention_fwd<64, vl::cuda::kernels::AttnF16, true>(vl::cuda::kernels::AttnFwdArgs);
-template __global__ void vl::cuda::kernels::attention_bwd_dkdv<64, vl::cuda::kernels::AttnF16>(vl::cuda::kernels::AttnBwdArgs);
-template __global__ void vl::cuda::kernels::attention_bwd_dq<64, vl::cuda::kernels::AttnF16>(vl::cuda::kernels::AttnBwdArgs);
+template __global__ void vl::cuda::kernels::attention_bwd_dkdv<64, vl::cuda::kernels::AttnF16, false>(vl::cuda::kernels::AttnBwdArgs);
+template __global__ void vl::cuda::kernels::attention_bwd_dq<64, vl::cuda::kernels::AttnF16, false>(vl::cuda::kernels::AttnBwdArgs);
 
 template __global__ void vl::cuda::kernels::softmax_rows<128>(const float*, float*, float*, int);
 

@@ -25,8 +25,9 @@
 // hi/lo) on their way into shared memory. The forward, when rows are 16-byte
 // aligned, copies the next key/value tile into an f32 staging tile with
 // cp.async while the current one is computed on, and converts it
-// shared-to-shared; the backward kernels (already 102 KiB of shared memory
-// at D = 128) load synchronously and rely on other resident blocks.
+// shared-to-shared; so do the backward kernels with their streamed tiles
+// (kAsync), which the launcher picks where the staging tiles cost no
+// resident blocks (at D = 128 the backward already holds 102 KiB).
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -530,18 +531,53 @@ VL_GLOBAL void VL_LAUNCH_BOUNDS(kAttnThreads) attention_bwd_delta(const AttnTens
 }
 
 // Dynamic shared memory of both backward kernels: two tiles of the block's
-// 64 own rows, two streamed tiles, and per streamed row lse and delta.
-template <int kDp, typename P>
-constexpr int kAttnBwdSmemBytes =
-    2 * (2 * P::kParts * (kAttnRows + kAttnStreamRows<kDp>)*kAttnSmemStride<kDp>) + 2 * 4 * kAttnStreamRows<kDp>;
+// 64 own rows, two streamed tiles, per streamed row lse and delta, and with
+// kAsync the f32 staging tiles the next two streamed tiles land in.
+template <int kDp, typename P, bool kAsync>
+constexpr int kAttnBwdSmemBytes = 2 * (2 * P::kParts * (kAttnRows + kAttnStreamRows<kDp>)*kAttnSmemStride<kDp>) +
+                                  2 * 4 * kAttnStreamRows<kDp> + (kAsync ? 2 * 4 * kAttnStreamRows<kDp> * kDp : 0);
+
+// The backward's streamed pair of tiles (queries and dOut, or keys and
+// values) for rows [r0, r0 + rows): with kAsync, converted from the staging
+// tiles (which must hold them: staged and waited for); otherwise read from
+// global memory. `table` rotates the first of the pair.
+template <bool kAsync, int kBS, int kDp, typename P>
+VL_DEVICE void attn_bwd_fill_pair(const AttnTile<kBS, kDp, P>& t0, const AttnTile<kBS, kDp, P>& t1, const float* stage,
+                                  const float* src0, int64_t st0, const float* src1, int64_t st1, int rows, int D,
+                                  const float* table, bool vec) {
+  if constexpr (kAsync) {
+    attn_fill(t0, stage, kDp, rows, D, table, true);
+    attn_fill(t1, stage + kBS * kDp, kDp, rows, D, nullptr, true);
+  } else {
+    attn_fill(t0, src0, st0, rows, D, table, vec);
+    attn_fill(t1, src1, st1, rows, D, nullptr, vec);
+  }
+}
+
+// With kAsync, starts the copies of the streamed pair at row r0 of src0 and
+// src1 (`total` rows each; none past them) into the staging tiles and
+// commits them as one group (an empty group keeps the count uniform).
+template <bool kAsync, int kBS, int kDp>
+VL_DEVICE void attn_bwd_stage_pair(float* stage, const float* src0, int64_t st0, const float* src1, int64_t st1, int r0,
+                                   int total, int D) {
+  if constexpr (kAsync) {
+    if (r0 < total) {
+      attn_stage<kBS, kDp>(stage, src0 + r0 * st0, st0, total - r0, D);
+      attn_stage<kBS, kDp>(stage + kBS * kDp, src1 + r0 * st1, st1, total - r0, D);
+    }
+    simt::cp_async_commit();
+  }
+}
 
 // dk, dv for 64 keys of one (batch, head): grid.x = tiles · B · heads,
-// blockDim.x = 128, kAttnBwdSmemBytes of dynamic shared memory. Each warp
+// blockDim.x = 128, kAttnBwdSmemBytes of dynamic shared memory. kAsync
+// (rows 16-byte aligned): the next query and dOut tiles stream in through
+// cp.async while the current ones are computed on. Each warp
 // owns 16 keys and walks all query tiles: Sᵀ = K·Qᵀ, Pᵀ = exp2(Sᵀ·scale·log2e −
 // lse·log2e), dV += Pᵀ·dO, dPᵀ = V·dOᵀ, dSᵀ = Pᵀ ⊙ (dPᵀ − delta), dK += dSᵀ·Q;
 // dk is scaled and rotated back at the end. The sums stay in registers and
 // each block writes its keys alone (no atomics: the result is deterministic).
-template <int kDp, typename P>
+template <int kDp, typename P, bool kAsync>
 VL_GLOBAL void VL_LAUNCH_BOUNDS(kAttnThreads) attention_bwd_dkdv(const AttnBwdArgs a) {
   constexpr int kBS = kAttnStreamRows<kDp>;
   using Own = AttnTile<kAttnRows, kDp, P>;
@@ -551,6 +587,7 @@ VL_GLOBAL void VL_LAUNCH_BOUNDS(kAttnThreads) attention_bwd_dkdv(const AttnBwdAr
   const Stream qt{smem + 2 * Own::kElems}, dt{smem + 2 * Own::kElems + Stream::kElems};
   float* lse_s = reinterpret_cast<float*>(smem + 2 * Own::kElems + 2 * Stream::kElems);
   float* delta_s = lse_s + kBS;
+  float* stage = delta_s + kBS;  // kAsync: [2][kBS][kDp] f32
   const int lane = simt::lane(), warp = simt::warp(), t = lane & 3;
   const int pair = simt::block_x() / a.tiles, m0 = simt::block_x() % a.tiles * kAttnRows;
   const int b = pair / a.H, h = pair % a.H;
@@ -561,6 +598,8 @@ VL_GLOBAL void VL_LAUNCH_BOUNDS(kAttnThreads) attention_bwd_dkdv(const AttnBwdAr
   const float* lse = a.lse + static_cast<int64_t>(pair) * a.N;
   const float* delta = a.delta + static_cast<int64_t>(pair) * a.N;
 
+  // The first queries and dOut stream in while the block's own keys and values are converted.
+  attn_bwd_stage_pair<kAsync, kBS, kDp>(stage, q, a.q.st, dout, a.dout.st, 0, a.N, a.D);
   attn_fill(kt, k + m0 * a.k.st, a.k.st, a.M - m0, a.D, attn_table_rows(a.k_rope, m0, a.D), a.vec);
   attn_fill(vt, v + m0 * a.v.st, a.v.st, a.M - m0, a.D, nullptr, a.vec);
   float dk[kDp / 8][4] = {}, dv[kDp / 8][4] = {};
@@ -568,14 +607,21 @@ VL_GLOBAL void VL_LAUNCH_BOUNDS(kAttnThreads) attention_bwd_dkdv(const AttnBwdAr
   const auto v_frag = [&](int ks, uint32_t(&f)[P::kParts][4]) { attn_a_frag(vt, 16 * warp, ks, f); };
   for (int n0 = 0; n0 < a.N; n0 += kBS) {
     const int rows = a.N - n0 < kBS ? a.N - n0 : kBS;
-    attn_fill(qt, q + n0 * a.q.st, a.q.st, rows, a.D, attn_table_rows(a.q_rope, n0, a.D), a.vec);
-    attn_fill(dt, dout + n0 * a.dout.st, a.dout.st, rows, a.D, nullptr, a.vec);
+    if constexpr (kAsync) {
+      // This pair has landed and every warp is done with the previous one.
+      simt::cp_async_wait<0>();
+      simt::sync_threads();
+    }
+    attn_bwd_fill_pair<kAsync>(qt, dt, stage, q + n0 * a.q.st, a.q.st, dout + n0 * a.dout.st, a.dout.st, rows, a.D,
+                               attn_table_rows(a.q_rope, n0, a.D), a.vec);
     // Queries past N are zero rows of Q and dO: they add nothing to dV or dK.
     for (int i = simt::thread_x(); i < kBS; i += kAttnThreads) {
       lse_s[i] = i < rows ? lse[n0 + i] * kLog2e : 0.0f;
       delta_s[i] = i < rows ? delta[n0 + i] : 0.0f;
     }
     simt::sync_threads();
+    // The next pair streams in while this one is computed on.
+    attn_bwd_stage_pair<kAsync, kBS, kDp>(stage, q, a.q.st, dout, a.dout.st, n0 + kBS, a.N, a.D);
     float s[kBS / 8][4] = {}, dp[kBS / 8][4] = {};
     attn_mma_nt(s, k_frag, qt);
     attn_mma_nt(dp, v_frag, dt);
@@ -590,7 +636,7 @@ VL_GLOBAL void VL_LAUNCH_BOUNDS(kAttnThreads) attention_bwd_dkdv(const AttnBwdAr
     attn_mma_nn<kBS, kDp, P>(dv, f, dt);
     attn_acc_to_a<kBS, P>(dp, f);
     attn_mma_nn<kBS, kDp, P>(dk, f, qt);
-    simt::sync_threads();  // the next query tile overwrites these
+    if constexpr (!kAsync) simt::sync_threads();  // the next query tile overwrites these
   }
   const int row0 = m0 + 16 * warp;
   attn_store_rows<kDp>(dk, a.dk.data + b * a.dk.sb + h * a.dk.sh, a.dk.st, row0, a.M, a.D, a.scale, a.k_rope);
@@ -598,11 +644,12 @@ VL_GLOBAL void VL_LAUNCH_BOUNDS(kAttnThreads) attention_bwd_dkdv(const AttnBwdAr
 }
 
 // dq for 64 queries of one (batch, head): grid.x = tiles · B · heads,
-// blockDim.x = 128, kAttnBwdSmemBytes of dynamic shared memory. Each warp
+// blockDim.x = 128, kAttnBwdSmemBytes of dynamic shared memory; kAsync as in
+// the dk/dv kernel, for the key and value tiles. Each warp
 // owns 16 queries and walks all key tiles: S = Q·Kᵀ, P from lse, dP = dO·Vᵀ,
 // dS = P ⊙ (dP − delta), dQ += dS·K; scaled and rotated back at the end. A
 // separate pass from dk/dv (recomputing S and dP) so dq needs no atomics.
-template <int kDp, typename P>
+template <int kDp, typename P, bool kAsync>
 VL_GLOBAL void VL_LAUNCH_BOUNDS(kAttnThreads) attention_bwd_dq(const AttnBwdArgs a) {
   constexpr int kBS = kAttnStreamRows<kDp>;
   using Own = AttnTile<kAttnRows, kDp, P>;
@@ -610,6 +657,8 @@ VL_GLOBAL void VL_LAUNCH_BOUNDS(kAttnThreads) attention_bwd_dq(const AttnBwdArgs
   uint16_t* smem = reinterpret_cast<uint16_t*>(simt::dynamic_shared());
   const Own qt{smem}, dt{smem + Own::kElems};
   const Stream kt{smem + 2 * Own::kElems}, vt{smem + 2 * Own::kElems + Stream::kElems};
+  // After the (here unused) lse and delta rows of kAttnBwdSmemBytes.
+  float* stage = reinterpret_cast<float*>(smem + 2 * Own::kElems + 2 * Stream::kElems) + 2 * kBS;
   const int lane = simt::lane(), warp = simt::warp(), g = lane >> 2;
   const int pair = simt::block_x() / a.tiles, n0 = simt::block_x() % a.tiles * kAttnRows;
   const int b = pair / a.H, h = pair % a.H;
@@ -619,6 +668,7 @@ VL_GLOBAL void VL_LAUNCH_BOUNDS(kAttnThreads) attention_bwd_dq(const AttnBwdArgs
   const float* dout = a.dout.data + b * a.dout.sb + h * a.dout.sh;
   const int row0 = n0 + 16 * warp;
 
+  attn_bwd_stage_pair<kAsync, kBS, kDp>(stage, k, a.k.st, v, a.v.st, 0, a.M, a.D);
   attn_fill(qt, q + n0 * a.q.st, a.q.st, a.N - n0, a.D, attn_table_rows(a.q_rope, n0, a.D), a.vec);
   attn_fill(dt, dout + n0 * a.dout.st, a.dout.st, a.N - n0, a.D, nullptr, a.vec);
   float lse2[2], delta[2];
@@ -633,9 +683,14 @@ VL_GLOBAL void VL_LAUNCH_BOUNDS(kAttnThreads) attention_bwd_dq(const AttnBwdArgs
   const auto d_frag = [&](int ks, uint32_t(&f)[P::kParts][4]) { attn_a_frag(dt, 16 * warp, ks, f); };
   for (int m0 = 0; m0 < a.M; m0 += kBS) {
     const int rows = a.M - m0 < kBS ? a.M - m0 : kBS;
-    attn_fill(kt, k + m0 * a.k.st, a.k.st, rows, a.D, attn_table_rows(a.k_rope, m0, a.D), a.vec);
-    attn_fill(vt, v + m0 * a.v.st, a.v.st, rows, a.D, nullptr, a.vec);
+    if constexpr (kAsync) {
+      simt::cp_async_wait<0>();
+      simt::sync_threads();
+    }
+    attn_bwd_fill_pair<kAsync>(kt, vt, stage, k + m0 * a.k.st, a.k.st, v + m0 * a.v.st, a.v.st, rows, a.D,
+                               attn_table_rows(a.k_rope, m0, a.D), a.vec);
     simt::sync_threads();
+    attn_bwd_stage_pair<kAsync, kBS, kDp>(stage, k, a.k.st, v, a.v.st, m0 + kBS, a.M, a.D);
     float s[kBS / 8][4] = {}, dp[kBS / 8][4] = {};
     attn_mma_nt(s, q_frag, kt);
     attn_mma_nt(dp, d_frag, vt);
@@ -648,7 +703,7 @@ VL_GLOBAL void VL_LAUNCH_BOUNDS(kAttnThreads) attention_bwd_dq(const AttnBwdArgs
     uint32_t f[kBS / 16][P::kParts][4];
     attn_acc_to_a<kBS, P>(dp, f);
     attn_mma_nn<kBS, kDp, P>(dq, f, kt);
-    simt::sync_threads();  // the next key tile overwrites these
+    if constexpr (!kAsync) simt::sync_threads();  // the next key tile overwrites these
   }
   attn_store_rows<kDp>(dq, a.dq.data + b * a.dq.sb + h * a.dq.sh, a.dq.st, row0, a.N, a.D, a.scale, a.q_rope);
 }
