@@ -4,10 +4,10 @@
 //     3-pass path; bf16 inputs too if the op takes them), head width 64 and
 //     128, N = 197 .. 16384, as a fraction of the device's dense bf16 peak;
 //     peer: the same kernel with `rope: false` (the cost of RoPE).
-//   gemm: the model's linear shapes, packed bf16 weights (1 pass) against f32
+//   gemm: the model's linear shapes, packed bf16 and f16 weights (1 pass) against f32
 //     weights (3 passes), TFLOP/s and fraction of peak.
 //   model / train: plain-B and pyramid-B images/s at 224x224 (inference with
-//     f32 and packed bf16 weights; training with AdamW), against the CPU at a
+//     f32, packed bf16 and packed f16 weights; training with AdamW), against the CPU at a
 //     small batch (--no-cpu-peer leaves the CPU out and the ratio empty).
 // Device time: each measurement queues enough launches to take about 20 ms
 // and waits for the device (vl.synchronize) before reading the clock.
@@ -152,21 +152,26 @@ async function gemmRows(ctx) {
     const x = vl.randn([M, K], { seed: 1, device: DEVICE });
     const w1 = vl.randn([N, K], { seed: 2, device: DEVICE, std: 0.02 });
     const w2 = kind === 'swiglu' ? vl.randn([N, K], { seed: 3, device: DEVICE, std: 0.02 }) : null;
-    const [f32, bf16] = w2
-      ? [packSwiGLU(w1, w2), packSwiGLU(w1, w2, { dtype: 'bf16' })]
-      : [w1, packLinear(w1, { dtype: 'bf16' })];
+    const pack = (dtype) => (w2 ? packSwiGLU(w1, w2, { dtype }) : packLinear(w1, { dtype }));
+    const f32 = w2 ? pack('f32') : w1;
     const run = (w) => () => (kind === 'swiglu' ? swiglu(x, w) : linear(x, w)).dispose();
     const flops = 2 * M * K * N * (kind === 'swiglu' ? 2 : 1);
-    const oursMs = await deviceMs(run(bf16), ctx.seconds);
     const peerMs = await deviceMs(run(f32), ctx.seconds);
-    const [tfOurs, tfPeer] = [tflops(flops, oursMs), tflops(flops, peerMs)];
-    ctx.row({
-      bench: 'cuda', case: `${kind ?? 'linear'} M=${M} K=${K} N=${N} bf16 packed (1 pass)`, ours_ms: +oursMs.toFixed(3),
-      tflops: +tfOurs.toFixed(1), peak_fraction: fraction(tfOurs, ctx.peak.tflops),
-      peer: `f32 weights (3 passes): ${tfPeer.toFixed(1)} TFLOP/s, ${fraction(tfPeer, ctx.peak.tflops)} of peak`,
-      peer_ms: +peerMs.toFixed(3), ratio: +(peerMs / oursMs).toFixed(3),
-    });
-    dispose(w2 ? [x, w1, w2, f32, bf16] : [x, w1, bf16]);
+    const tfPeer = tflops(flops, peerMs);
+    // bf16 and fp16 panels: one tensor-core pass each (the peak is the same for both).
+    for (const dtype of ['bf16', 'f16']) {
+      const w = pack(dtype);
+      const oursMs = await deviceMs(run(w), ctx.seconds);
+      const tfOurs = tflops(flops, oursMs);
+      ctx.row({
+        bench: 'cuda', case: `${kind ?? 'linear'} M=${M} K=${K} N=${N} ${dtype} packed (1 pass)`, ours_ms: +oursMs.toFixed(3),
+        tflops: +tfOurs.toFixed(1), peak_fraction: fraction(tfOurs, ctx.peak.tflops),
+        peer: `f32 weights (3 passes): ${tfPeer.toFixed(1)} TFLOP/s, ${fraction(tfPeer, ctx.peak.tflops)} of peak`,
+        peer_ms: +peerMs.toFixed(3), ratio: +(peerMs / oursMs).toFixed(3),
+      });
+      w.dispose();
+    }
+    dispose(w2 ? [x, w1, w2, f32] : [x, w1]);
   }
 }
 
@@ -206,7 +211,7 @@ async function modelRows(ctx) {
     return { peer: `${cpuName}, batch ${batch}`, peer_ms: +peerMs.toFixed(1), peer_img_s: +peerImgS.toFixed(2), ratio: +(oursImgS / peerImgS).toFixed(1) };
   };
   for (const preset of ['plain-b', 'pyramid-b']) {
-    for (const dtype of ['f32', 'bf16']) {
+    for (const dtype of ['f32', 'bf16', 'f16']) {
       const oursMs = await inferenceMs(DEVICE, preset, dtype, gpuBatch, ctx.seconds);
       const imgS = 1000 * gpuBatch / oursMs;
       const peerMs = ctx.cpuPeer ? await inferenceMs('cpu', preset, dtype, cpuBatch, ctx.seconds) : null;
