@@ -180,7 +180,7 @@ void linear(const KernelCall& call) {
   const bool half = wtype != ops::MathPrecision::F32;
   const int64_t kpad = ops::cuda_packed_kpad(K), rows = ops::cuda_packed_rows(N, swiglu);
   if (call.attrs.integer("n") != N || call.attrs.integer("k") != K || call.attrs.integer("kblock") != kpad ||
-      w.numel != rows * kpad * (half ? 2 : 4))
+      w.numel != ops::cuda_packed_bytes(N, K, swiglu, half))
     fail(ErrorCode::Runtime, "linear: the packed weight does not match the CUDA kernels' layout");
   p.N = as_int(rows, c, "packed rows");
   p.b_src.ld = kpad;
@@ -200,16 +200,17 @@ void linear(const KernelCall& call) {
   q.M = p.M, q.N = p.N, q.K = p.K, q.b_k = p.b_k, q.out_n = p.out_n;
   const bool async = a_async && aligned16(w.data);
   // 16-bit panels: bf16 bits, or fp16 bits multiplied on the f16 tensor cores.
-  if (wtype == ops::MathPrecision::F16) {
+  const auto launch16 = [&](auto ops) {
+    using Ops = decltype(ops);
     if (swiglu)
-      launch_gemm<float, uint16_t, 1, true, simt::F16Ops>(q, 1, async, c);
+      launch_gemm<float, uint16_t, 1, true, Ops>(q, 1, async, c);
     else
-      launch_gemm<float, uint16_t, 1, false, simt::F16Ops>(q, 1, async, c);
-  } else if (swiglu) {
-    launch_gemm<float, uint16_t, 1, true>(q, 1, async, c);
-  } else {
-    launch_gemm<float, uint16_t, 1, false>(q, 1, async, c);
-  }
+      launch_gemm<float, uint16_t, 1, false, Ops>(q, 1, async, c);
+  };
+  if (wtype == ops::MathPrecision::F16)
+    launch16(simt::F16Ops{});
+  else
+    launch16(simt::Bf16Ops{});
 }
 
 // in = {a [batch..., M, K], b [batch..., N, K]} (batch dims already broadcast
@@ -299,7 +300,7 @@ void pack(const KernelCall& call, bool swiglu) {
   const int64_t n = call.attrs.integer("n"), k = call.attrs.integer("k");
   const auto wtype = static_cast<ops::MathPrecision>(call.attrs.integer("wtype"));
   const int64_t kpad = ops::cuda_packed_kpad(k), rows = ops::cuda_packed_rows(n, swiglu);
-  if (call.out[0].numel != rows * kpad * (wtype == ops::MathPrecision::F32 ? 4 : 2))
+  if (call.out[0].numel != ops::cuda_packed_bytes(n, k, swiglu, wtype != ops::MathPrecision::F32))
     fail(ErrorCode::Runtime, c.op, ": the packed tensor does not match the CUDA kernels' layout");
   const int n32 = as_int(n, c, "rows"), k32 = as_int(kpad, c, "in_features");
   const unsigned blocks = grid_for(rows * kpad);

@@ -33,8 +33,8 @@ void check_packable(const char* op, const TensorPtr& t) {
            ": weights are packed for the CPU or CUDA GEMM kernels only; move it with .to('cpu') or .to('cuda')");
 }
 
-size_t cuda_packed_bytes(int64_t n, int64_t k, DType dtype, bool swiglu) {
-  return static_cast<size_t>(cuda_packed_rows(n, swiglu) * cuda_packed_kpad(k)) * (dtype == DType::F32 ? 4 : 2);
+size_t cuda_packed_size(int64_t n, int64_t k, DType dtype, bool swiglu) {
+  return static_cast<size_t>(cuda_packed_bytes(n, k, swiglu, dtype != DType::F32));
 }
 
 gemm::WType wtype_for(DType dtype, const char* op) {
@@ -95,7 +95,7 @@ void check_packed(const char* op, const PackedWeight& w) {
     VL_CHECK(w.n >= 0 && w.k >= 0, ErrorCode::Shape, op, ": packed weight sizes must be non-negative");
     VL_CHECK(w.kblock == cuda_packed_kpad(w.k), ErrorCode::Argument, op, ": a CUDA packed weight of K = ", w.k,
              " has rows of ", cuda_packed_kpad(w.k), " values, but this one records ", w.kblock, "; pack it again");
-    const size_t bytes = cuda_packed_bytes(w.n, w.k, w.dtype, w.swiglu);
+    const size_t bytes = cuda_packed_size(w.n, w.k, w.dtype, w.swiglu);
     VL_CHECK(static_cast<size_t>(d->numel()) == bytes, ErrorCode::Shape, op, ": a CUDA packed ", dtype_name(w.dtype),
              w.swiglu ? " SwiGLU" : "", " weight of [", w.n, ",", w.k, "] takes ", bytes, " bytes, got ", d->describe());
     VL_CHECK(reinterpret_cast<uintptr_t>(d->data()) % 16 == 0, ErrorCode::Argument, op,
@@ -140,7 +140,7 @@ PackedWeight make_packed(const char* op, const std::vector<TensorPtr>& in, int64
   const bool cuda = on_cuda(in[0]);
   pw.layout = cuda ? kCudaPackedLayout : packed_layout();
   pw.kblock = cuda ? cuda_packed_kpad(k) : gemm::k_block(k, info.wtype);
-  const size_t bytes = cuda ? cuda_packed_bytes(n, k, dtype, swiglu) : gemm::packed_bytes(info);
+  const size_t bytes = cuda ? cuda_packed_size(n, k, dtype, swiglu) : gemm::packed_bytes(info);
   pw.data = empty_tensor({static_cast<int64_t>(bytes)}, DType::U8, in[0]->device());
   Attrs attrs;
   attrs.set("n", static_cast<double>(n)).set("k", static_cast<double>(k)).set("wtype", static_cast<double>(info.wtype));

@@ -36,6 +36,10 @@ std::string packed_layout();
 constexpr const char* kCudaPackedLayout = "cuda";
 inline int64_t cuda_packed_kpad(int64_t k) { return (k + 15) / 16 * 16; }
 inline int64_t cuda_packed_rows(int64_t n, bool swiglu) { return swiglu ? 2 * ((n + 7) / 8 * 8) : n; }
+// Bytes of such a weight: 4 per value (f32), 2 for bf16 or fp16 (half).
+inline int64_t cuda_packed_bytes(int64_t n, int64_t k, bool swiglu, bool half) {
+  return cuda_packed_rows(n, swiglu) * cuda_packed_kpad(k) * (half ? 2 : 4);
+}
 
 // w: [N, K] (f32 or bf16, any strides). dtype: F32, BF16 or F16 panels. On
 // the CPU, F16 panels are the f32 layout holding fp16-rounded values (this

@@ -405,30 +405,26 @@ void test_pack_layout() {
   const std::vector<float> w1 = random_f32(static_cast<size_t>(n) * 30), w2 = random_f32(static_cast<size_t>(n) * 30);
   int64_t rows;
   int kpad;
-  // Row stride 30: the pack reads through strides.
-  const std::vector<uint16_t> p = pack<uint16_t>(w1.data(), w2.data(), n, k, 30, true, rows, kpad);
-  bool ok = rows == 32 && kpad == 32;
-  for (int64_t j = 0; ok && j < rows; ++j)
-    for (int s = 0; s < kpad; ++s) {
-      const int h = static_cast<int>((j / 16) * 8 + j % 8), kk = g::packed_k(s);
-      const std::vector<float>& w = (j / 8) % 2 ? w2 : w1;
-      const uint16_t want = h < n && kk < k ? vl::f32_to_bf16(w[h * 30 + kk]) : 0;
-      ok = ok && p[j * kpad + s] == want;
-    }
-  check(ok, "pack_weight_rows: SwiGLU rows interleaved by 8, bf16 k order packed_k, zero past H and K");
+  // Every packed value against W1/W2 (row stride 30: the pack reads through strides), converted by `round`.
+  const auto matches = [&](const std::vector<uint16_t>& p, const std::vector<float>& a, uint16_t (*round)(float)) {
+    bool ok = rows == 32 && kpad == 32;
+    for (int64_t j = 0; ok && j < rows; ++j)
+      for (int s = 0; s < kpad; ++s) {
+        const int h = static_cast<int>((j / 16) * 8 + j % 8), kk = g::packed_k(s);
+        const std::vector<float>& w = (j / 8) % 2 ? w2 : a;
+        const uint16_t want = h < n && kk < k ? round(w[h * 30 + kk]) : 0;
+        ok = ok && p[j * kpad + s] == want;
+      }
+    return ok;
+  };
+  check(matches(pack<uint16_t>(w1.data(), w2.data(), n, k, 30, true, rows, kpad), w1, vl::f32_to_bf16),
+        "pack_weight_rows: SwiGLU rows interleaved by 8, bf16 k order packed_k, zero past H and K");
   // fp16 values (nearest even, Inf beyond 65504) in the same places.
   std::vector<float> big(w1);
   big[3] = 7e4f, big[4] = -65519.0f;
-  const std::vector<uint16_t> h = pack<uint16_t, vl::simt::F16Ops>(big.data(), w2.data(), n, k, 30, true, rows, kpad);
-  ok = true;
-  for (int64_t j = 0; ok && j < rows; ++j)
-    for (int s = 0; s < kpad; ++s) {
-      const int r = static_cast<int>((j / 16) * 8 + j % 8), kk = g::packed_k(s);
-      const std::vector<float>& w = (j / 8) % 2 ? w2 : big;
-      const uint16_t want = r < n && kk < k ? vl::f32_to_f16(w[r * 30 + kk]) : 0;
-      ok = ok && h[j * kpad + s] == want;
-    }
-  check(ok && vl::f32_to_f16(7e4f) == 0x7c00, "pack_weight_rows<F16Ops>: fp16 values in the same layout, Inf beyond 65504");
+  check(matches(pack<uint16_t, vl::simt::F16Ops>(big.data(), w2.data(), n, k, 30, true, rows, kpad), big, vl::f32_to_f16) &&
+            vl::f32_to_f16(7e4f) == 0x7c00,
+        "pack_weight_rows<F16Ops>: fp16 values in the same layout, Inf beyond 65504");
 }
 
 }  // namespace

@@ -537,10 +537,19 @@ template <int kDp, typename P, bool kAsync>
 constexpr int kAttnBwdSmemBytes = 2 * (2 * P::kParts * (kAttnRows + kAttnStreamRows<kDp>)*kAttnSmemStride<kDp>) +
                                   2 * 4 * kAttnStreamRows<kDp> + (kAsync ? 2 * 4 * kAttnStreamRows<kDp> * kDp : 0);
 
+// Where the backward's kAsync staging tiles ([2][kBS][kDp] f32) start in its
+// dynamic shared memory: after the tiles and the lse and delta rows.
+template <int kDp, typename P>
+VL_DEVICE float* attn_bwd_stage_tiles(uint16_t* smem) {
+  constexpr int kBS = kAttnStreamRows<kDp>;
+  return reinterpret_cast<float*>(smem + 2 * (AttnTile<kAttnRows, kDp, P>::kElems + AttnTile<kBS, kDp, P>::kElems)) +
+         2 * kBS;
+}
+
 // The backward's streamed pair of tiles (queries and dOut, or keys and
-// values) for rows [r0, r0 + rows): with kAsync, converted from the staging
-// tiles (which must hold them: staged and waited for); otherwise read from
-// global memory. `table` rotates the first of the pair.
+// values), `rows` of them: with kAsync, converted from the staging tiles
+// (which must hold them: staged and waited for); otherwise read from src0
+// and src1 in global memory. `table` rotates the first of the pair.
 template <bool kAsync, int kBS, int kDp, typename P>
 VL_DEVICE void attn_bwd_fill_pair(const AttnTile<kBS, kDp, P>& t0, const AttnTile<kBS, kDp, P>& t1, const float* stage,
                                   const float* src0, int64_t st0, const float* src1, int64_t st1, int rows, int D,
@@ -587,7 +596,7 @@ VL_GLOBAL void VL_LAUNCH_BOUNDS(kAttnThreads) attention_bwd_dkdv(const AttnBwdAr
   const Stream qt{smem + 2 * Own::kElems}, dt{smem + 2 * Own::kElems + Stream::kElems};
   float* lse_s = reinterpret_cast<float*>(smem + 2 * Own::kElems + 2 * Stream::kElems);
   float* delta_s = lse_s + kBS;
-  float* stage = delta_s + kBS;  // kAsync: [2][kBS][kDp] f32
+  float* stage = attn_bwd_stage_tiles<kDp, P>(smem);
   const int lane = simt::lane(), warp = simt::warp(), t = lane & 3;
   const int pair = simt::block_x() / a.tiles, m0 = simt::block_x() % a.tiles * kAttnRows;
   const int b = pair / a.H, h = pair % a.H;
@@ -657,8 +666,7 @@ VL_GLOBAL void VL_LAUNCH_BOUNDS(kAttnThreads) attention_bwd_dq(const AttnBwdArgs
   uint16_t* smem = reinterpret_cast<uint16_t*>(simt::dynamic_shared());
   const Own qt{smem}, dt{smem + Own::kElems};
   const Stream kt{smem + 2 * Own::kElems}, vt{smem + 2 * Own::kElems + Stream::kElems};
-  // After the (here unused) lse and delta rows of kAttnBwdSmemBytes.
-  float* stage = reinterpret_cast<float*>(smem + 2 * Own::kElems + 2 * Stream::kElems) + 2 * kBS;
+  float* stage = attn_bwd_stage_tiles<kDp, P>(smem);
   const int lane = simt::lane(), warp = simt::warp(), g = lane >> 2;
   const int pair = simt::block_x() / a.tiles, n0 = simt::block_x() % a.tiles * kAttnRows;
   const int b = pair / a.H, h = pair % a.H;
