@@ -62,6 +62,16 @@ inline __m512i round_pairs(__m512 lo, __m512 hi) {
   return _mm512_or_si512(u[0], _mm512_slli_epi32(u[1], 16));  // even k in the low half
 }
 
+// Whether a lane of either vector is subnormal: vcvtne2ps2bf16 treats those
+// as zero, where round_pairs (and every other backend) rounds them.
+inline bool has_subnormal(__m512 a, __m512 b) {
+  const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff), one = _mm512_set1_epi32(1);
+  const __m512i top = _mm512_set1_epi32(0x007ffffe);  // |x| - 1 <= this: 0 < |x| < 2^-126
+  const __m512i ua = _mm512_sub_epi32(_mm512_and_si512(_mm512_castps_si512(a), abs_mask), one);
+  const __m512i ub = _mm512_sub_epi32(_mm512_and_si512(_mm512_castps_si512(b), abs_mask), one);
+  return (_mm512_cmple_epu32_mask(ua, top) | _mm512_cmple_epu32_mask(ub, top)) != 0;
+}
+
 inline float at(const float* row, int64_t ks, const int64_t* koff, int64_t k, int64_t klimit) {
   if (!row || k >= klimit) return 0.0f;
   return koff ? row[koff[k]] : row[k * ks];
@@ -98,8 +108,13 @@ void pack_a_bf16(const float* const* rows, int64_t ks, const int64_t* koff, int6
       __m512 v[16];
       for (int i = 0; i < kMr; ++i) {
         const __m512 lo = _mm512_loadu_ps(rows[i] + start), hi = _mm512_loadu_ps(rows[i] + start + 16);
-        v[i] = _mm512_castsi512_ps(
-            round_pairs(_mm512_permutex2var_ps(lo, even_idx, hi), _mm512_permutex2var_ps(lo, odd_idx, hi)));
+        // 32 consecutive k as bf16 are 16 pair words in order: one conversion
+        // does it, unless a subnormal is present (it would flush those).
+        if (!has_subnormal(lo, hi))
+          v[i] = _mm512_castsi512_ps((__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+        else
+          v[i] = _mm512_castsi512_ps(
+              round_pairs(_mm512_permutex2var_ps(lo, even_idx, hi), _mm512_permutex2var_ps(lo, odd_idx, hi)));
       }
       store_transposed<kMr>(v, reinterpret_cast<float*>(d + k / 2 * kMr), k + 32 >= kc);
     }
