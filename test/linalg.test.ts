@@ -283,6 +283,59 @@ describeBackends('linalg', (backend, device) => {
       });
   });
 
+  describe('bf16 activations between packed bf16 GEMMs (CPU)', () => {
+    test.each([[1, 16, 32], [45, 300, 96], [29, 1000, 64]])(
+      'M=%i hidden=%i K=%i: swiglu dtype bf16 is the f32 result rounded, and the down projection gives the same bits',
+      async (m, hid, k) => {
+        // hidden 1000 > the bf16 K block: the down projection reads its bf16 rows in two K blocks.
+        using x = randn([2, m, k]);
+        using w1 = randn([hid, k]);
+        using w2 = randn([hid, k]);
+        using wd = randn([k + 3, hid]);
+        using fc = packSwiGLU(w1, w2, { dtype: 'bf16' });
+        using down = packLinear(wd, { dtype: 'bf16' });
+        using hf = swiglu(x, fc);
+        if (backend !== 'cpu') {
+          expect(() => swiglu(x, fc, { dtype: 'bf16' })).toThrow(/a bf16 output is a CPU GEMM path/);
+          using hb = hf.to('bf16');
+          expect(() => linear(hb, down)).toThrow(/a bf16 x is a CPU GEMM path/);
+          return;
+        }
+        using hb = swiglu(x, fc, { dtype: 'bf16' });
+        expect(hb.dtype).toBe('bf16');
+        expect(hb.shape).toEqual([2, m, hid]);
+        using rounded = hf.to('bf16');
+        expect(Buffer.from(await hb.bytes()).equals(Buffer.from(await rounded.bytes()))).toBe(true);
+        using yf = linear(hf, down);
+        using yb = linear(hb, down);
+        expect(yb.dtype).toBe('f32');
+        expect(bitsEqual(await yb.data(), await yf.data())).toBe(true);
+        // Rows of a strided view (every other row) are read in place.
+        using every = hb.reshape(2 * m, hid).narrow(0, 0, m);
+        using everyF = hf.reshape(2 * m, hid).narrow(0, 0, m);
+        expect(bitsEqual(await linear(every, down).data(), await linear(everyF, down).data())).toBe(true);
+      });
+
+    test('bf16 activations need bf16 packed weights, no residual, a contiguous last dimension', () => {
+      using x = randn([4, 32]);
+      using w = randn([16, 32]);
+      using fc32 = packSwiGLU(w, w);
+      using fc16 = packSwiGLU(w, w, { dtype: 'bf16' });
+      using lin32 = packLinear(w);
+      using xb = x.to('bf16');
+      expect(() => swiglu(x, fc32, { dtype: 'bf16' })).toThrow(/a bf16 output needs bf16 packed weights, got f32 ones/);
+      expect(() => swiglu(x, fc16, { dtype: 'f16' as never })).toThrow(vl.DTypeError);
+      expect(() => linear(xb, lin32)).toThrow(/a bf16 x needs bf16 packed weights, got f32 ones/);
+      expect(() => linear(xb, w)).toThrow(/x must be f32, got bf16/);
+      if (backend !== 'cpu') return;
+      using r = randn([4, 16]);
+      expect(() => swiglu(x, fc16, { dtype: 'bf16', residual: r })).toThrow(/a bf16 output takes no bias or residual/);
+      using lin16 = packLinear(w.transpose().contiguous().narrow(0, 0, 16), { dtype: 'bf16' });
+      using xt = randn([16, 4]).to('bf16').transpose();
+      expect(() => linear(xt, lin16)).toThrow(/a bf16 x needs 16 features in a contiguous last dimension/);
+    });
+  });
+
   describe('matmul', () => {
     /** Reference for a [..., M, K] . b [..., K, N] via contiguous copies and broadcast indices. */
     async function refMatmul(a: vl.Tensor, b: vl.Tensor, transposeB: boolean): Promise<{ shape: number[]; c: Float64Array; mag: Float64Array }> {
@@ -620,6 +673,9 @@ describe('instruction sets', () => {
         bf16: Array.from(await L.linear(x, L.packLinear(w, { dtype: 'bf16' })).data()),
         swiglu: Array.from(await L.swiglu(x, L.packSwiGLU(w1, w2)).data()),
         swigluBf16: Array.from(await L.swiglu(x, L.packSwiGLU(w1, w2, { dtype: 'bf16' })).data()),
+        // bf16 hidden (rounded by this ISA's conversion) into a bf16 down projection.
+        bf16Hidden: Array.from(await L.linear(L.swiglu(x, L.packSwiGLU(w1, w2, { dtype: 'bf16' }), { dtype: 'bf16' }),
+          L.packLinear(vl.randn([40, 50], { seed: 13 }), { dtype: 'bf16' })).data()),
         matmul: Array.from(await L.matmul(vl.randn([3, 20, 30], { seed: 8 }), vl.randn([30, 25], { seed: 9 })).data()),
         conv: Array.from(await L.convPatch(img, cw, null, { patch: 8 }).data()),
         // A transposed A (packed from its contiguous runs) against a contiguous copy of it.
@@ -653,7 +709,7 @@ describe('instruction sets', () => {
     expect((base.info as { kernels: string }).kernels).toBe('scalar');
     for (const [name, r] of runs) {
       if (name === 'avx512 without AVX512_BF16') expect((r.info as { kernels: string }).kernels).toBe('avx512');
-      for (const key of ['linear', 'swiglu', 'matmul', 'conv', 'bf16', 'swigluBf16']) {
+      for (const key of ['linear', 'swiglu', 'matmul', 'conv', 'bf16', 'swigluBf16', 'bf16Hidden']) {
         const a = r[key] as number[], b = base[key] as number[];
         const scale = maxAbs(b);
         let worst = 0;

@@ -120,7 +120,9 @@ export abstract class BlockBase<P extends { mlp: PackedMlp }> extends Module {
   /** The MLP branch (γ2 folded in) of normalized tokens. */
   mlpBranch(y: Tensor, dtype: WeightDType): Tensor {
     const p = this.packed(dtype).mlp;
-    const h = swiglu(y, p.fc);
+    // On the CPU the down projection streams the hidden activations from
+    // memory; bf16 ones (which it would round to anyway) halve that traffic.
+    const h = swiglu(y, p.fc, { dtype: dtype === 'bf16' && y.device === 'cpu' ? 'bf16' : 'f32' });
     try {
       return linear(h, p.proj.weight, { bias: p.proj.bias });
     } finally {

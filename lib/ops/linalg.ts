@@ -22,7 +22,7 @@ interface LinalgAddon {
   linearPacked(x: NativeTensorHandle, packed: NativeTensorHandle, description: NativePackedDescription,
     bias: NativeTensorHandle | null, residual: NativeTensorHandle | null): NativeTensorHandle;
   swiglu(x: NativeTensorHandle, packed: NativeTensorHandle, description: NativePackedDescription,
-    residual: NativeTensorHandle | null): NativeTensorHandle;
+    residual: NativeTensorHandle | null, outDtype: string): NativeTensorHandle;
   packLinear(w: NativeTensorHandle, dtype: string): NativePacked;
   packSwiGLU(w1: NativeTensorHandle, w2: NativeTensorHandle, dtype: string): NativePacked;
   matmul(a: NativeTensorHandle, b: NativeTensorHandle, transposeB: boolean, precision: MathPrecision): NativeTensorHandle;
@@ -245,7 +245,9 @@ export interface LinearOptions {
 
 /**
  * x W^T (+ bias) (+ residual): x [..., in] f32, weight [out, in] f32 or a
- * PackedLinear -> [..., out]. Bias and residual are added as the GEMM
+ * PackedLinear -> [..., out]. With a bf16 PackedLinear on the CPU, x may be
+ * bf16 (what swiglu's dtype 'bf16' gives): the same product, since the GEMM
+ * rounds x to bf16 anyway. Bias and residual are added as the GEMM
  * stores its tiles (no extra pass).
  */
 export function linear(x: Tensor, weight: Tensor | PackedLinear, options: LinearOptions = {}): Tensor {
@@ -265,20 +267,32 @@ export function linear(x: Tensor, weight: Tensor | PackedLinear, options: Linear
   return new Tensor(addon().linear(xh, requireTensor(weight, op, 'weight').handle(op), bias, residual, precision));
 }
 
+export interface SwiGLUOptions {
+  residual?: Tensor | null;
+  /**
+   * 'bf16' (CPU, bf16 packed weights, no residual): the result rounded to
+   * bf16 as it is stored, for a bf16 packed down projection, which rounds
+   * its input to bf16 anyway: the same numbers, half the memory traffic.
+   */
+  dtype?: 'f32' | 'bf16';
+}
+
 /**
  * The SwiGLU feed-forward's first half in one GEMM pass:
  * silu(x W1^T) * (x W2^T) -> [..., hidden], silu(a) = a / (1 + exp(-a)).
  * Follow it with linear(h, down) for the down projection.
  */
-export function swiglu(x: Tensor, packed: PackedSwiGLU, options: { residual?: Tensor | null } = {}): Tensor {
+export function swiglu(x: Tensor, packed: PackedSwiGLU, options: SwiGLUOptions = {}): Tensor {
   const op = 'swiglu';
-  const o = checkOptions<{ residual?: Tensor | null }>(options, op, ['residual']);
+  const o = checkOptions<SwiGLUOptions>(options, op, ['residual', 'dtype']);
+  const dtype = o.dtype ?? 'f32';
+  if (dtype !== 'f32' && dtype !== 'bf16') throw new DTypeError(`swiglu: dtype must be 'f32' or 'bf16', got ${describeValue(dtype)}`);
   const xh = requireTensor(x, op, 'x').handle(op);
   if (!(packed instanceof PackedSwiGLU)) {
     throw new ArgumentError(`swiglu: expected a PackedSwiGLU from packSwiGLU(w1, w2), got ${describeValue(packed)}`);
   }
   const [h, d] = packed.nativeArgs(op, true);
-  return new Tensor(addon().swiglu(xh, h, d, optionalTensor(o.residual, op, 'residual')));
+  return new Tensor(addon().swiglu(xh, h, d, optionalTensor(o.residual, op, 'residual'), dtype));
 }
 
 /**

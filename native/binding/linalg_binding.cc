@@ -71,10 +71,10 @@ Napi::Value linear_packed(const Napi::CallbackInfo& info) {
   return wrap(info, ops::linear_packed(a.tensor(0), packed_arg(a, 1), a.optional_tensor(3), a.optional_tensor(4)));
 }
 
-// swiglu(x, packed, description, residual | null)
+// swiglu(x, packed, description, residual | null, outDtype)
 Napi::Value swiglu(const Napi::CallbackInfo& info) {
   Args a{info, "swiglu"};
-  return wrap(info, ops::swiglu(a.tensor(0), packed_arg(a, 1), a.optional_tensor(3)));
+  return wrap(info, ops::swiglu(a.tensor(0), packed_arg(a, 1), a.optional_tensor(3), a.dtype(4)));
 }
 
 // packLinear(weight, dtype) -> [tensor, n, k, dtype, layout, kblock, swiglu]

@@ -41,7 +41,11 @@ void linear(const KernelCall& c) {
   p.m = p.n ? y.numel / p.n : 0;
   p.wtype = wtype_of(c.attrs);
   p.swiglu = c.attrs.integer("swiglu") != 0;
-  p.a = static_cast<const float*>(x.data);
+  // bf16 x or y: the launcher allowed them with bf16 panels only.
+  if (x.dtype == DType::BF16)
+    p.a16 = static_cast<const uint16_t*>(x.data);
+  else
+    p.a = static_cast<const float*>(x.data);
   p.a_rows = leading_rows(x);
   p.a_ks = x.strides[x.ndim - 1];
   if (c.attrs.integer("packed")) {
@@ -55,7 +59,10 @@ void linear(const KernelCall& c) {
     p.b_ns = w.strides[0];
     p.b_ks = w.strides[1];
   }
-  p.c = static_cast<float*>(y.data);
+  if (y.dtype == DType::BF16)
+    p.c16 = static_cast<uint16_t*>(y.data);
+  else
+    p.c = static_cast<float*>(y.data);
   p.ldc = p.n;
   p.bias = optional_input(c, "bias");
   p.r = optional_input(c, "residual");
@@ -161,7 +168,10 @@ void conv_patch(const KernelCall& c) {
   p.b = wd;
   p.b_ns = p.k;
   p.b_ks = 1;
-  p.c = static_cast<float*>(y.data);
+  if (y.dtype == DType::BF16)
+    p.c16 = static_cast<uint16_t*>(y.data);
+  else
+    p.c = static_cast<float*>(y.data);
   p.ldc = p.n;
   p.bias = optional_input(c, "bias");
   gemm::run(p);

@@ -205,13 +205,34 @@ TensorPtr linear(const TensorPtr& x, const TensorPtr& w, const TensorPtr& bias, 
 }
 
 namespace {
+// bf16 activations in or out of a packed GEMM: the CPU kernels with bf16
+// panels only (elsewhere the GEMM takes and gives f32).
+void check_bf16_io(const char* op, const char* what, const TensorPtr& x, const PackedWeight& w) {
+  VL_CHECK(w.dtype == DType::BF16, ErrorCode::DType, op, ": a bf16 ", what, " needs bf16 packed weights, got ",
+           dtype_name(w.dtype), " ones; use f32");
+  VL_CHECK(x->device().type == DeviceType::CPU, ErrorCode::NotImplemented, op, ": a bf16 ", what,
+           " is a CPU GEMM path; on ", x->device().str(), " use f32");
+}
+
 TensorPtr run_packed(const char* op, const TensorPtr& x, const PackedWeight& w, const TensorPtr& bias,
-                     const TensorPtr& residual) {
+                     const TensorPtr& residual, DType out_dtype) {
   check_packed(op, w);
   check_same_device(op, x, {&w.data, &bias, &residual});
   const std::string desc = std::string(w.swiglu ? "SwiGLU" : "packed") + " weight [" + std::to_string(w.n) + "," +
                            std::to_string(w.k) + "] " + dtype_name(w.dtype);
-  check_x(op, x, w.k, desc.c_str());
+  if (x->dtype() == DType::BF16) {
+    check_bf16_io(op, "x", x, w);
+    VL_CHECK(x->ndim() >= 1 && x->shape().back() == w.k && x->strides().back() == 1, ErrorCode::Shape, op,
+             ": a bf16 x needs ", w.k, " features in a contiguous last dimension (", desc, "), got ", x->describe());
+  } else {
+    check_x(op, x, w.k, desc.c_str());
+  }
+  VL_CHECK(out_dtype == DType::F32 || out_dtype == DType::BF16, ErrorCode::DType, op,
+           ": the output dtype must be f32 or bf16, got ", dtype_name(out_dtype));
+  if (out_dtype == DType::BF16) {
+    check_bf16_io(op, "output", x, w);
+    VL_CHECK(!residual && !bias, ErrorCode::Argument, op, ": a bf16 output takes no bias or residual");
+  }
   const Shape out_shape = with_last(x->shape(), w.n);
   std::vector<TensorPtr> in{x, w.data};
   Attrs attrs;
@@ -220,7 +241,7 @@ TensorPtr run_packed(const char* op, const TensorPtr& x, const PackedWeight& w, 
   // What the panels are, for the kernel to check once more where it reads them.
   attrs.set("n", static_cast<double>(w.n)).set("k", static_cast<double>(w.k)).set("layout", gemm_kernels().layout);
   attrs.set("kblock", static_cast<double>(w.kblock));
-  TensorPtr out = empty_tensor(out_shape, DType::F32, x->device());
+  TensorPtr out = empty_tensor(out_shape, out_dtype, x->device());
   if (out->numel() > 0) launch("linear", in, {out}, attrs);
   return out;
 }
@@ -228,12 +249,12 @@ TensorPtr run_packed(const char* op, const TensorPtr& x, const PackedWeight& w, 
 
 TensorPtr linear_packed(const TensorPtr& x, const PackedWeight& w, const TensorPtr& bias, const TensorPtr& residual) {
   VL_CHECK(!w.swiglu, ErrorCode::Argument, "linear: this weight was packed with packSwiGLU; use swiglu(x, packed)");
-  return run_packed("linear", x, w, bias, residual);
+  return run_packed("linear", x, w, bias, residual, DType::F32);
 }
 
-TensorPtr swiglu(const TensorPtr& x, const PackedWeight& w, const TensorPtr& residual) {
+TensorPtr swiglu(const TensorPtr& x, const PackedWeight& w, const TensorPtr& residual, DType out_dtype) {
   VL_CHECK(w.swiglu, ErrorCode::Argument, "swiglu: expected a weight from packSwiGLU(w1, w2), got a packLinear weight");
-  return run_packed("swiglu", x, w, nullptr, residual);
+  return run_packed("swiglu", x, w, nullptr, residual, out_dtype);
 }
 
 TensorPtr matmul(const TensorPtr& a, const TensorPtr& b, bool transpose_b, MathPrecision precision) {

@@ -53,9 +53,14 @@ PackedWeight pack_swiglu(const TensorPtr& w1, const TensorPtr& w2, DType dtype);
 // bias / residual may be null.
 TensorPtr linear(const TensorPtr& x, const TensorPtr& w, const TensorPtr& bias, const TensorPtr& residual,
                  MathPrecision precision = MathPrecision::F32);
+// With bf16 panels on the CPU, x may be bf16: the GEMM rounds x to bf16
+// anyway, so it is the same product as on x's f32 values, with half the bytes
+// to read (the CPU GEMM streams activations from memory).
 TensorPtr linear_packed(const TensorPtr& x, const PackedWeight& w, const TensorPtr& bias, const TensorPtr& residual);
 // silu(x . W1^T) * (x . W2^T) from pack_swiglu's weight -> [..., H] (+ residual).
-TensorPtr swiglu(const TensorPtr& x, const PackedWeight& w, const TensorPtr& residual);
+// out_dtype BF16 (bf16 panels on the CPU, no residual): the result rounded to
+// bf16 as its tiles are stored, for a bf16 down projection to read.
+TensorPtr swiglu(const TensorPtr& x, const PackedWeight& w, const TensorPtr& residual, DType out_dtype = DType::F32);
 
 // a [..., M, K] . b [..., K, N] (transpose_b: b is [..., N, K]) with numpy
 // broadcasting of the batch dims -> [..., M, N].

@@ -216,6 +216,9 @@ void pack_swiglu(const float* w1, int64_t ns1, int64_t ks1, const float* w2, int
 
 void run(const Problem& p) {
   if (p.batch == 0 || p.m == 0 || p.n == 0) return;
+  VL_CHECK(!p.a16 || (p.wtype == WType::BF16 && p.a_ks == 1 && !p.a_koff), ErrorCode::Runtime,
+           "gemm: a bf16 A needs bf16 weights and unit k stride");
+  VL_CHECK(!p.c16 || !p.r, ErrorCode::Runtime, "gemm: a bf16 C takes no residual");
   const GemmKernels& kern = gemm_kernels();
   const GemmVariant& v = variant_for(kern, p.wtype);
   const Layout l = layout_for(v, p.m, p.n, p.k, p.wtype, p.swiglu);
@@ -300,19 +303,29 @@ void run(const Problem& p) {
   // from those runs instead of element by element.
   const bool a_cols = !p.a_koff && p.a_ks != 1 && p.a_rows.nd >= 1 && p.a_rows.stride[p.a_rows.nd - 1] == 1;
 
+  const IsaKernels& isa = isa_kernels();
   parallel_for(tasks, 1, [&](int64_t t0, int64_t t1) {
-    thread_local Workspace a_ws, s_ws;
+    thread_local Workspace a_ws, s_ws, w_ws, c_ws;
     const float* rows[64];
+    // bf16 A: a panel's rows widened to f32 here before packing (from L1,
+    // where the rounding in the pack then changes nothing); bf16 C: a row of
+    // tiles stored here, then rounded into C one row run at a time.
+    float* widened = p.a16 ? reinterpret_cast<float*>(w_ws.get(static_cast<size_t>(mr * l.kcb) * 4)) : nullptr;
+    const int64_t ldt = ncp * l.ocols;
+    float* c_tiles = p.c16 ? reinterpret_cast<float*>(c_ws.get(static_cast<size_t>(mr * ldt) * 4)) : nullptr;
     for (int64_t task = t0; task < t1; ++task) {
       const int64_t bb = task / (tiles_m * groups);
       const int64_t ti = (task / groups) % tiles_m, g = task % groups;
       const int64_t ip0 = ti * l.panels_m / tiles_m, ip1 = (ti + 1) * l.panels_m / tiles_m, np = ip1 - ip0;
       // This group's column panels, cut evenly; walked in tiles of up to ncp panels.
       const int64_t jg0 = g * l.panels_n / groups, jg1 = (g + 1) * l.panels_n / groups;
-      const float* a_base = p.a + (p.a_boff ? p.a_boff[bb] : 0);
+      const int64_t a_off = p.a_boff ? p.a_boff[bb] : 0;
+      const float* a_base = p.a ? p.a + a_off : nullptr;
+      const uint16_t* a16_base = p.a16 ? p.a16 + a_off : nullptr;
+      uint16_t* c16_base = p.c16 ? p.c16 + (p.c_boff ? p.c_boff[bb] : 0) : nullptr;
       const char* b_blk = b_base + bb * b_batch_bytes;
-      float* c_base = p.c + (p.c_boff ? p.c_boff[bb] : 0);
       const float* r_base = p.r ? p.r + (p.r_boff ? p.r_boff[bb] : 0) : nullptr;
+      float* c_base = p.c ? p.c + (p.c_boff ? p.c_boff[bb] : 0) : nullptr;
 
       // The task's rows of A, all K blocks ([kb][panel][kc][mr]), packed once.
       // With one column tile each K block is used once: it is packed just
@@ -326,6 +339,16 @@ void run(const Problem& p) {
       auto pack_panel = [&](int64_t ip, int64_t pc) {
         const int64_t kc = std::min(l.kcb, l.kp - pc);
         char* dst = a_panel_at(ip, pc, kc);
+        if (a16_base) {
+          const int64_t kin = std::min(kc, p.k - pc);
+          for (int i = 0; i < mr; ++i) {
+            const int64_t row = ip * mr + i;
+            rows[i] = row < p.m ? widened + i * l.kcb : nullptr;
+            if (row < p.m) isa.bf16_to_f32(a16_base + p.a_rows.offset(row) + pc, widened + i * l.kcb, kin);
+          }
+          v.pack_a(rows, 1, nullptr, 0, kc, kin, dst);
+          return;
+        }
         int n = 0;
         for (int i = 0; i < mr; ++i) {
           const int64_t row = ip * mr + i;
@@ -372,13 +395,14 @@ void run(const Problem& p) {
               const int64_t row0 = ip * mr, col0 = jp * l.ocols;
               t.m = static_cast<int>(std::min<int64_t>(mr, p.m - row0));
               t.nout = static_cast<int>(std::min<int64_t>(l.ocols, p.n - col0));
-              float* c_out = c_base + row0 * p.ldc + col0;
+              float* c_out = c_tiles ? c_tiles + (jp - ja) * l.ocols : c_base + row0 * p.ldc + col0;
+              const int64_t ldc = c_tiles ? ldt : p.ldc;
               float* s = scratch ? scratch + (ip - ip0) * mr * lds + (jp - ja) * nr : nullptr;
               t.acc = first ? nullptr : s;
               t.ldacc = lds;
               t.n = s ? nr : t.nout;  // the scratch holds whole panels
               t.c = last ? c_out : s;
-              t.ldc = last ? p.ldc : lds;
+              t.ldc = last ? ldc : lds;
               t.final_store = last ? 1 : 0;
               t.bias = p.bias && !p.swiglu ? p.bias + col0 : nullptr;
               t.res = r_base ? r_base + row0 * p.ldr + col0 : nullptr;
@@ -391,9 +415,14 @@ void run(const Problem& p) {
               t.ldnext = t.ldc;
               if (jp + 1 < jb)
                 t.next = t.c + (last ? l.ocols : nr);
-              else if (ip + 1 < ip1)
+              else if (ip + 1 < ip1 && (!last || c_base))
                 t.next = last ? c_base + (row0 + mr) * p.ldc + ja * l.ocols : scratch + (ip + 1 - ip0) * mr * lds;
               v.kernel(&t);
+            }
+            if (c_tiles && last) {
+              const int64_t row0 = ip * mr, col0 = ja * l.ocols, cols = std::min(p.n, jb * l.ocols) - col0;
+              for (int64_t i = 0; i < std::min<int64_t>(mr, p.m - row0); ++i)
+                isa.f32_to_bf16(c_tiles + i * ldt, c16_base + (row0 + i) * p.ldc + col0, cols);
             }
           }
         }
@@ -401,6 +430,8 @@ void run(const Problem& p) {
       a_ws.trim();
       s_ws.trim();
     }
+    w_ws.trim();
+    c_ws.trim();
   });
 }
 

@@ -72,6 +72,8 @@ struct Problem {
   int64_t a_ks = 1;
   const int64_t* a_koff = nullptr;
   const int64_t* a_boff = nullptr;
+  // A as bf16 instead (BF16 only): a16 replaces a, k unit stride, no a_koff.
+  const uint16_t* a16 = nullptr;
   // B: packed (same for every batch), or element (b, j, kk) at b + b_boff[b] + j * b_ns + kk * b_ks
   const void* b_packed = nullptr;
   const float* b = nullptr;
@@ -81,6 +83,8 @@ struct Problem {
   float* c = nullptr;
   int64_t ldc = 0;
   const int64_t* c_boff = nullptr;
+  // C as bf16 instead (no residual): c16 replaces c, each value rounded once.
+  uint16_t* c16 = nullptr;
   // Epilogue: bias[n] (not with swiglu), residual rows r + r_boff[b] + i * ldr + j
   const float* bias = nullptr;
   const float* r = nullptr;
