@@ -310,7 +310,7 @@ void run(const Problem& p) {
     // bf16 A: a panel's rows widened to f32 here before packing (from L1,
     // where the rounding in the pack then changes nothing); bf16 C: a row of
     // tiles stored here, then rounded into C one row run at a time.
-    float* widened = p.a16 ? reinterpret_cast<float*>(w_ws.get(static_cast<size_t>(mr * l.kcb) * 4)) : nullptr;
+    float* widened = p.a16 && !v.pack_a_b16 ? reinterpret_cast<float*>(w_ws.get(static_cast<size_t>(mr * l.kcb) * 4)) : nullptr;
     const int64_t ldt = ncp * l.ocols;
     float* c_tiles = p.c16 ? reinterpret_cast<float*>(c_ws.get(static_cast<size_t>(mr * ldt) * 4)) : nullptr;
     for (int64_t task = t0; task < t1; ++task) {
@@ -339,6 +339,15 @@ void run(const Problem& p) {
       auto pack_panel = [&](int64_t ip, int64_t pc) {
         const int64_t kc = std::min(l.kcb, l.kp - pc);
         char* dst = a_panel_at(ip, pc, kc);
+        if (a16_base && v.pack_a_b16) {
+          const uint16_t* rows16[64];
+          for (int i = 0; i < mr; ++i) {
+            const int64_t row = ip * mr + i;
+            rows16[i] = row < p.m ? a16_base + p.a_rows.offset(row) : nullptr;
+          }
+          v.pack_a_b16(rows16, pc, kc, p.k, dst);
+          return;
+        }
         if (a16_base) {
           const int64_t kin = std::min(kc, p.k - pc);
           for (int i = 0; i < mr; ++i) {

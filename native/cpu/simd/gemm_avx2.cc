@@ -127,8 +127,8 @@ void kernel_bf16_widen(const GemmTile* t) {
 const GemmKernels kGemmAvx2 = {
     "avx2",
     1,
-    {kMr, kNr, 1, 4, 4, kernel_f32, pack_a_f32<kMr>, pack_a_cols_f32<kMr>},
-    {kMrBf, kNr, 2, 4, 2, kernel_bf16_widen, pack_a_pairs_f32<kMrBf>, pack_a_cols_pairs_f32<kMrBf>},
+    {kMr, kNr, 1, 4, 4, kernel_f32, pack_a_f32<kMr>, pack_a_cols_f32<kMr>, nullptr},
+    {kMrBf, kNr, 2, 4, 2, kernel_bf16_widen, pack_a_pairs_f32<kMrBf>, pack_a_cols_pairs_f32<kMrBf>, nullptr},
     pack_b_f32<kNr>,
     pack_b_bf16<kNr>,
 };

@@ -222,8 +222,8 @@ void pack_b_bf16(const float* const* cols, int64_t ks, int64_t k, int64_t kpad, 
 const GemmKernels kGemmAvx512 = {
     "avx512",
     2,
-    {kMr, kNr, 1, 4, 4, kernel_f32, pack_a_f32_t<kMr>, pack_a_cols_f32<kMr>},
-    {kMrBf, kNr, 2, 4, 2, kernel_bf16_widen, pack_a_pairs_f32, pack_a_cols_pairs_f32},
+    {kMr, kNr, 1, 4, 4, kernel_f32, pack_a_f32_t<kMr>, pack_a_cols_f32<kMr>, nullptr},
+    {kMrBf, kNr, 2, 4, 2, kernel_bf16_widen, pack_a_pairs_f32, pack_a_cols_pairs_f32, nullptr},
     pack_b_f32,
     pack_b_bf16,
 };

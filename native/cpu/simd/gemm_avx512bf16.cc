@@ -143,8 +143,30 @@ void pack_a_cols_bf16(const float* a, int rows, int64_t ks, int64_t k0, int64_t 
   }
 }
 
+// bf16 rows: 32 k of a row are one vector of 16 pair words already, so the
+// panel is the f32 path's transpose with no conversion.
+void pack_a_b16(const uint16_t* const* rows, int64_t k0, int64_t kc, int64_t klimit, void* dst) {
+  uint32_t* d = static_cast<uint32_t*>(dst);
+  bool fast = k0 + kc <= klimit;
+  for (int i = 0; i < kMr && fast; ++i) fast = rows[i] != nullptr;
+  int64_t k = 0;
+  if (fast) {
+    for (; k + 32 <= kc; k += 32) {
+      __m512 v[16];
+      for (int i = 0; i < kMr; ++i) v[i] = _mm512_castsi512_ps(_mm512_loadu_si512(rows[i] + k0 + k));
+      store_transposed<kMr>(v, reinterpret_cast<float*>(d + k / 2 * kMr), k + 32 >= kc);
+    }
+  }
+  for (; k < kc; k += 2)
+    for (int i = 0; i < kMr; ++i) {
+      const uint16_t* r = rows[i];
+      const uint32_t lo = r && k0 + k < klimit ? r[k0 + k] : 0u, hi = r && k0 + k + 1 < klimit ? r[k0 + k + 1] : 0u;
+      d[k / 2 * kMr + i] = lo | hi << 16;
+    }
+}
+
 }  // namespace
 
-const GemmVariant kGemmAvx512Bf16Variant = {kMr, kNr, 2, 2, 2, kernel_bf16, pack_a_bf16, pack_a_cols_bf16};
+const GemmVariant kGemmAvx512Bf16Variant = {kMr, kNr, 2, 2, 2, kernel_bf16, pack_a_bf16, pack_a_cols_bf16, pack_a_b16};
 
 }  // namespace vl

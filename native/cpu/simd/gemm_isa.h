@@ -59,6 +59,10 @@ struct GemmVariant {
   // as dY^T in a weight gradient): element (i, k) at a[i + k * ks] for
   // i < rows (rows past it are zero). Each k step is one short contiguous run.
   void (*pack_a_cols)(const float* a, int rows, int64_t ks, int64_t k0, int64_t kc, int64_t klimit, void* dst);
+  // The panel from bf16 rows (unit k stride; nullptr: a zero row), where the
+  // panel holds bf16 pairs and so needs no conversion. nullptr: the driver
+  // widens such rows to f32 for pack_a.
+  void (*pack_a_b16)(const uint16_t* const* rows, int64_t k0, int64_t kc, int64_t klimit, void* dst);
 };
 
 struct GemmKernels {

@@ -65,8 +65,8 @@ void kernel_bf16(const GemmTile* t) {
 const GemmKernels kGemmScalar = {
     "scalar",
     0,
-    {kMr, kNr, 1, 4, 4, kernel_f32, pack_a_f32<kMr>, pack_a_cols_f32<kMr>},
-    {kMr, kNr, 2, 4, 2, kernel_bf16, pack_a_pairs_f32<kMr>, pack_a_cols_pairs_f32<kMr>},
+    {kMr, kNr, 1, 4, 4, kernel_f32, pack_a_f32<kMr>, pack_a_cols_f32<kMr>, nullptr},
+    {kMr, kNr, 2, 4, 2, kernel_bf16, pack_a_pairs_f32<kMr>, pack_a_cols_pairs_f32<kMr>, nullptr},
     pack_b_f32<kNr>,
     pack_b_bf16<kNr>,
 };
