@@ -168,10 +168,7 @@ void conv_patch(const KernelCall& c) {
   p.b = wd;
   p.b_ns = p.k;
   p.b_ks = 1;
-  if (y.dtype == DType::BF16)
-    p.c16 = static_cast<uint16_t*>(y.data);
-  else
-    p.c = static_cast<float*>(y.data);
+  p.c = static_cast<float*>(y.data);
   p.ldc = p.n;
   p.bias = optional_input(c, "bias");
   gemm::run(p);

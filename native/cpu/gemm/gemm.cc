@@ -339,21 +339,20 @@ void run(const Problem& p) {
       auto pack_panel = [&](int64_t ip, int64_t pc) {
         const int64_t kc = std::min(l.kcb, l.kp - pc);
         char* dst = a_panel_at(ip, pc, kc);
-        if (a16_base && v.pack_a_b16) {
+        if (a16_base) {
           const uint16_t* rows16[64];
           for (int i = 0; i < mr; ++i) {
             const int64_t row = ip * mr + i;
             rows16[i] = row < p.m ? a16_base + p.a_rows.offset(row) : nullptr;
           }
-          v.pack_a_b16(rows16, pc, kc, p.k, dst);
-          return;
-        }
-        if (a16_base) {
+          if (v.pack_a_b16) {
+            v.pack_a_b16(rows16, pc, kc, p.k, dst);
+            return;
+          }
           const int64_t kin = std::min(kc, p.k - pc);
           for (int i = 0; i < mr; ++i) {
-            const int64_t row = ip * mr + i;
-            rows[i] = row < p.m ? widened + i * l.kcb : nullptr;
-            if (row < p.m) isa.bf16_to_f32(a16_base + p.a_rows.offset(row) + pc, widened + i * l.kcb, kin);
+            rows[i] = rows16[i] ? widened + i * l.kcb : nullptr;
+            if (rows16[i]) isa.bf16_to_f32(rows16[i] + pc, widened + i * l.kcb, kin);
           }
           v.pack_a(rows, 1, nullptr, 0, kc, kin, dst);
           return;
