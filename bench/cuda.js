@@ -5,7 +5,9 @@
 //     128, N = 197 .. 16384, as a fraction of the device's dense bf16 peak;
 //     peer: the same kernel with `rope: false` (the cost of RoPE).
 //   gemm: the model's linear shapes, packed bf16 and f16 weights (1 pass) against f32
-//     weights (3 passes), TFLOP/s and fraction of peak.
+//     weights (3 passes), TFLOP/s and fraction of peak; and the packed rows
+//     on the default kernel choice (wgmma on compute capability 9.0) against
+//     VLLAMA_CUDA_GEMM=mma (mma.sync everywhere), the Hopper path's gain.
 //   model / train: plain-B and pyramid-B images/s at 224x224 (inference with
 //     f32, packed bf16 and packed f16 weights; training with AdamW), against the CPU at a
 //     small batch (--no-cpu-peer leaves the CPU out and the ratio empty).
@@ -168,6 +170,19 @@ async function gemmRows(ctx) {
         tflops: +tfOurs.toFixed(1), peak_fraction: fraction(tfOurs, ctx.peak.tflops),
         peer: `f32 weights (3 passes): ${tfPeer.toFixed(1)} TFLOP/s, ${fraction(tfPeer, ctx.peak.tflops)} of peak`,
         peer_ms: +peerMs.toFixed(3), ratio: +(peerMs / oursMs).toFixed(3),
+      });
+      // The same on mma.sync: the environment is read at each launch.
+      process.env.VLLAMA_CUDA_GEMM = 'mma';
+      let mmaMs;
+      try {
+        mmaMs = await deviceMs(run(w), ctx.seconds);
+      } finally {
+        delete process.env.VLLAMA_CUDA_GEMM;
+      }
+      ctx.row({
+        bench: 'cuda', case: `${kind ?? 'linear'} M=${M} K=${K} N=${N} ${dtype} packed: default kernel vs mma.sync`,
+        ours_ms: +oursMs.toFixed(3), tflops: +tfOurs.toFixed(1), peak_fraction: fraction(tfOurs, ctx.peak.tflops),
+        peer: 'VLLAMA_CUDA_GEMM=mma', peer_ms: +mmaMs.toFixed(3), ratio: +(mmaMs / oursMs).toFixed(3),
       });
       w.dispose();
     }

@@ -2,6 +2,8 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include <atomic>
+#include <cstdint>
 #include <string>
 
 #include "core/error.h"
@@ -26,6 +28,18 @@ inline void check_launch(const char* kernel, int device) {
   if (err != cudaSuccess)
     fail(ErrorCode::Runtime, "launch of kernel ", kernel, " failed on cuda:", device, ": ", cudaGetErrorName(err),
          ": ", cudaGetErrorString(err));
+}
+
+// Lets `kernel` take `bytes` of dynamic shared memory (above the default 48
+// KiB a kernel must ask), once per device: `granted` holds a bit per device
+// index, one word per kernel variant (a function-local static at the caller).
+template <typename Kernel>
+void allow_dynamic_shared(Kernel kernel, int bytes, int device, std::atomic<uint64_t>& granted) {
+  const uint64_t bit = uint64_t(1) << (device & 63);
+  if (granted.load(std::memory_order_relaxed) & bit) return;
+  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes),
+        "cudaFuncSetAttribute", device);
+  granted.fetch_or(bit);
 }
 
 }  // namespace cuda

@@ -1,8 +1,9 @@
 // The linear-algebra ops on CUDA, with the contracts of cpu/linalg.cc (the
 // launchers in ops/linalg.cc have checked shapes and dtypes; "bias" /
 // "residual" hold input indices or -1). Every op is one launch of the
-// tensor-core GEMM of cuda/kernels/gemm.cuh, which the test suite runs
-// through the SIMT runner against references:
+// tensor-core GEMM of cuda/kernels/gemm.cuh (on compute capability 9.0, the
+// packed 16-bit linears take the wgmma kernel of linalg_sm90.cu instead),
+// which the test suite runs through the SIMT runner against references:
 //   f32 weights: 3 bf16 passes (about 1e-5 relative to f32 GEMM), or 1 pass
 //     when the op asks for bf16 arithmetic (attr "wtype" = 1: autocast);
 //   bf16 / f16 packed weights: 1 pass, activations rounded to bf16 / fp16
@@ -21,6 +22,7 @@
 #include "cuda/cuda_check.cuh"
 #include "cuda/kernels/copy.cuh"
 #include "cuda/kernels/gemm.cuh"
+#include "cuda/linalg_sm90.cuh"
 #include "cuda/runtime.cuh"
 #include "ops/linalg.h"
 
@@ -102,14 +104,8 @@ void launch_gemm(g::Params<TA, TB, ASrc> p, int64_t batches, const Ctx& c) {
            " on CUDA, got ", blocks);
   auto kernel = g::gemm_kernel<TA, TB, kPasses, kSwiGLU, kAsync, ASrc, Ops>;
   constexpr int smem = g::kSmemBytes<TA, TB>;
-  // Above the default 48 KiB of shared memory a kernel must ask, once per
-  // device (a bit per device index, one word per kernel variant).
   static std::atomic<uint64_t> granted{0};
-  const uint64_t bit = uint64_t(1) << (c.dev & 63);
-  if (!(granted.load(std::memory_order_relaxed) & bit)) {
-    VL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem), c.dev);
-    granted.fetch_or(bit);
-  }
+  allow_dynamic_shared(kernel, smem, c.dev, granted);
   kernel<<<static_cast<unsigned>(blocks), g::kThreads, smem, c.stream>>>(p);
   check_launch("gemm_kernel", c.dev);
 }
@@ -199,6 +195,11 @@ void linear(const KernelCall& call) {
   q.c = p.c, q.ldc = p.ldc, q.bias = p.bias, q.residual = p.residual;
   q.M = p.M, q.N = p.N, q.K = p.K, q.b_k = p.b_k, q.out_n = p.out_n;
   const bool async = a_async && aligned16(w.data);
+  if (async && wgmma_available(c.dev)) {
+    // Hopper: the same product on wgmma (linalg_sm90.cu).
+    launch_gemm_wgmma(q, swiglu, wtype == ops::MathPrecision::F16, c.stream, c.dev);
+    return;
+  }
   // 16-bit panels: bf16 bits, or fp16 bits multiplied on the f16 tensor cores.
   const auto launch16 = [&](auto ops) {
     using Ops = decltype(ops);

@@ -14,6 +14,7 @@
 #include "core/half.h"
 #include "cuda/kernels/gemm.cuh"
 #include "cuda/kernels/gemm_mma.cuh"
+#include "cuda/kernels/gemm_wgmma.cuh"
 #include "tests/simt_check.h"
 #include "tests/simt_runner.h"
 
@@ -160,6 +161,15 @@ void run_gemm(g::Params<TA, TB, ASrc> p, int64_t batches) {
          [&] { g::gemm_kernel<TA, TB, kPasses, kSwiGLU, kAsync, ASrc, Ops>(p); });
 }
 
+// The Hopper kernel on the same Params (cp.async operands, one batch).
+template <bool kSwiGLU, typename Ops>
+void run_wgmma(g::Params<float, uint16_t, g::Rows> p) {
+  p.m_tiles = (p.M + g::kWgBM - 1) / g::kWgBM;
+  p.n_tiles = (p.N + g::kWgBN - 1) / g::kWgBN;
+  static_assert(g::kWgSmemBytes <= vl::simt::kMaxDynamicShared, "fits the largest shared memory");
+  launch({static_cast<int>(g::grid_blocks(p, 1)), 1}, {g::kWgThreads, 1}, [&] { g::gemm_wgmma_kernel<kSwiGLU, Ops>(p); });
+}
+
 // max |c - ref| / (sum |terms| + |additive terms|), over every output.
 struct Worst {
   double err = 0;
@@ -222,8 +232,10 @@ void test_f32(int M, int N, int K, int lda, bool bias_res) {
 
 // A rows of lda floats: a multiple of 4 for cp.async, any for plain loads.
 // Packed bf16 weights, or fp16 ones with F16Ops (A rounded to fp16 as well).
-template <bool kAsync, typename Ops = vl::simt::Bf16Ops>
+// kWgmma: the Hopper kernel (wgmma) instead of gemm_kernel (mma.sync).
+template <bool kAsync, typename Ops = vl::simt::Bf16Ops, bool kWgmma = false>
 void test_f32_packed16(int M, int N, int K, int lda, bool swiglu) {
+  static_assert(kAsync || !kWgmma, "the wgmma kernel stages through cp.async");
   const std::vector<float> a = random_f32(static_cast<size_t>(M) * lda);
   const std::vector<float> w1 = random_f32(static_cast<size_t>(N) * K), w2 = random_f32(static_cast<size_t>(N) * K);
   const std::vector<float> bias = random_f32(N), res = random_f32(static_cast<size_t>(M) * N);
@@ -241,7 +253,11 @@ void test_f32_packed16(int M, int N, int K, int lda, bool swiglu) {
   p.bias = swiglu ? nullptr : bias.data();
   p.residual = res.data();
   p.M = M, p.N = static_cast<int>(rows), p.K = K, p.b_k = kpad, p.out_n = N;
-  if (swiglu)
+  if (kWgmma && swiglu)
+    run_wgmma<true, Ops>(p);
+  else if (kWgmma)
+    run_wgmma<false, Ops>(p);
+  else if (swiglu)
     run_gemm<float, uint16_t, 1, true, kAsync, Ops>(p, 1);
   else
     run_gemm<float, uint16_t, 1, false, kAsync, Ops>(p, 1);
@@ -263,7 +279,7 @@ void test_f32_packed16(int M, int N, int K, int lda, bool swiglu) {
     }
   check(w.finite && w.err < kBf16Tol, std::string(swiglu ? "SwiGLU dual GEMM (silu(a W1^T) * a W2^T + residual)" : "gemm + bias + residual") +
                                       ", f32 x packed " + (std::is_same<Ops, vl::simt::F16Ops>::value ? "f16" : "bf16") +
-                                      " (1 pass" + (kAsync ? ", cp.async), " : ", plain loads), ") + dims(M, N, K) + ": " + w.str());
+                                      " (1 pass" + (kWgmma ? ", wgmma), " : kAsync ? ", cp.async), " : ", plain loads), ") + dims(M, N, K) + ": " + w.str());
 }
 
 // K = 36: A rows stay 16-byte aligned, the packed W rows are padded to 48.
@@ -400,6 +416,134 @@ void test_patches(int Bn, int C, int H, int W, int p_, int O) {
                                       std::to_string(W) + "] patch " + std::to_string(p_) + " -> " + std::to_string(O) + ": " + w.str());
 }
 
+// ---- wgmma in the runner ----
+
+// One m64n256k16 per warpgroup of a 256-thread block: A (64x16) in mma
+// fragments, B (16x256) as no-swizzle core matrices in shared memory (n-block
+// stride sbo = 256, k-block stride lbo = 128), written by cp.async and fenced.
+// Checks the product, the deferral to wgmma_wait, and that wait<1> retires
+// only the older of two groups.
+void test_wgmma() {
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  for (const bool f16 : {false, true}) {
+    const auto bits = [&](float v) { return f16 ? vl::f32_to_f16(v) : vl::f32_to_bf16(v); };
+    const auto value = [&](uint16_t b) { return f16 ? vl::f16_to_f32(b) : vl::bf16_to_f32(b); };
+    std::vector<uint16_t> A(2 * 64 * 16), B(16 * 256);  // A per warpgroup; B [k][n]
+    for (auto& v : A) v = bits(dist(rng));
+    for (auto& v : B) v = bits(dist(rng));
+    // B's bytes in core-matrix order: (n/8, k/8) at (n/8)*256 + (k/8)*128, row n%8 at 16*(n%8).
+    alignas(16) static uint16_t staged[16 * 256];
+    for (int k = 0; k < 16; ++k)
+      for (int n = 0; n < 256; ++n) staged[((n / 8) * 256 + (k / 8) * 128 + (n % 8) * 16 + (k % 8) * 2) / 2] = B[k * 256 + n];
+    std::vector<float> out(256 * 128), before(256 * 128), twice(256 * 128);
+    launch({1, 1}, {256, 1}, [&] {
+      unsigned char* smem = vl::simt::dynamic_shared();
+      const int tid = vl::simt::thread_x(), lane = vl::simt::lane(), wg = tid / 128, w = (tid / 32) % 4;
+      for (int c = tid; c < 16 * 256 * 2 / 16; c += 256) vl::simt::cp_async_16(smem + 16 * c, staged + 8 * c, 16);
+      vl::simt::cp_async_commit();
+      vl::simt::cp_async_wait<0>();
+      vl::simt::fence_proxy_async();
+      vl::simt::sync_threads();
+      const int g = lane / 4, t = lane % 4;
+      uint32_t a[4];
+      for (int i = 0; i < 4; ++i) {
+        const int row = 16 * w + g + 8 * (i & 1), col = 2 * t + 8 * (i >> 1);
+        const uint16_t* r = &A[(wg * 64 + row) * 16 + col];
+        a[i] = r[0] | static_cast<uint32_t>(r[1]) << 16;
+      }
+      float acc[128], acc2[128];
+      for (int i = 0; i < 128; ++i) acc[i] = 1.0f, acc2[i] = 0.0f;
+      const uint64_t desc = vl::simt::wgmma_desc(smem, 128, 256);
+      vl::simt::wgmma_fence();
+      f16 ? vl::simt::wgmma_f16_m64n256k16(acc, a, desc) : vl::simt::wgmma_bf16_m64n256k16(acc, a, desc);
+      vl::simt::wgmma_commit();
+      f16 ? vl::simt::wgmma_f16_m64n256k16(acc2, a, desc) : vl::simt::wgmma_bf16_m64n256k16(acc2, a, desc);
+      f16 ? vl::simt::wgmma_f16_m64n256k16(acc2, a, desc) : vl::simt::wgmma_bf16_m64n256k16(acc2, a, desc);
+      vl::simt::wgmma_commit();
+      std::memcpy(&before[tid * 128], acc, sizeof acc);
+      vl::simt::wgmma_wait<1>();
+      std::memcpy(&out[tid * 128], acc, sizeof acc);
+      const bool second_pending = acc2[0] == 0.0f;
+      vl::simt::wgmma_wait<0>();
+      std::memcpy(&twice[tid * 128], acc2, sizeof acc2);
+      if (!second_pending) before[tid * 128] = -1;  // reported below as not deferred
+    });
+    Worst w;
+    bool deferred = true, sums = true;
+    for (int tid = 0; tid < 256; ++tid) {
+      const int wg = tid / 128, wi = (tid / 32) % 4, lane = tid % 32, g = lane / 4, q = lane % 4;
+      for (int i = 0; i < 128; ++i) {
+        const int row = 16 * wi + g + 8 * ((i >> 1) & 1), col = 8 * (i >> 2) + 2 * q + (i & 1);
+        double ref = 0, mag = 0;
+        for (int k = 0; k < 16; ++k) {
+          const double x = static_cast<double>(value(A[(wg * 64 + row) * 16 + k])) * value(B[k * 256 + col]);
+          ref += x, mag += std::fabs(x);
+        }
+        w.add(out[tid * 128 + i], 1.0 + ref, 1.0 + mag);
+        deferred = deferred && before[tid * 128 + i] == 1.0f;
+        sums = sums && std::fabs(twice[tid * 128 + i] - 2 * (out[tid * 128 + i] - 1.0f)) <= 1e-5f * (1 + 2 * mag);
+      }
+    }
+    const std::string fmt = f16 ? "f16" : "bf16";
+    check(w.finite && w.err < 1e-6, "wgmma_" + fmt + "_m64n256k16: A fragments x B core matrices in shared memory, both warpgroups: " + w.str());
+    check(deferred, "wgmma_" + fmt + ": acc changes only at the wgmma_wait that retires its group; wait<1> leaves the newer group in flight");
+    check(sums, "wgmma_" + fmt + ": two wgmmas of one group accumulate");
+  }
+}
+
+// Misuses of wgmma the runner reports, as they are bugs on a GPU.
+void test_wgmma_errors() {
+  const auto error = [](int threads, const std::function<void(unsigned char*, int)>& body) {
+    try {
+      launch({1, 1}, {threads, 1}, [&] { body(vl::simt::dynamic_shared(), vl::simt::thread_x()); });
+    } catch (const std::exception& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  alignas(16) static uint16_t zeros[16 * 256] = {};
+  const auto stage = [&](unsigned char* smem, int tid, bool fence) {
+    for (int c = tid; c < 512; c += 128) vl::simt::cp_async_16(smem + 16 * c, zeros + 8 * c, 16);
+    vl::simt::cp_async_commit();
+    vl::simt::cp_async_wait<0>();
+    if (fence) vl::simt::fence_proxy_async();
+    vl::simt::sync_threads();
+  };
+  const uint32_t a[4] = {};
+  const auto has = [](const std::string& e, const char* what) { return e.find(what) != std::string::npos; };
+  std::string e = error(128, [&](unsigned char* smem, int tid) {
+    stage(smem, tid, false);
+    float acc[128] = {};
+    vl::simt::wgmma_bf16_m64n256k16(acc, a, vl::simt::wgmma_desc(smem, 128, 256));
+    vl::simt::wgmma_commit();
+    vl::simt::wgmma_wait<0>();
+  });
+  check(has(e, "without a following fence_proxy_async"), "wgmma on bytes a copy wrote without fence_proxy_async is an error (" + e + ")");
+  e = error(128, [&](unsigned char* smem, int tid) {
+    stage(smem, tid, true);
+    float acc[128] = {};
+    vl::simt::wgmma_bf16_m64n256k16(acc, a, vl::simt::wgmma_desc(smem + (tid >= 64 ? 16 : 0), 128, 256));
+    vl::simt::wgmma_commit();
+    vl::simt::wgmma_wait<0>();
+  });
+  check(has(e, "descriptors of a warpgroup differ"), "wgmma with different descriptors in one warpgroup is an error (" + e + ")");
+  e = error(128, [&](unsigned char* smem, int tid) {
+    stage(smem, tid, true);
+    float acc[128] = {};
+    vl::simt::wgmma_bf16_m64n256k16(acc, a, vl::simt::wgmma_desc(smem, 128, 256));
+    vl::simt::wgmma_commit();
+  });
+  check(has(e, "in flight"), "a kernel that returns with a wgmma not waited for is an error (" + e + ")");
+  e = error(128, [&](unsigned char* smem, int tid) {
+    stage(smem, tid, true);
+    float acc[128] = {};
+    if (tid < 64) vl::simt::wgmma_bf16_m64n256k16(acc, a, vl::simt::wgmma_desc(smem, 128, 256));
+    vl::simt::wgmma_commit();
+    vl::simt::wgmma_wait<0>();
+  });
+  check(has(e, "divergent warpgroup"), "a wgmma reached by half a warpgroup is an error (" + e + ")");
+}
+
 void test_pack_layout() {
   const int n = 11, k = 21;
   const std::vector<float> w1 = random_f32(static_cast<size_t>(n) * 30), w2 = random_f32(static_cast<size_t>(n) * 30);
@@ -456,5 +600,14 @@ int main() {
   test_f32_packed16<true, vl::simt::F16Ops>(67, 45, 50, 52, false);
   test_f32_packed16<true, vl::simt::F16Ops>(67, 20, 50, 52, true);
   test_f32_packed16<false, vl::simt::F16Ops>(9, 13, 19, 19, true);
+  // The Hopper kernel: wgmma mechanics, then packed bf16 / fp16 linears and
+  // SwiGLU over ragged M, N, K (several K steps wrap the 4-stage ring).
+  test_wgmma();
+  test_wgmma_errors();
+  test_f32_packed16<true, vl::simt::Bf16Ops, true>(200, 300, 330, 332, false);
+  test_f32_packed16<true, vl::simt::Bf16Ops, true>(67, 140, 50, 52, true);  // 288 interleaved rows: 2 N tiles
+  test_f32_packed16<true, vl::simt::Bf16Ops, true>(5, 3, 8, 8, false);
+  test_f32_packed16<true, vl::simt::F16Ops, true>(130, 140, 72, 72, false);
+  test_f32_packed16<true, vl::simt::F16Ops, true>(67, 20, 50, 52, true);
   return vl::simt_test::finish();
 }

@@ -10,6 +10,7 @@
 #include "cuda/kernels/cross_entropy.cuh"
 #include "cuda/kernels/gemm.cuh"
 #include "cuda/kernels/gemm_mma.cuh"
+#include "cuda/kernels/gemm_wgmma.cuh"
 #include "cuda/kernels/layer_norm.cuh"
 #include "cuda/kernels/optim.cuh"
 #include "cuda/kernels/softmax.cuh"
@@ -38,6 +39,9 @@ template __global__ void gemm_kernel<uint16_t, uint16_t, 1, false, true, Rows>(P
 template __global__ void gemm_kernel<float, float, 1, false, true, Rows, simt::F16Ops>(Params<float, float, Rows>);
 // Packed fp16 weights (f16 inference), SwiGLU.
 template __global__ void gemm_kernel<float, uint16_t, 1, true, true, Rows, simt::F16Ops>(Params<float, uint16_t, Rows>);
+// The Hopper GEMM (cuda/linalg_sm90.cu; wgmma in its sm_90a build only).
+template __global__ void gemm_wgmma_kernel<false, simt::Bf16Ops>(Params<float, uint16_t, Rows>);
+template __global__ void gemm_wgmma_kernel<true, simt::F16Ops>(Params<float, uint16_t, Rows>);
 template __global__ void pack_weight_rows<uint16_t, simt::F16Ops>(const float*, const float*, int64_t, int64_t, int64_t, int, int,
                                                                   int64_t, int, bool, uint16_t*);
 }  // namespace gemm

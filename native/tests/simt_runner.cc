@@ -17,7 +17,7 @@ namespace vl {
 namespace simt {
 namespace {
 
-enum class Wait { None, Block, Warp, Done };
+enum class Wait { None, Block, Warp, Group, Done };
 
 constexpr size_t kStackBytes = 256 * 1024;
 constexpr int kSlotWords = 16;
@@ -47,10 +47,13 @@ Runner& runner() {
   return *g_runner;
 }
 
+void check_nothing_in_flight();
+
 void fiber_main() {
   Runner& r = *g_runner;
   try {
     (*r.body)();
+    check_nothing_in_flight();
   } catch (const std::exception& e) {
     if (r.error.empty()) r.error = e.what();
   }
@@ -70,16 +73,20 @@ std::string where(const Runner& r) {
 
 // Two-phase warp collective: every lane publishes, then reads what it needs,
 // then waits again so no lane overwrites a slot another has yet to read.
-template <typename Publish, typename Read>
+// A warpgroup collective (kWidth = 128) is the same over 4 warps.
+template <int kWidth = 32, typename Publish, typename Read>
 auto warp_collective(Publish publish, Read read) {
+  constexpr Wait kWait = kWidth == 32 ? Wait::Warp : Wait::Group;
+  const char* what = kWidth == 32 ? "warp" : "warpgroup";
   Runner& r = runner();
   publish(r.slots[r.current]);
-  yield(Wait::Warp);
-  const int base = (r.current / 32) * 32;
-  const int lanes = std::min(32, static_cast<int>(r.fibers.size()) - base);
-  if (lanes != 32) throw std::runtime_error("simt: a warp collective in a partial warp (" + std::to_string(lanes) + " lanes) of " + where(r));
+  yield(kWait);
+  const int base = (r.current / kWidth) * kWidth;
+  const int lanes = std::min(kWidth, static_cast<int>(r.fibers.size()) - base);
+  if (lanes != kWidth)
+    throw std::runtime_error(std::string("simt: a ") + what + " collective in a partial " + what + " (" + std::to_string(lanes) + " threads) of " + where(r));
   auto result = read(&r.slots[base], r.current - base);
-  yield(Wait::Warp);
+  yield(kWait);
   return result;
 }
 
@@ -217,14 +224,32 @@ struct AsyncCopy {
 struct AsyncState {
   std::vector<AsyncCopy> pending;
   long committed = 0;
+  // Bytes landed by this thread's copies since its last fence_proxy_async:
+  // not yet visible to the async proxy (wgmma's shared-memory reads).
+  std::vector<std::pair<const char*, const char*>> unfenced;
 };
 std::vector<AsyncState> g_async;  // per thread of the running block
+
+// A wgmma in flight: this thread's rows of A (decoded), where B and acc are.
+struct WgmmaOp {
+  float* acc;
+  float a[2][16];
+  uint64_t desc;
+  bool f16;  // operand format: fp16, else bf16
+  long group;
+};
+struct WgmmaState {
+  std::vector<WgmmaOp> pending;
+  long committed = 0;
+};
+std::vector<WgmmaState> g_wgmma;  // per thread of the running block
 
 alignas(128) unsigned char g_dynamic_shared[kMaxDynamicShared];
 
 // A new block: no copies in flight, shared memory full of NaNs.
 void begin_block(int threads) {
   g_async.assign(static_cast<size_t>(threads), AsyncState());
+  g_wgmma.assign(static_cast<size_t>(threads), WgmmaState());
   std::memset(g_dynamic_shared, 0xff, sizeof g_dynamic_shared);
 }
 
@@ -253,6 +278,7 @@ void cp_async_wait_groups(int n) {
     }
     std::memcpy(c.dst, c.src, static_cast<size_t>(c.src_bytes));
     std::memset(static_cast<char*>(c.dst) + c.src_bytes, 0, static_cast<size_t>(16 - c.src_bytes));
+    st.unfenced.emplace_back(static_cast<const char*>(c.dst), static_cast<const char*>(c.dst) + 16);
   }
   st.pending.swap(later);
 }
@@ -299,19 +325,26 @@ void launch(Dim grid, Dim block, const std::function<void()>& body) {
         }
         if (done == block.x) break;
         bool released = false;
-        // A warp collective completes when all 32 lanes of the warp are at it.
-        for (int w = 0; w * 32 < block.x; ++w) {
-          const int lanes = std::min(32, block.x - w * 32);
-          int at_warp = 0;
-          for (int l = 0; l < lanes; ++l) at_warp += r.fibers[w * 32 + l].wait == Wait::Warp;
-          if (at_warp == 0) continue;
-          if (at_warp != lanes) {
-            throw std::runtime_error("simt: " + where(r) + ", warp " + std::to_string(w) + ": " + std::to_string(at_warp) + " of " +
-                                     std::to_string(lanes) + " lanes reached a warp collective, the others a barrier or the end (divergent warp)");
+        // A collective completes when every thread of its warp (32) or warpgroup (128) is at it.
+        const auto release = [&](int width, Wait kind, const char* unit, const char* members) {
+          for (int w = 0; w * width < block.x; ++w) {
+            const int n = std::min(width, block.x - w * width);
+            int at = 0;
+            for (int l = 0; l < n; ++l) at += r.fibers[w * width + l].wait == kind;
+            if (at == 0) continue;
+            if (at != n) {
+              // The rest of a warpgroup may still come once released from a warp collective.
+              if (kind == Wait::Group && released) continue;
+              throw std::runtime_error("simt: " + where(r) + ", " + unit + " " + std::to_string(w) + ": " + std::to_string(at) + " of " +
+                                       std::to_string(n) + " " + members + " reached a " + unit + " collective, the others a barrier or the end (divergent " +
+                                       unit + ")");
+            }
+            for (int l = 0; l < n; ++l) r.fibers[w * width + l].wait = Wait::None;
+            released = true;
           }
-          for (int l = 0; l < lanes; ++l) r.fibers[w * 32 + l].wait = Wait::None;
-          released = true;
-        }
+        };
+        release(32, Wait::Warp, "warp", "lanes");
+        release(128, Wait::Group, "warpgroup", "threads");
         if (released) continue;
         // __syncthreads completes when every thread is at it; one that has returned never arrives.
         if (at_block + done == block.x && done > 0) {
@@ -330,6 +363,118 @@ void launch(Dim grid, Dim block, const std::function<void()>& body) {
 
 // ---- attention: transposed ldmatrix ----
 void ldmatrix_x4_trans(uint32_t r[4], const void* row_address) { ldmatrix_x4_impl(r, row_address, true); }
+
+// ---- Hopper: warpgroup MMA ----
+
+uint32_t smem_address(const void* p) {
+  const auto* c = static_cast<const unsigned char*>(p);
+  if (c < g_dynamic_shared || c >= g_dynamic_shared + kMaxDynamicShared)
+    throw std::runtime_error("simt: smem_address of a pointer outside the block's dynamic shared memory");
+  return static_cast<uint32_t>(c - g_dynamic_shared);
+}
+
+void fence_proxy_async() { g_async[runner().current].unfenced.clear(); }
+void wgmma_fence() {}
+void wgmma_commit() { ++g_wgmma[runner().current].committed; }
+
+namespace {
+
+constexpr int kWgmmaN = 256;
+
+// Where element (k, n) of a wgmma B operand is: no-swizzle K-major core
+// matrices (8 n x 8 k, rows of 16 bytes) at start + (n/8)*sbo + (k/8)*lbo.
+const unsigned char* wgmma_b_element(uint64_t desc, int k, int n) {
+  if (desc >> 62) throw std::runtime_error("simt: wgmma descriptors with a swizzle mode are not emulated (mode " + std::to_string(desc >> 62) + ")");
+  const uint64_t start = (desc & 0x3fff) << 4, lbo = ((desc >> 16) & 0x3fff) << 4, sbo = ((desc >> 32) & 0x3fff) << 4;
+  const uint64_t at = start + (n / 8) * sbo + (k / 8) * lbo + (n % 8) * 16 + (k % 8) * 2;
+  if (at + 2 > static_cast<uint64_t>(kMaxDynamicShared))
+    throw std::runtime_error("simt: a wgmma descriptor reaches past the dynamic shared memory (byte " + std::to_string(at) + ")");
+  return g_dynamic_shared + at;
+}
+
+void wgmma_m64nNk16(float acc[kWgmmaN / 2], const uint32_t a[4], uint64_t desc, bool f16) {
+  struct Rows {
+    float a[2][16];
+  };
+  const auto value = [&](uint32_t reg, int half) { return f16 ? f16_value(reg, half) : bf16_value(reg, half); };
+  const Rows rows = warp_collective<128>(
+      [&](auto& s) {
+        for (int i = 0; i < 4; ++i) s[i] = a[i];
+        s[4] = desc;
+      },
+      [&](auto* threads, int idx) {
+        for (int t = 0; t < 128; ++t)
+          if (threads[t][4] != desc) throw std::runtime_error("simt: the wgmma descriptors of a warpgroup differ (they must be the same)");
+        if (idx == 0) {
+          // Every byte of B must have been fenced into the async proxy by the thread whose copy wrote it.
+          const unsigned char* lo = wgmma_b_element(desc, 0, 0);
+          const unsigned char* hi = lo;
+          for (int k = 0; k < 16; ++k)
+            for (int n = 0; n < kWgmmaN; ++n) {
+              lo = std::min(lo, wgmma_b_element(desc, k, n));
+              hi = std::max(hi, wgmma_b_element(desc, k, n) + 2);
+            }
+          for (const AsyncState& st : g_async)
+            for (const auto& range : st.unfenced)
+              if (range.first < reinterpret_cast<const char*>(hi) && reinterpret_cast<const char*>(lo) < range.second)
+                throw std::runtime_error("simt: wgmma reads shared memory that a copy wrote without a following fence_proxy_async");
+        }
+        // Rows g and g + 8 of this thread's warp are held by its lanes 4g..4g+3 (mma A fragment layout).
+        Rows out;
+        const int warp = idx / 32, g = (idx % 32) / 4;
+        for (int h = 0; h < 2; ++h)
+          for (int k = 0; k < 16; ++k) {
+            const int t = (k & 7) >> 1, reg = h + 2 * (k >> 3);
+            out.a[h][k] = value(static_cast<uint32_t>(threads[warp * 32 + 4 * g + t][reg]), k & 1);
+          }
+        return out;
+      });
+  WgmmaState& st = g_wgmma[runner().current];
+  WgmmaOp op{acc, {}, desc, f16, st.committed};
+  std::memcpy(op.a, rows.a, sizeof op.a);
+  st.pending.push_back(op);
+}
+
+// acc += A * B for one retired wgmma: B read from shared memory now, as late as a GPU may read it.
+void retire(const WgmmaOp& op) {
+  const int q = runner().current % 4;
+  for (int j = 0; j < kWgmmaN / 8; ++j)
+    for (int h = 0; h < 2; ++h)
+      for (int e = 0; e < 2; ++e) {
+        const int n = 8 * j + 2 * q + e;
+        float sum = op.acc[4 * j + 2 * h + e];
+        for (int k = 0; k < 16; ++k) {
+          const uint16_t bits = load_b16(wgmma_b_element(op.desc, k, n));
+          sum += op.a[h][k] * (op.f16 ? f16_value(bits, 0) : bf16_value(bits, 0));
+        }
+        op.acc[4 * j + 2 * h + e] = sum;
+      }
+}
+
+}  // namespace
+
+void wgmma_bf16_m64n256k16(float acc[128], const uint32_t a[4], uint64_t b_desc) { wgmma_m64nNk16(acc, a, b_desc, false); }
+void wgmma_f16_m64n256k16(float acc[128], const uint32_t a[4], uint64_t b_desc) { wgmma_m64nNk16(acc, a, b_desc, true); }
+
+void wgmma_wait_groups(int n) {
+  WgmmaState& st = g_wgmma[runner().current];
+  std::vector<WgmmaOp> later;
+  for (const WgmmaOp& op : st.pending) {
+    if (op.group >= st.committed - n) {
+      later.push_back(op);
+      continue;
+    }
+    retire(op);
+  }
+  st.pending.swap(later);
+}
+
+namespace {
+void check_nothing_in_flight() {
+  if (!g_wgmma[runner().current].pending.empty())
+    throw std::runtime_error("simt: the kernel returned with wgmma operations in flight (no wgmma_wait retired them)");
+}
+}  // namespace
 
 }  // namespace simt
 }  // namespace vl

@@ -59,8 +59,8 @@ static_assert(kThreads == 32 * (kBM / kWarpM) * kWarpsN, "one warp per warp tile
 // Shared row length in elements: 16 bytes of padding make a row an odd number
 // of 16-byte chunks, so the 8 rows of an ldmatrix matrix (and of a cp.async
 // warp) fall in distinct bank groups.
-template <typename T>
-constexpr int kLd = kBK + static_cast<int>(16 / sizeof(T));
+template <typename T, int kBk = kBK>
+constexpr int kLd = kBk + static_cast<int>(16 / sizeof(T));
 template <typename TA>
 constexpr int kATileBytes = kBM * kLd<TA> * static_cast<int>(sizeof(TA));
 template <typename TA, typename TB>
@@ -134,6 +134,35 @@ inline int64_t grid_blocks(const Params<TA, TB, ASrc>& p, int64_t batches) {
   return batches * p.m_tiles * p.n_tiles;
 }
 
+// What block block_x() computes: the M x N tile at (m0, n0) of batch z, M
+// tiles grouped (kGroupM), and that batch's A, B and C offset.
+template <typename TA, typename TB>
+struct BlockTile {
+  int m0, n0;
+  int64_t c_off;
+  const TA* a;
+  const TB* b;
+  template <typename ASrc>
+  VL_DEVICE BlockTile(const Params<TA, TB, ASrc>& p, int bm, int bn) {
+    const int64_t tiles = static_cast<int64_t>(p.m_tiles) * p.n_tiles;
+    int64_t z = simt::block_x() / tiles;
+    const int t = static_cast<int>(simt::block_x() % tiles);
+    const int group = t / (kGroupM * p.n_tiles), first_m = group * kGroupM;
+    const int group_m = p.m_tiles - first_m < kGroupM ? p.m_tiles - first_m : kGroupM;
+    m0 = (first_m + t % group_m) * bm;
+    n0 = (t % (kGroupM * p.n_tiles)) / group_m * bn;
+    c_off = z * p.batch.c;
+    a = p.a;
+    b = p.b;
+    for (int d = p.batch.dims - 1; d >= 0; --d) {
+      const int64_t idx = z % p.batch.shape[d];
+      z /= p.batch.shape[d];
+      a += idx * p.batch.a[d];
+      b += idx * p.batch.b[d];
+    }
+  }
+};
+
 // ---- fragments ----
 
 // x - hi, where hi = bf16(x); 0 where hi is not finite (x = +-Inf keeps hi*hi
@@ -147,12 +176,12 @@ VL_DEVICE void split_pair(uint32_t x_bits, uint32_t y_bits, uint32_t& hi, uint32
   if constexpr (kPasses > 1) lo = simt::pack_bf16x2(split_rest(x, bits_f32(hi << 16)), split_rest(y, bits_f32(hi & 0xffff0000u)));
 }
 
-// A fragment (16 rows x 16 k) at row m, k step kk of a shared tile.
-template <int kPasses, typename Ops>
+// A fragment (16 rows x 16 k) at row m, k step kk of a shared tile (rows of kBk k, padded).
+template <int kPasses, typename Ops, int kBk = kBK>
 VL_DEVICE void load_a(uint32_t hi[4], uint32_t lo[4], const float* tile, int m, int kk, int lane) {
   const int i = lane >> 3, r = lane & 7;
   // Matrices: rows 0-7 / 8-15 of floats 0-3, then 4-7 (and 8-11, 12-15 in the second load).
-  const float* p = tile + (m + r + (i & 1) * 8) * kLd<float> + kk + (i >> 1) * 4;
+  const float* p = tile + (m + r + (i & 1) * 8) * kLd<float, kBk> + kk + (i >> 1) * 4;
   uint32_t x0[4], x1[4];
   simt::ldmatrix_x4(x0, p);
   simt::ldmatrix_x4(x1, p + 8);
@@ -192,10 +221,10 @@ VL_DEVICE void load_b2(uint32_t hi[2][2], uint32_t[2][2], const uint16_t* tile, 
 
 // ---- global -> shared ----
 
-template <typename T, int kRows>
+template <typename T, int kRows, int kBk = kBK>
 struct TileLoader {
   static constexpr int kVec = 16 / static_cast<int>(sizeof(T));  // elements per 16-byte chunk
-  static constexpr int kChunksPerRow = kBK / kVec;
+  static constexpr int kChunksPerRow = kBk / kVec;
   static constexpr int kRowStep = kThreads / kChunksPerRow;
   static constexpr int kIters = kRows / kRowStep;
   static_assert(kThreads % kChunksPerRow == 0 && kRows % kRowStep == 0, "tile chunks split evenly over the threads");
@@ -221,7 +250,7 @@ struct TileLoader {
   VL_DEVICE void load(T* tile, const T* base, const Src& src, int k0, int K) const {
     const int k = k0 + kc;
     for (int i = 0; i < kIters; ++i) {
-      T* dst = tile + (r0 + i * kRowStep) * kLd<T> + kc;
+      T* dst = tile + (r0 + i * kRowStep) * kLd<T, kBk> + kc;
       if (kAsync) {
         int bytes = row_ok[i] ? (K - k) * static_cast<int>(sizeof(T)) : 0;
         bytes = bytes < 0 ? 0 : bytes > 16 ? 16 : bytes;
@@ -268,24 +297,11 @@ VL_GLOBAL void VL_LAUNCH_BOUNDS(kThreads) gemm_kernel(Params<TA, TB, ASrc> p) {
                 "fp16 products round an f32 A in one pass (B: f32, or packed fp16 bits)");
   unsigned char* smem = simt::dynamic_shared();
   const int tid = simt::thread_x(), lane = simt::lane(), warp = simt::warp();
-
-  // Block -> (batch, M tile, N tile), M tiles grouped (kGroupM).
-  const int64_t tiles = static_cast<int64_t>(p.m_tiles) * p.n_tiles;
-  int64_t z = simt::block_x() / tiles;
-  const int t = static_cast<int>(simt::block_x() % tiles);
-  const int group = t / (kGroupM * p.n_tiles), first_m = group * kGroupM;
-  const int group_m = p.m_tiles - first_m < kGroupM ? p.m_tiles - first_m : kGroupM;
-  const int m0 = (first_m + t % group_m) * kBM;
-  const int n0 = (t % (kGroupM * p.n_tiles)) / group_m * kBN;
-  const int64_t c_off = z * p.batch.c;
-  const TA* a = p.a;
-  const TB* b = p.b;
-  for (int d = p.batch.dims - 1; d >= 0; --d) {
-    const int64_t idx = z % p.batch.shape[d];
-    z /= p.batch.shape[d];
-    a += idx * p.batch.a[d];
-    b += idx * p.batch.b[d];
-  }
+  const BlockTile<TA, TB> bt(p, kBM, kBN);
+  const int m0 = bt.m0, n0 = bt.n0;
+  const int64_t c_off = bt.c_off;
+  const TA* a = bt.a;
+  const TB* b = bt.b;
 
   TileLoader<TA, kBM> la;
   TileLoader<TB, kBN> lb;
