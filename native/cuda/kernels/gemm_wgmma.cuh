@@ -20,8 +20,8 @@
 // Stages: a 3-deep cp.async ring. Each K step: wait for the step's copies,
 // fence them into the async proxy (wgmma reads shared memory there), one
 // barrier (which also tells every thread the previous step's wgmmas are
-// done, so its stage may be refilled), refill, load A fragments, 4 wgmmas,
-// commit, wait.
+// done, so its stage may be refilled), refill, then 4 x (load a k16 slice
+// of A fragments, wgmma), commit, wait.
 #pragma once
 #include <cstdint>
 
@@ -112,13 +112,15 @@ VL_GLOBAL void VL_LAUNCH_BOUNDS(kWgThreads) gemm_wgmma_kernel(Params<float, uint
 
     const float* as = a_tile(kt % kWgStages);
     const unsigned char* bs = b_tile(kt % kWgStages);
+    // Each k16 slice's A fragments load (and convert) while the previous
+    // slice's wgmma runs: distinct registers, ordered by a fence each.
     uint32_t af[kWgBK / 16][4], unused[4];
     VL_UNROLL
-    for (int s = 0; s < kWgBK / 16; ++s) load_a<1, Ops, kWgBK>(af[s], unused, as, wm, 16 * s, lane);
-    simt::wgmma_fence();
-    VL_UNROLL
-    for (int s = 0; s < kWgBK / 16; ++s)
+    for (int s = 0; s < kWgBK / 16; ++s) {
+      load_a<1, Ops, kWgBK>(af[s], unused, as, wm, 16 * s, lane);
+      simt::wgmma_fence();
       Ops::wgmma(acc, af[s], simt::wgmma_desc(bs + 2 * s * kWgLbo, kWgLbo, kWgSbo));
+    }
     simt::wgmma_commit();
     // The stage and af are free again once this step's products are done.
     simt::wgmma_wait<0>();
