@@ -37,7 +37,7 @@ constexpr int kWgBM = 128, kWgBN = 256, kWgBK = 64, kWgStages = 3, kWgThreads = 
 constexpr int kWgATileBytes = kWgBM * kLd<float, kWgBK> * 4;
 constexpr int kWgBTileBytes = kWgBN * kWgBK * 2;
 constexpr int kWgStageBytes = kWgATileBytes + kWgBTileBytes;
-// Dynamic shared memory of gemm_wgmma_kernel (3 x 66.5 KiB: within sm_90's 227 KiB).
+// Dynamic shared memory of gemm_wgmma_kernel (3 x 66 KiB: within sm_90's 227 KiB).
 constexpr int kWgSmemBytes = kWgStages * kWgStageBytes;
 // Core matrices of a B stage: 128 bytes each, 8 along k (lbo) per 8 rows (sbo).
 constexpr uint32_t kWgLbo = 128, kWgSbo = 128 * (kWgBK / 8);
