@@ -268,19 +268,30 @@ void cp_async_16(void* smem, const void* gmem, int src_bytes) {
 
 void cp_async_commit() { ++g_async[runner().current].committed; }
 
+namespace {
+// The wait_group of cp.async and wgmma: completes (`done`) the pending
+// operations of every group but the newest n, keeps the rest (and those not
+// committed yet) in flight.
+template <typename Op, typename Done>
+void retire_groups(std::vector<Op>& pending, long committed, int n, Done done) {
+  std::vector<Op> later;
+  for (const Op& op : pending) {
+    if (op.group >= committed - n)
+      later.push_back(op);
+    else
+      done(op);
+  }
+  pending.swap(later);
+}
+}  // namespace
+
 void cp_async_wait_groups(int n) {
   AsyncState& st = g_async[runner().current];
-  std::vector<AsyncCopy> later;
-  for (const AsyncCopy& c : st.pending) {
-    if (c.group >= st.committed - n) {  // still in flight (or not committed yet)
-      later.push_back(c);
-      continue;
-    }
+  retire_groups(st.pending, st.committed, n, [&](const AsyncCopy& c) {
     std::memcpy(c.dst, c.src, static_cast<size_t>(c.src_bytes));
     std::memset(static_cast<char*>(c.dst) + c.src_bytes, 0, static_cast<size_t>(16 - c.src_bytes));
     st.unfenced.emplace_back(static_cast<const char*>(c.dst), static_cast<const char*>(c.dst) + 16);
-  }
-  st.pending.swap(later);
+  });
 }
 
 uint32_t pack_bf16x2(float lo, float hi) { return f32_to_bf16(lo) | static_cast<uint32_t>(f32_to_bf16(hi)) << 16; }
@@ -407,13 +418,9 @@ void wgmma_m64nNk16(float acc[kWgmmaN / 2], const uint32_t a[4], uint64_t desc, 
           if (threads[t][4] != desc) throw std::runtime_error("simt: the wgmma descriptors of a warpgroup differ (they must be the same)");
         if (idx == 0) {
           // Every byte of B must have been fenced into the async proxy by the thread whose copy wrote it.
+          // The strides are unsigned: B spans from element (0, 0) to element (15, N - 1).
           const unsigned char* lo = wgmma_b_element(desc, 0, 0);
-          const unsigned char* hi = lo;
-          for (int k = 0; k < 16; ++k)
-            for (int n = 0; n < kWgmmaN; ++n) {
-              lo = std::min(lo, wgmma_b_element(desc, k, n));
-              hi = std::max(hi, wgmma_b_element(desc, k, n) + 2);
-            }
+          const unsigned char* hi = wgmma_b_element(desc, 15, kWgmmaN - 1) + 2;
           for (const AsyncState& st : g_async)
             for (const auto& range : st.unfenced)
               if (range.first < reinterpret_cast<const char*>(hi) && reinterpret_cast<const char*>(lo) < range.second)
@@ -458,15 +465,7 @@ void wgmma_f16_m64n256k16(float acc[128], const uint32_t a[4], uint64_t b_desc) 
 
 void wgmma_wait_groups(int n) {
   WgmmaState& st = g_wgmma[runner().current];
-  std::vector<WgmmaOp> later;
-  for (const WgmmaOp& op : st.pending) {
-    if (op.group >= st.committed - n) {
-      later.push_back(op);
-      continue;
-    }
-    retire(op);
-  }
-  st.pending.swap(later);
+  retire_groups(st.pending, st.committed, n, retire);
 }
 
 namespace {
