@@ -3,7 +3,9 @@
 //   attention: fused forward and backward TFLOP/s (f32 inputs through the
 //     3-pass path; bf16 inputs too if the op takes them), head width 64 and
 //     128, N = 197 .. 16384, as a fraction of the device's dense bf16 peak;
-//     peer: the same kernel with `rope: false` (the cost of RoPE).
+//     peer: the same kernel with `rope: false` (the cost of RoPE). The
+//     forward at bf16 precision (one pass; wgmma on compute capability 9.0)
+//     against `rope: false`, and against VLLAMA_CUDA_ATTENTION=mma.
 //   gemm: the model's linear shapes, packed bf16 and f16 weights (1 pass) against f32
 //     weights (3 passes), TFLOP/s and fraction of peak; and the packed rows
 //     on the default kernel choice (wgmma on compute capability 9.0) against
@@ -90,6 +92,17 @@ function acceptsBf16Attention() {
   }
 }
 
+// f() with the environment variable `name` set to `value` (the CUDA ops read
+// their kernel switches at each launch).
+async function withEnv(name, value, f) {
+  process.env[name] = value;
+  try {
+    return await f();
+  } finally {
+    delete process.env[name];
+  }
+}
+
 async function attentionRows(ctx) {
   const dtypes = ['f32'];
   if (acceptsBf16Attention()) dtypes.push('bf16');
@@ -134,6 +147,17 @@ async function attentionRows(ctx) {
             peer: 'same kernel, rope: false', peer_ms: +peerMs.toFixed(3), ratio: +(peerMs / oursMs).toFixed(3),
           });
         }
+        if (dtype === 'f32') {
+          const half = (opts) => fwd({ ...opts, precision: 'bf16' });
+          const oursMs = await deviceMs(half(withRope), ctx.seconds);
+          const plainMs = await deviceMs(half(noRope), ctx.seconds);
+          const mmaMs = await withEnv('VLLAMA_CUDA_ATTENTION', 'mma', () => deviceMs(half(withRope), ctx.seconds));
+          const tf = tflops(flops, oursMs);
+          const row = { bench: 'cuda', ours_ms: +oursMs.toFixed(3), tflops: +tf.toFixed(1), peak_fraction: fraction(tf, ctx.peak.tflops) };
+          const name = `attention fwd precision=bf16 D=${D} h=${heads} N=${N} B=${B}`;
+          ctx.row({ ...row, case: name, peer: 'same kernel, rope: false', peer_ms: +plainMs.toFixed(3), ratio: +(plainMs / oursMs).toFixed(3) });
+          ctx.row({ ...row, case: `${name}: default kernel vs mma.sync`, peer: 'VLLAMA_CUDA_ATTENTION=mma', peer_ms: +mmaMs.toFixed(3), ratio: +(mmaMs / oursMs).toFixed(3) });
+        }
         dispose([q, k, v, dOut, sRope.out, sRope.lse, sPlain.out, sPlain.lse]);
       }
     }
@@ -171,14 +195,8 @@ async function gemmRows(ctx) {
         peer: `f32 weights (3 passes): ${tfPeer.toFixed(1)} TFLOP/s, ${fraction(tfPeer, ctx.peak.tflops)} of peak`,
         peer_ms: +peerMs.toFixed(3), ratio: +(peerMs / oursMs).toFixed(3),
       });
-      // The same on mma.sync: the environment is read at each launch.
-      process.env.VLLAMA_CUDA_GEMM = 'mma';
-      let mmaMs;
-      try {
-        mmaMs = await deviceMs(run(w), ctx.seconds);
-      } finally {
-        delete process.env.VLLAMA_CUDA_GEMM;
-      }
+      // The same on mma.sync.
+      const mmaMs = await withEnv('VLLAMA_CUDA_GEMM', 'mma', () => deviceMs(run(w), ctx.seconds));
       ctx.row({
         bench: 'cuda', case: `${kind ?? 'linear'} M=${M} K=${K} N=${N} ${dtype} packed: default kernel vs mma.sync`,
         ours_ms: +oursMs.toFixed(3), tflops: +tfOurs.toFixed(1), peak_fraction: fraction(tfOurs, ctx.peak.tflops),

@@ -8,7 +8,7 @@ import * as path from 'path';
 import * as vl from '../lib';
 import { AttentionOptions, GridPositions, attention, splitKV, splitQKV } from '../lib/ops/attention';
 import {
-  describeBackends, expectDeviceError, gemmTolerance, maxAbsDiff, peerDevice, requireLib, runNode,
+  describeBackends, expectDeviceError, gemmTolerance, maxAbsDiff, peerDevice, relErr, requireLib, runNode, withEnv,
 } from './helpers';
 import { RefOptions, decode, gridPositions, maxAbs, rope } from './attention-reference';
 
@@ -367,6 +367,32 @@ describeBackends('attention', (backend, device) => {
       const lp = gridPositions(1025, { cols: 32, indexOffset: -1 });
       await checkBf16(q, k, v, { qPos: { grid: { cols: 32, indexOffset: -1 } } }, { qx: lp.x, qy: lp.y });
     });
+
+    if (backend === 'cuda') {
+      // Compute capability 9.0 runs 16-bit attention forwards on wgmma, other
+      // devices on mma.sync; VLLAMA_CUDA_ATTENTION=mma forces mma.sync. The
+      // operands round alike; the order of f32 sums differs, so P may round
+      // to the neighbouring 16-bit value here and there.
+      test('VLLAMA_CUDA_ATTENTION: "mma" and the default kernel agree; another value is an error naming the choices', async () => {
+        const run = (choice: string | undefined) => withEnv('VLLAMA_CUDA_ATTENTION', choice, async () => {
+          const out: Float32Array[] = [];
+          for (const [D, N, M] of [[64, 300, 300], [128, 77, 140], [32, 129, 129]]) {
+            using q = randn([2, N, 2, D]);
+            using k = randn([2, M, 2, D]);
+            using v = randn([2, M, 2, D], 1);
+            const opts = { qPos: { grid: { cols: 11, indexOffset: -1 } }, kPos: { grid: { cols: 12, step: 2 } } };
+            for (const precision of ['bf16', 'f16'] as const) {
+              using o = attention(q, k, v, { ...opts, precision }) as vl.Tensor;
+              out.push(await values(o));
+            }
+          }
+          return out;
+        });
+        const [auto, mma] = [await run(undefined), await run('mma')];
+        for (let i = 0; i < auto.length; ++i) expect(relErr(auto[i], mma[i])).toBeLessThan(1e-2);
+        await expect(run('fast')).rejects.toThrow(/VLLAMA_CUDA_ATTENTION must be "auto" .* or "mma" .*got "fast"/);
+      });
+    }
 
     test('a forward that returns lse (recorded for backward) keeps the precision its backward recomputes', async () => {
       using q = randn([1, 70, 2, 32]);

@@ -169,3 +169,14 @@ export function bandDataset(n: number) {
   }
   return { kind: 'arrays' as const, images, labels, height: 28, width: 28, numClasses: 5 };
 }
+
+/** f() with the environment variable `name` set to `value`, or unset when undefined; unset again afterwards. */
+export async function withEnv<T>(name: string, value: string | undefined, f: () => Promise<T>): Promise<T> {
+  if (value === undefined) delete process.env[name];
+  else process.env[name] = value;
+  try {
+    return await f();
+  } finally {
+    delete process.env[name];
+  }
+}

@@ -9,7 +9,7 @@ import {
   PackedLinear, PackedSwiGLU, convPatch, gemmInfo, linear, matmul, packLinear, packSwiGLU, swiglu,
 } from '../lib/ops/linalg';
 import {
-  describeBackends, expectDeviceError, gemmTolerance, peerDevice, relErr, repoRoot, requireLib, runNode, settleGc,
+  describeBackends, expectDeviceError, gemmTolerance, peerDevice, relErr, repoRoot, requireLib, runNode, settleGc, withEnv,
 } from './helpers';
 
 type Arr = Float32Array;
@@ -159,25 +159,19 @@ describeBackends('linalg', (backend, device) => {
       // devices on mma.sync; VLLAMA_CUDA_GEMM=mma forces mma.sync. Either way
       // the products are the same, only the order of f32 sums differs.
       test('VLLAMA_CUDA_GEMM: "mma" and the default kernel agree; another value is an error naming the choices', async () => {
-        const run = async (choice: string | undefined) => {
-          if (choice === undefined) delete process.env.VLLAMA_CUDA_GEMM;
-          else process.env.VLLAMA_CUDA_GEMM = choice;
-          try {
-            const out: Float32Array[] = [];
-            for (const dtype of ['bf16', 'f16'] as const) {
-              using x = vl.randn([300, 200], { seed: 5 });
-              using w = vl.randn([260, 200], { seed: 6 });
-              using w2 = vl.randn([260, 200], { seed: 7 });
-              using packed = packLinear(w, { dtype });
-              using gate = packSwiGLU(w, w2, { dtype });
-              out.push(await linear(x, packed).data(), await swiglu(x, gate).data());
-            }
-            await vl.synchronize(device);
-            return out;
-          } finally {
-            delete process.env.VLLAMA_CUDA_GEMM;
+        const run = (choice: string | undefined) => withEnv('VLLAMA_CUDA_GEMM', choice, async () => {
+          const out: Float32Array[] = [];
+          for (const dtype of ['bf16', 'f16'] as const) {
+            using x = vl.randn([300, 200], { seed: 5 });
+            using w = vl.randn([260, 200], { seed: 6 });
+            using w2 = vl.randn([260, 200], { seed: 7 });
+            using packed = packLinear(w, { dtype });
+            using gate = packSwiGLU(w, w2, { dtype });
+            out.push(await linear(x, packed).data(), await swiglu(x, gate).data());
           }
-        };
+          await vl.synchronize(device);
+          return out;
+        });
         const [auto, mma] = [await run(undefined), await run('mma')];
         for (let i = 0; i < auto.length; ++i) expect(relErr(auto[i], mma[i])).toBeLessThan(1e-5);
         await expect(run('fast')).rejects.toThrow(/VLLAMA_CUDA_GEMM must be "auto" .* or "mma" .*got "fast"/);

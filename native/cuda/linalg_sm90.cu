@@ -4,11 +4,10 @@
 
 #include <atomic>
 #include <climits>
-#include <cstdlib>
-#include <cstring>
 
 #include "core/error.h"
 #include "cuda/cuda_check.cuh"
+#include "cuda/hopper_sm90.cuh"
 #include "cuda/kernels/gemm_wgmma.cuh"
 
 namespace vl {
@@ -16,31 +15,6 @@ namespace cuda {
 namespace {
 
 namespace g = kernels::gemm;
-
-constexpr int kMaxDevices = 64;
-// Per device: 0 not yet asked, 1 the wgmma kernels run there, 2 they do not.
-std::atomic<int> g_wgmma_state[kMaxDevices];
-
-bool device_runs_wgmma(int device) {
-#if defined(VLLAMA_SM90A)
-  int major = 0, minor = 0;
-  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
-      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess) {
-    (void)cudaGetLastError();
-    return false;
-  }
-  // sm_90a code runs on compute capability 9.0 only; the image must be there.
-  cudaFuncAttributes attr;
-  if (major != 9 || minor != 0 || cudaFuncGetAttributes(&attr, g::gemm_wgmma_kernel<false, simt::Bf16Ops>) != cudaSuccess) {
-    (void)cudaGetLastError();
-    return false;
-  }
-  return attr.binaryVersion == 90;
-#else
-  (void)device;
-  return false;
-#endif
-}
 
 template <bool kSwiGLU, typename Ops>
 void launch(g::Params<float, uint16_t, g::Rows> p, cudaStream_t stream, int device) {
@@ -59,22 +33,7 @@ void launch(g::Params<float, uint16_t, g::Rows> p, cudaStream_t stream, int devi
 
 }  // namespace
 
-bool wgmma_available(int device) {
-  const char* choice = std::getenv("VLLAMA_CUDA_GEMM");
-  if (choice && *choice && std::strcmp(choice, "auto") != 0) {
-    VL_CHECK(std::strcmp(choice, "mma") == 0, ErrorCode::Argument,
-             "VLLAMA_CUDA_GEMM must be \"auto\" (wgmma where the device has it) or \"mma\" (mma.sync everywhere), got \"",
-             choice, "\"");
-    return false;
-  }
-  if (device < 0 || device >= kMaxDevices) return false;
-  int state = g_wgmma_state[device].load(std::memory_order_relaxed);
-  if (state == 0) {
-    state = device_runs_wgmma(device) ? 1 : 2;
-    g_wgmma_state[device].store(state, std::memory_order_relaxed);
-  }
-  return state == 1;
-}
+bool wgmma_available(int device) { return hopper_path_enabled("VLLAMA_CUDA_GEMM") && sm90a_kernels_run(device); }
 
 void launch_gemm_wgmma(g::Params<float, uint16_t, g::Rows> p, bool swiglu, bool f16, cudaStream_t stream, int device) {
   if (swiglu && f16) return launch<true, simt::F16Ops>(p, stream, device);

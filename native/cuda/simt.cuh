@@ -129,16 +129,17 @@ VL_DEVICE void ldmatrix_x4_trans(uint32_t r[4], const void* row_address) {
 
 // ---- Hopper: warpgroup MMA (wgmma), sm_90a only ----
 // A warpgroup is 4 consecutive warps (128 threads). wgmma.mma_async
-// m64n256k16 multiplies A (64x16, from registers: warp w of the group holds
-// rows 16w..16w+15 in the fragment layout of mma_bf16_m16n8k16's A) by B
-// (16x256, from shared memory through a matrix descriptor) into acc (64x256
-// f32; a thread holds, of its warp's 16 rows, element 4j + 2h + e at row
+// m64nNk16 (wgmma_bf16<N>, wgmma_f16<N>) multiplies A (64x16, from registers:
+// warp w of the group holds rows 16w..16w+15 in the fragment layout of
+// mma_bf16_m16n8k16's A) by B (16xN, from shared memory through a matrix
+// descriptor) into acc (64xN f32, N/2 registers; a thread holds, of its
+// warp's 16 rows, element 4j + 2h + e at row
 // g + 8h, column 8j + 2t + e, with g = lane/4 and t = lane%4). It is
 // asynchronous: issue after wgmma_fence, close a group with wgmma_commit, and
 // touch acc only after a wgmma_wait that retires the group (PTX ISA,
 // "Asynchronous Warpgroup Level Matrix Multiply-Accumulate Instructions").
 //
-// B descriptors (no swizzle, K-major): B is 256/8 x 2 "core matrices" of 8
+// B descriptors (no swizzle, K-major): B is N/8 x 2 "core matrices" of 8
 // rows (n) x 16 bytes (8 k) each, 128 contiguous bytes with row r at 16r;
 // `lbo` is the byte distance from a core matrix to the next along k, `sbo`
 // to the next along n. Bits: 0-13 address >> 4, 16-29 lbo >> 4, 32-45 sbo >>
@@ -166,42 +167,67 @@ VL_DEVICE void fence_proxy_async() { VL_SM90A_ASM("fence.proxy.async.shared::cta
 // Keeps the compiler from moving reads of an accumulator across a wgmma_wait.
 VL_DEVICE void wgmma_fence_operand(float& r) { asm volatile("" : "+f"(r)::"memory"); }
 
-// scale-d 1 (accumulate), A and B not negated, B not transposed (K-major).
-#define VL_WGMMA_M64N256K16_RS(type)                                                                                                             \
-  VL_SM90A_ASM("wgmma.mma_async.sync.aligned.m64n256k16.f32." type "." type " {"                                                                 \
-               "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "                                                          \
-               "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "                                                \
-               "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "                                                \
-               "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, "                                                \
-               "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, "                                                \
-               "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, "                                                \
-               "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, "                                    \
-               "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127"                                  \
-               "}, {%128, %129, %130, %131}, %132, 1, 1, 1, 0;\n"                                                                                \
-               : "+f"(acc[0]), "+f"(acc[1]), "+f"(acc[2]), "+f"(acc[3]), "+f"(acc[4]), "+f"(acc[5]), "+f"(acc[6]), "+f"(acc[7]),                 \
-                 "+f"(acc[8]), "+f"(acc[9]), "+f"(acc[10]), "+f"(acc[11]), "+f"(acc[12]), "+f"(acc[13]), "+f"(acc[14]), "+f"(acc[15]),           \
-                 "+f"(acc[16]), "+f"(acc[17]), "+f"(acc[18]), "+f"(acc[19]), "+f"(acc[20]), "+f"(acc[21]), "+f"(acc[22]), "+f"(acc[23]),         \
-                 "+f"(acc[24]), "+f"(acc[25]), "+f"(acc[26]), "+f"(acc[27]), "+f"(acc[28]), "+f"(acc[29]), "+f"(acc[30]), "+f"(acc[31]),         \
-                 "+f"(acc[32]), "+f"(acc[33]), "+f"(acc[34]), "+f"(acc[35]), "+f"(acc[36]), "+f"(acc[37]), "+f"(acc[38]), "+f"(acc[39]),         \
-                 "+f"(acc[40]), "+f"(acc[41]), "+f"(acc[42]), "+f"(acc[43]), "+f"(acc[44]), "+f"(acc[45]), "+f"(acc[46]), "+f"(acc[47]),         \
-                 "+f"(acc[48]), "+f"(acc[49]), "+f"(acc[50]), "+f"(acc[51]), "+f"(acc[52]), "+f"(acc[53]), "+f"(acc[54]), "+f"(acc[55]),         \
-                 "+f"(acc[56]), "+f"(acc[57]), "+f"(acc[58]), "+f"(acc[59]), "+f"(acc[60]), "+f"(acc[61]), "+f"(acc[62]), "+f"(acc[63]),         \
-                 "+f"(acc[64]), "+f"(acc[65]), "+f"(acc[66]), "+f"(acc[67]), "+f"(acc[68]), "+f"(acc[69]), "+f"(acc[70]), "+f"(acc[71]),         \
-                 "+f"(acc[72]), "+f"(acc[73]), "+f"(acc[74]), "+f"(acc[75]), "+f"(acc[76]), "+f"(acc[77]), "+f"(acc[78]), "+f"(acc[79]),         \
-                 "+f"(acc[80]), "+f"(acc[81]), "+f"(acc[82]), "+f"(acc[83]), "+f"(acc[84]), "+f"(acc[85]), "+f"(acc[86]), "+f"(acc[87]),         \
-                 "+f"(acc[88]), "+f"(acc[89]), "+f"(acc[90]), "+f"(acc[91]), "+f"(acc[92]), "+f"(acc[93]), "+f"(acc[94]), "+f"(acc[95]),         \
-                 "+f"(acc[96]), "+f"(acc[97]), "+f"(acc[98]), "+f"(acc[99]), "+f"(acc[100]), "+f"(acc[101]), "+f"(acc[102]), "+f"(acc[103]),     \
-                 "+f"(acc[104]), "+f"(acc[105]), "+f"(acc[106]), "+f"(acc[107]), "+f"(acc[108]), "+f"(acc[109]), "+f"(acc[110]), "+f"(acc[111]), \
-                 "+f"(acc[112]), "+f"(acc[113]), "+f"(acc[114]), "+f"(acc[115]), "+f"(acc[116]), "+f"(acc[117]), "+f"(acc[118]), "+f"(acc[119]), \
-                 "+f"(acc[120]), "+f"(acc[121]), "+f"(acc[122]), "+f"(acc[123]), "+f"(acc[124]), "+f"(acc[125]), "+f"(acc[126]), "+f"(acc[127])  \
-               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b_desc))
-VL_DEVICE void wgmma_bf16_m64n256k16(float acc[128], const uint32_t a[4], uint64_t b_desc) {
-  VL_WGMMA_M64N256K16_RS("bf16");
-}
-VL_DEVICE void wgmma_f16_m64n256k16(float acc[128], const uint32_t a[4], uint64_t b_desc) {
-  VL_WGMMA_M64N256K16_RS("f16");
-}
-#undef VL_WGMMA_M64N256K16_RS
+// The m64nNk16 products for N = 32, 64, 96, 128, 256 (16, 32, 48, 64, 128
+// accumulator registers). scale-d 1 (accumulate), A and B not negated, B
+// not transposed (K-major). Register lists: %0.. are acc, then A, then B's descriptor.
+#define VL_WGMMA_R16 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15"
+#define VL_WGMMA_A16 "+f"(acc[0]), "+f"(acc[1]), "+f"(acc[2]), "+f"(acc[3]), "+f"(acc[4]), "+f"(acc[5]), "+f"(acc[6]), "+f"(acc[7]), \
+  "+f"(acc[8]), "+f"(acc[9]), "+f"(acc[10]), "+f"(acc[11]), "+f"(acc[12]), "+f"(acc[13]), "+f"(acc[14]), "+f"(acc[15])
+#define VL_WGMMA_R32 VL_WGMMA_R16 ", " "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
+#define VL_WGMMA_A32 VL_WGMMA_A16, "+f"(acc[16]), "+f"(acc[17]), "+f"(acc[18]), "+f"(acc[19]), "+f"(acc[20]), "+f"(acc[21]), "+f"(acc[22]), "+f"(acc[23]), \
+  "+f"(acc[24]), "+f"(acc[25]), "+f"(acc[26]), "+f"(acc[27]), "+f"(acc[28]), "+f"(acc[29]), "+f"(acc[30]), "+f"(acc[31])
+#define VL_WGMMA_R48 VL_WGMMA_R32 ", " "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47"
+#define VL_WGMMA_A48 VL_WGMMA_A32, "+f"(acc[32]), "+f"(acc[33]), "+f"(acc[34]), "+f"(acc[35]), "+f"(acc[36]), "+f"(acc[37]), "+f"(acc[38]), "+f"(acc[39]), \
+  "+f"(acc[40]), "+f"(acc[41]), "+f"(acc[42]), "+f"(acc[43]), "+f"(acc[44]), "+f"(acc[45]), "+f"(acc[46]), "+f"(acc[47])
+#define VL_WGMMA_R64 VL_WGMMA_R48 ", " "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
+#define VL_WGMMA_A64 VL_WGMMA_A48, "+f"(acc[48]), "+f"(acc[49]), "+f"(acc[50]), "+f"(acc[51]), "+f"(acc[52]), "+f"(acc[53]), "+f"(acc[54]), "+f"(acc[55]), \
+  "+f"(acc[56]), "+f"(acc[57]), "+f"(acc[58]), "+f"(acc[59]), "+f"(acc[60]), "+f"(acc[61]), "+f"(acc[62]), "+f"(acc[63])
+#define VL_WGMMA_R128 VL_WGMMA_R64 ", " "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, "  \
+  "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, "  \
+  "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, "  \
+  "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127"
+#define VL_WGMMA_A128 VL_WGMMA_A64, "+f"(acc[64]), "+f"(acc[65]), "+f"(acc[66]), "+f"(acc[67]), "+f"(acc[68]), "+f"(acc[69]), "+f"(acc[70]), "+f"(acc[71]), \
+  "+f"(acc[72]), "+f"(acc[73]), "+f"(acc[74]), "+f"(acc[75]), "+f"(acc[76]), "+f"(acc[77]), "+f"(acc[78]), "+f"(acc[79]), \
+  "+f"(acc[80]), "+f"(acc[81]), "+f"(acc[82]), "+f"(acc[83]), "+f"(acc[84]), "+f"(acc[85]), "+f"(acc[86]), "+f"(acc[87]), \
+  "+f"(acc[88]), "+f"(acc[89]), "+f"(acc[90]), "+f"(acc[91]), "+f"(acc[92]), "+f"(acc[93]), "+f"(acc[94]), "+f"(acc[95]), \
+  "+f"(acc[96]), "+f"(acc[97]), "+f"(acc[98]), "+f"(acc[99]), "+f"(acc[100]), "+f"(acc[101]), "+f"(acc[102]), "+f"(acc[103]), \
+  "+f"(acc[104]), "+f"(acc[105]), "+f"(acc[106]), "+f"(acc[107]), "+f"(acc[108]), "+f"(acc[109]), "+f"(acc[110]), "+f"(acc[111]), \
+  "+f"(acc[112]), "+f"(acc[113]), "+f"(acc[114]), "+f"(acc[115]), "+f"(acc[116]), "+f"(acc[117]), "+f"(acc[118]), "+f"(acc[119]), \
+  "+f"(acc[120]), "+f"(acc[121]), "+f"(acc[122]), "+f"(acc[123]), "+f"(acc[124]), "+f"(acc[125]), "+f"(acc[126]), "+f"(acc[127])
+// A and the descriptor follow the accumulators in the operand list.
+#define VL_WGMMA_RS(n, regs, tail)                                                                                       \
+  template <>                                                                                                            \
+  VL_DEVICE void wgmma_bf16<n>(float* acc, const uint32_t a[4], uint64_t b_desc) {                                      \
+    VL_SM90A_ASM("wgmma.mma_async.sync.aligned.m64n" #n "k16.f32.bf16.bf16 {" VL_WGMMA_R##regs tail ", 1, 1, 1, 0;\n"  \
+                 : VL_WGMMA_A##regs                                                                                      \
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b_desc));                                              \
+  }                                                                                                                      \
+  template <>                                                                                                            \
+  VL_DEVICE void wgmma_f16<n>(float* acc, const uint32_t a[4], uint64_t b_desc) {                                       \
+    VL_SM90A_ASM("wgmma.mma_async.sync.aligned.m64n" #n "k16.f32.f16.f16 {" VL_WGMMA_R##regs tail ", 1, 1, 1, 0;\n"    \
+                 : VL_WGMMA_A##regs                                                                                      \
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b_desc));                                              \
+  }
+template <int N>
+VL_DEVICE void wgmma_bf16(float* acc, const uint32_t a[4], uint64_t b_desc);
+template <int N>
+VL_DEVICE void wgmma_f16(float* acc, const uint32_t a[4], uint64_t b_desc);
+VL_WGMMA_RS(32, 16, "}, {%16, %17, %18, %19}, %20")
+VL_WGMMA_RS(64, 32, "}, {%32, %33, %34, %35}, %36")
+VL_WGMMA_RS(96, 48, "}, {%48, %49, %50, %51}, %52")
+VL_WGMMA_RS(128, 64, "}, {%64, %65, %66, %67}, %68")
+VL_WGMMA_RS(256, 128, "}, {%128, %129, %130, %131}, %132")
+#undef VL_WGMMA_RS
+#undef VL_WGMMA_R16
+#undef VL_WGMMA_R32
+#undef VL_WGMMA_R48
+#undef VL_WGMMA_R64
+#undef VL_WGMMA_R128
+#undef VL_WGMMA_A16
+#undef VL_WGMMA_A32
+#undef VL_WGMMA_A48
+#undef VL_WGMMA_A64
+#undef VL_WGMMA_A128
 #undef VL_SM90A_ASM
 }  // namespace simt
 }  // namespace vl
@@ -273,8 +299,15 @@ inline void wgmma_wait() {
 }
 void fence_proxy_async();
 inline void wgmma_fence_operand(float&) {}
-void wgmma_bf16_m64n256k16(float acc[128], const uint32_t a[4], uint64_t b_desc);
-void wgmma_f16_m64n256k16(float acc[128], const uint32_t a[4], uint64_t b_desc);
+void wgmma_m64nNk16(float* acc, const uint32_t a[4], uint64_t b_desc, bool f16, int n);
+template <int N>
+inline void wgmma_bf16(float* acc, const uint32_t a[4], uint64_t b_desc) {
+  wgmma_m64nNk16(acc, a, b_desc, false, N);
+}
+template <int N>
+inline void wgmma_f16(float* acc, const uint32_t a[4], uint64_t b_desc) {
+  wgmma_m64nNk16(acc, a, b_desc, true, N);
+}
 
 }  // namespace simt
 }  // namespace vl
@@ -290,9 +323,12 @@ namespace simt {
 struct Bf16Ops {
   VL_DEVICE static uint32_t pack(float lo, float hi) { return pack_bf16x2(lo, hi); }
   VL_DEVICE static void mma(float acc[4], const uint32_t a[4], const uint32_t b[2]) { mma_bf16_m16n8k16(acc, a, b); }
-  VL_DEVICE static void wgmma(float acc[128], const uint32_t a[4], uint64_t b_desc) { wgmma_bf16_m64n256k16(acc, a, b_desc); }
+  template <int N>
+  VL_DEVICE static void wgmma(float* acc, const uint32_t a[4], uint64_t b_desc) {
+    wgmma_bf16<N>(acc, a, b_desc);
+  }
 };
-// A no-swizzle K-major wgmma descriptor (see wgmma_bf16_m64n256k16) for
+// A no-swizzle K-major wgmma descriptor (see wgmma_bf16) for
 // the core matrices at `start`, with strides lbo (along k) and sbo (along n).
 VL_DEVICE uint64_t wgmma_desc(const void* start, uint32_t lbo, uint32_t sbo) {
   const auto enc = [](uint32_t x) { return static_cast<uint64_t>((x & 0x3ffffu) >> 4); };
@@ -303,7 +339,10 @@ VL_DEVICE uint64_t wgmma_desc(const void* start, uint32_t lbo, uint32_t sbo) {
 struct F16Ops {
   VL_DEVICE static uint32_t pack(float lo, float hi) { return pack_f16x2(lo, hi); }
   VL_DEVICE static void mma(float acc[4], const uint32_t a[4], const uint32_t b[2]) { mma_f16_m16n8k16(acc, a, b); }
-  VL_DEVICE static void wgmma(float acc[128], const uint32_t a[4], uint64_t b_desc) { wgmma_f16_m64n256k16(acc, a, b_desc); }
+  template <int N>
+  VL_DEVICE static void wgmma(float* acc, const uint32_t a[4], uint64_t b_desc) {
+    wgmma_f16<N>(acc, a, b_desc);
+  }
 };
 
 }  // namespace simt

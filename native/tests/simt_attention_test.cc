@@ -19,6 +19,7 @@
 
 #include "core/half.h"
 #include "cuda/kernels/attention.cuh"
+#include "cuda/kernels/attention_wgmma.cuh"
 #include "tests/simt_check.h"
 #include "tests/simt_runner.h"
 
@@ -258,9 +259,15 @@ struct Tables {
   const float* kp() const { return k.empty() ? nullptr : k.data(); }
 };
 
+std::string shape(const Case& c) {
+  return c.name + " (B " + std::to_string(c.B) + ", heads " + std::to_string(c.H) + ", N " + std::to_string(c.N) +
+         ", M " + std::to_string(c.M) + ", D " + std::to_string(c.D) + ")";
+}
+
 Tables tables(const Case& c) {
   Tables t;
   if (!c.rope) return t;
+  if (c.k_same && c.M > c.N) throw std::runtime_error(shape(c) + ": keys share the query positions, so M may not exceed N");
   t.q = table(c.qp, c.N, c.D);
   t.k = c.k_same ? t.q : table(c.kp, c.M, c.D);
   return t;
@@ -274,14 +281,10 @@ void with_padded_d(int D, F f) {
 
 double max_err(const std::vector<float>& got, const std::vector<double>& want) {
   double w = 0;
-  for (size_t i = 0; i < got.size(); ++i) w = std::max(w, std::fabs(got[i] - want[i]));
+  for (size_t i = 0; i < got.size(); ++i) w = vl::simt_test::worse(w, std::fabs(got[i] - want[i]));
   return w;
 }
 
-std::string shape(const Case& c) {
-  return c.name + " (B " + std::to_string(c.B) + ", heads " + std::to_string(c.H) + ", N " + std::to_string(c.N) +
-         ", M " + std::to_string(c.M) + ", D " + std::to_string(c.D) + ")";
-}
 
 std::string err_str(double e) {
   char buf[32];
@@ -296,8 +299,9 @@ std::string arith_name() {
   return std::is_same<typename P::Ops, vl::simt::F16Ops>::value ? "f16" : "bf16";
 }
 
+// wgmma: the Hopper kernel (attention_wgmma.cuh; 16-bit P, aligned rows, its head widths).
 template <typename P>
-void test_forward(const Case& c, double tol, std::mt19937& rng) {
+void test_forward(const Case& c, double tol, std::mt19937& rng, bool wgmma = false) {
   const Inputs in = make_inputs(c, rng);
   const Ref ref = reference(c, in, nullptr);
   const Tables tb = tables(c);
@@ -306,10 +310,21 @@ void test_forward(const Case& c, double tol, std::mt19937& rng) {
   a.q = in.q.arg(), a.k = in.k.arg(), a.v = in.v.arg();
   a.out = out.data(), a.lse = lse.data();
   a.H = c.H, a.N = c.N, a.M = c.M, a.D = c.D;
-  a.q_tiles = (c.N + k::kAttnRows - 1) / k::kAttnRows;
+  const int tile_rows = wgmma ? k::kAttnWgRows : k::kAttnRows;
+  a.q_tiles = (c.N + tile_rows - 1) / tile_rows;
   a.scale_log2 = static_cast<float>(scale_of(c)) * k::kLog2e;
   a.q_rope = tb.qp(), a.k_rope = tb.kp();
   a.vec = in.q.aligned() && in.k.aligned() && in.v.aligned();
+  const auto run_wgmma = [&](auto kd) {
+    constexpr int kDp = decltype(kd)::value;
+    if constexpr (P::kParts == 1 && k::kAttnWgmmaWidth<kDp>) {
+      static_assert(k::kAttnWgSmemBytes<kDp> <= vl::simt::kMaxDynamicShared, "fits");
+      if (!a.vec) throw std::runtime_error("the wgmma attention needs 16-byte aligned rows");
+      launch({a.q_tiles * c.B * c.H, 1}, {k::kAttnWgThreads, 1}, [&] { k::attention_fwd_wgmma<kDp, typename P::Ops>(a); });
+    } else {
+      throw std::runtime_error("no wgmma attention for D = " + std::to_string(c.D) + " at this precision");
+    }
+  };
   const auto run = [&](auto kd, auto async) {
     constexpr int kDp = decltype(kd)::value;
     constexpr bool kAsync = decltype(async)::value;
@@ -317,14 +332,16 @@ void test_forward(const Case& c, double tol, std::mt19937& rng) {
     launch({a.q_tiles * c.B * c.H, 1}, {k::kAttnThreads, 1}, [&] { k::attention_fwd<kDp, P, kAsync>(a); });
   };
   with_padded_d(c.D, [&](auto kd) {
-    if (a.vec)
+    if (wgmma)
+      run_wgmma(kd);
+    else if (a.vec)
       run(kd, std::true_type{});
     else
       run(kd, std::false_type{});
   });
   const double eo = max_err(out, ref.out), el = max_err(lse, ref.lse);
   const std::string what = arith_name<P>() + " forward (" +
-                           (a.vec ? "cp.async" : "plain loads") + ") " + shape(c);
+                           (wgmma ? "wgmma" : a.vec ? "cp.async" : "plain loads") + ") " + shape(c);
   check(eo < tol, what + ": out matches the reference (max error " + err_str(eo) + ")");
   check(el < tol, what + ": lse matches the reference (max error " + err_str(el) + ")");
 }
@@ -452,7 +469,7 @@ void test_reference_gradient(std::mt19937& rng) {
       const double lm = loss();
       x = x0;
       const double fd = (lp - lm) / (2.0 * eps);
-      worst = std::max(worst, std::fabs(fd - (*grads[w])[((static_cast<size_t>(t)) * c.H + h) * c.D + d]));
+      worst = vl::simt_test::worse(worst, std::fabs(fd - (*grads[w])[((static_cast<size_t>(t)) * c.H + h) * c.D + d]));
     }
   check(worst < 1e-4, "the analytic reference gradient agrees with central differences (max error " + err_str(worst) + ")");
 }
@@ -568,5 +585,28 @@ int main() {
   // tolerance is one the bf16 pass misses (its errors above are 3.5e-4 to 1.1e-3).
   test_forward<k::AttnF16>(grid_case("one f16 pass", 1, 2, 33, 33, 64, 6, -1), 3e-4, rng);
   test_backward<k::AttnF16>(grid_case("one f16 pass", 1, 1, 17, 17, 32, 4, -1), Layout::Separate, 3e-4, rng);
+
+  // The Hopper forward (wgmma for both products), 16-bit operands, at the
+  // tolerances of the mma.sync passes above. Two query tiles and several key
+  // blocks with ragged ends; cross attention with packed kv; D 20 padded to 32.
+  test_forward<k::AttnBf16>(grid_case("three query tiles and key blocks, ragged", 1, 2, 260, 260, 64, 17, -1), 5e-3, rng, true);
+  test_forward<k::AttnF16>(grid_case("three query tiles and key blocks, ragged", 1, 1, 260, 260, 64, 17, -1), 3e-4, rng, true);
+  {
+    Case c = grid_case("cross attention, packed kv, sr 4, D 128", 2, 1, 33, 70, 128, 8, 0);
+    c.kp.cols = 10, c.kp.step = 4.0f, c.kp.bias = 0.75f, c.k_same = false, c.qkv = 2;
+    test_forward<k::AttnBf16>(c, 5e-3, rng, true);
+  }
+  {
+    Case c{"explicit positions, D 96", 1, 2, 20, 45, 96};
+    explicit_positions(c.qp, c.N, rng);
+    explicit_positions(c.kp, c.M, rng);
+    c.k_same = false;
+    test_forward<k::AttnF16>(c, 3e-4, rng, true);
+  }
+  {
+    Case c = grid_case("packed qkv view, D 20 padded to 32, rope off", 3, 2, 9, 9, 20, 3, 0);
+    c.rope = false, c.scale = 0.3, c.qkv = 1;
+    test_forward<k::AttnBf16>(c, 5e-3, rng, true);
+  }
   return vl::simt_test::finish();
 }

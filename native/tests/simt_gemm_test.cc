@@ -7,6 +7,7 @@
 #include <cstring>
 #include <functional>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -69,7 +70,7 @@ void test_gemm_mma() {
       for (int j = 0; j < N; ++j) {
         double ref = 0;
         for (int k = 0; k < K; ++k) ref += static_cast<double>(vl::bf16_to_f32(a[i * K + k])) * vl::bf16_to_f32(b[j * K + k]);
-        worst = std::max(worst, std::fabs(c[i * N + j] - ref));
+        worst = vl::simt_test::worse(worst, std::fabs(c[i * N + j] - ref));
       }
     check(worst < 1e-4, "gemm_bf16_mma " + dims(M, N, K) + " matches the reference (max error " + std::to_string(worst) + ")");
   }
@@ -176,7 +177,7 @@ struct Worst {
   bool finite = true;
   void add(double c, double ref, double mag) {
     finite = finite && std::isfinite(c);
-    err = std::max(err, std::fabs(c - ref) / std::max(mag, 1e-30));
+    err = vl::simt_test::worse(err, std::fabs(c - ref) / std::max(mag, 1e-30));
   }
   std::string str() const { return "relative error " + std::to_string(err); }
 };
@@ -418,28 +419,41 @@ void test_patches(int Bn, int C, int H, int W, int p_, int O) {
 
 // ---- wgmma in the runner ----
 
-// One m64n256k16 per warpgroup of a 256-thread block: A (64x16) in mma
-// fragments, B (16x256) as no-swizzle core matrices in shared memory (n-block
+// wgmma m64nNk16 with N a run-time value (the wrappers take it as a template argument).
+void wgmma_n(int n, bool f16, float* acc, const uint32_t a[4], uint64_t desc) {
+  namespace s = vl::simt;
+  switch (n) {
+    case 32: return f16 ? s::wgmma_f16<32>(acc, a, desc) : s::wgmma_bf16<32>(acc, a, desc);
+    case 96: return f16 ? s::wgmma_f16<96>(acc, a, desc) : s::wgmma_bf16<96>(acc, a, desc);
+    case 256: return f16 ? s::wgmma_f16<256>(acc, a, desc) : s::wgmma_bf16<256>(acc, a, desc);
+    default: throw std::runtime_error("wgmma_n: no test instance for N = " + std::to_string(n));
+  }
+}
+
+// One m64nNk16 per warpgroup of a 256-thread block: A (64x16) in mma
+// fragments, B (16xN) as no-swizzle core matrices in shared memory (n-block
 // stride sbo = 256, k-block stride lbo = 128), written by cp.async and fenced.
 // Checks the product, the deferral to wgmma_wait, and that wait<1> retires
 // only the older of two groups.
 void test_wgmma() {
   std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  for (const int N : {256, 96, 32})
   for (const bool f16 : {false, true}) {
+    const int R = N / 2;  // accumulator registers per thread
     const auto bits = [&](float v) { return f16 ? vl::f32_to_f16(v) : vl::f32_to_bf16(v); };
     const auto value = [&](uint16_t b) { return f16 ? vl::f16_to_f32(b) : vl::bf16_to_f32(b); };
-    std::vector<uint16_t> A(2 * 64 * 16), B(16 * 256);  // A per warpgroup; B [k][n]
+    std::vector<uint16_t> A(2 * 64 * 16), B(16 * N);  // A per warpgroup; B [k][n]
     for (auto& v : A) v = bits(dist(rng));
     for (auto& v : B) v = bits(dist(rng));
     // B's bytes in core-matrix order: (n/8, k/8) at (n/8)*256 + (k/8)*128, row n%8 at 16*(n%8).
     alignas(16) static uint16_t staged[16 * 256];
     for (int k = 0; k < 16; ++k)
-      for (int n = 0; n < 256; ++n) staged[((n / 8) * 256 + (k / 8) * 128 + (n % 8) * 16 + (k % 8) * 2) / 2] = B[k * 256 + n];
-    std::vector<float> out(256 * 128), before(256 * 128), twice(256 * 128);
+      for (int n = 0; n < N; ++n) staged[((n / 8) * 256 + (k / 8) * 128 + (n % 8) * 16 + (k % 8) * 2) / 2] = B[k * N + n];
+    std::vector<float> out(256 * R), before(256 * R), twice(256 * R);
     launch({1, 1}, {256, 1}, [&] {
       unsigned char* smem = vl::simt::dynamic_shared();
       const int tid = vl::simt::thread_x(), lane = vl::simt::lane(), wg = tid / 128, w = (tid / 32) % 4;
-      for (int c = tid; c < 16 * 256 * 2 / 16; c += 256) vl::simt::cp_async_16(smem + 16 * c, staged + 8 * c, 16);
+      for (int c = tid; c < 16 * N * 2 / 16; c += 256) vl::simt::cp_async_16(smem + 16 * c, staged + 8 * c, 16);
       vl::simt::cp_async_commit();
       vl::simt::cp_async_wait<0>();
       vl::simt::fence_proxy_async();
@@ -455,39 +469,41 @@ void test_wgmma() {
       for (int i = 0; i < 128; ++i) acc[i] = 1.0f, acc2[i] = 0.0f;
       const uint64_t desc = vl::simt::wgmma_desc(smem, 128, 256);
       vl::simt::wgmma_fence();
-      f16 ? vl::simt::wgmma_f16_m64n256k16(acc, a, desc) : vl::simt::wgmma_bf16_m64n256k16(acc, a, desc);
+      wgmma_n(N, f16, acc, a, desc);
       vl::simt::wgmma_commit();
-      f16 ? vl::simt::wgmma_f16_m64n256k16(acc2, a, desc) : vl::simt::wgmma_bf16_m64n256k16(acc2, a, desc);
-      f16 ? vl::simt::wgmma_f16_m64n256k16(acc2, a, desc) : vl::simt::wgmma_bf16_m64n256k16(acc2, a, desc);
+      wgmma_n(N, f16, acc2, a, desc);
+      wgmma_n(N, f16, acc2, a, desc);
       vl::simt::wgmma_commit();
-      std::memcpy(&before[tid * 128], acc, sizeof acc);
+      std::memcpy(&before[tid * R], acc, R * sizeof(float));
       vl::simt::wgmma_wait<1>();
-      std::memcpy(&out[tid * 128], acc, sizeof acc);
+      std::memcpy(&out[tid * R], acc, R * sizeof(float));
       const bool second_pending = acc2[0] == 0.0f;
       vl::simt::wgmma_wait<0>();
-      std::memcpy(&twice[tid * 128], acc2, sizeof acc2);
-      if (!second_pending) before[tid * 128] = -1;  // reported below as not deferred
+      std::memcpy(&twice[tid * R], acc2, R * sizeof(float));
+      if (!second_pending) before[tid * R] = -1;  // reported below as not deferred
+      // Registers past N/2 are not the product's.
+      if (acc[R - 1] == 1.0f || (R < 128 && acc[R] != 1.0f)) before[tid * R] = -1;
     });
     Worst w;
     bool deferred = true, sums = true;
     for (int tid = 0; tid < 256; ++tid) {
       const int wg = tid / 128, wi = (tid / 32) % 4, lane = tid % 32, g = lane / 4, q = lane % 4;
-      for (int i = 0; i < 128; ++i) {
+      for (int i = 0; i < R; ++i) {
         const int row = 16 * wi + g + 8 * ((i >> 1) & 1), col = 8 * (i >> 2) + 2 * q + (i & 1);
         double ref = 0, mag = 0;
         for (int k = 0; k < 16; ++k) {
-          const double x = static_cast<double>(value(A[(wg * 64 + row) * 16 + k])) * value(B[k * 256 + col]);
+          const double x = static_cast<double>(value(A[(wg * 64 + row) * 16 + k])) * value(B[k * N + col]);
           ref += x, mag += std::fabs(x);
         }
-        w.add(out[tid * 128 + i], 1.0 + ref, 1.0 + mag);
-        deferred = deferred && before[tid * 128 + i] == 1.0f;
-        sums = sums && std::fabs(twice[tid * 128 + i] - 2 * (out[tid * 128 + i] - 1.0f)) <= 1e-5f * (1 + 2 * mag);
+        w.add(out[tid * R + i], 1.0 + ref, 1.0 + mag);
+        deferred = deferred && before[tid * R + i] == 1.0f;
+        sums = sums && std::fabs(twice[tid * R + i] - 2 * (out[tid * R + i] - 1.0f)) <= 1e-5f * (1 + 2 * mag);
       }
     }
-    const std::string fmt = f16 ? "f16" : "bf16";
-    check(w.finite && w.err < 1e-6, "wgmma_" + fmt + "_m64n256k16: A fragments x B core matrices in shared memory, both warpgroups: " + w.str());
-    check(deferred, "wgmma_" + fmt + ": acc changes only at the wgmma_wait that retires its group; wait<1> leaves the newer group in flight");
-    check(sums, "wgmma_" + fmt + ": two wgmmas of one group accumulate");
+    const std::string name = std::string("wgmma_") + (f16 ? "f16" : "bf16") + "<" + std::to_string(N) + ">";
+    check(w.finite && w.err < 1e-6, name + " (m64n" + std::to_string(N) + "k16): A fragments x B core matrices in shared memory, both warpgroups: " + w.str());
+    check(deferred, name + ": acc changes only at the wgmma_wait that retires its group; wait<1> leaves the newer group in flight");
+    check(sums, name + ": two wgmmas of one group accumulate");
   }
 }
 
@@ -514,15 +530,26 @@ void test_wgmma_errors() {
   std::string e = error(128, [&](unsigned char* smem, int tid) {
     stage(smem, tid, false);
     float acc[128] = {};
-    vl::simt::wgmma_bf16_m64n256k16(acc, a, vl::simt::wgmma_desc(smem, 128, 256));
+    vl::simt::wgmma_bf16<256>(acc, a, vl::simt::wgmma_desc(smem, 128, 256));
     vl::simt::wgmma_commit();
     vl::simt::wgmma_wait<0>();
   });
   check(has(e, "without a following fence_proxy_async"), "wgmma on bytes a copy wrote without fence_proxy_async is an error (" + e + ")");
   e = error(128, [&](unsigned char* smem, int tid) {
     stage(smem, tid, true);
+    // A register store into B (st.shared) after the fence: wgmma may not see it.
+    if (tid == 5) reinterpret_cast<uint16_t*>(smem)[3 * 64 + 7] = 0x3f80;
+    vl::simt::sync_threads();
     float acc[128] = {};
-    vl::simt::wgmma_bf16_m64n256k16(acc, a, vl::simt::wgmma_desc(smem + (tid >= 64 ? 16 : 0), 128, 256));
+    vl::simt::wgmma_bf16<256>(acc, a, vl::simt::wgmma_desc(smem, 128, 256));
+    vl::simt::wgmma_commit();
+    vl::simt::wgmma_wait<0>();
+  });
+  check(has(e, "stored to after the last fence_proxy_async"), "wgmma on bytes stored from registers after the last fence_proxy_async is an error (" + e + ")");
+  e = error(128, [&](unsigned char* smem, int tid) {
+    stage(smem, tid, true);
+    float acc[128] = {};
+    vl::simt::wgmma_bf16<256>(acc, a, vl::simt::wgmma_desc(smem + (tid >= 64 ? 16 : 0), 128, 256));
     vl::simt::wgmma_commit();
     vl::simt::wgmma_wait<0>();
   });
@@ -530,14 +557,14 @@ void test_wgmma_errors() {
   e = error(128, [&](unsigned char* smem, int tid) {
     stage(smem, tid, true);
     float acc[128] = {};
-    vl::simt::wgmma_bf16_m64n256k16(acc, a, vl::simt::wgmma_desc(smem, 128, 256));
+    vl::simt::wgmma_bf16<256>(acc, a, vl::simt::wgmma_desc(smem, 128, 256));
     vl::simt::wgmma_commit();
   });
   check(has(e, "in flight"), "a kernel that returns with a wgmma not waited for is an error (" + e + ")");
   e = error(128, [&](unsigned char* smem, int tid) {
     stage(smem, tid, true);
     float acc[128] = {};
-    if (tid < 64) vl::simt::wgmma_bf16_m64n256k16(acc, a, vl::simt::wgmma_desc(smem, 128, 256));
+    if (tid < 64) vl::simt::wgmma_bf16<256>(acc, a, vl::simt::wgmma_desc(smem, 128, 256));
     vl::simt::wgmma_commit();
     vl::simt::wgmma_wait<0>();
   });

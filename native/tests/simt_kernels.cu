@@ -7,6 +7,7 @@
 // native/tests/simt_*_test.cc.
 #include "cuda/kernels/activation.cuh"
 #include "cuda/kernels/attention.cuh"
+#include "cuda/kernels/attention_wgmma.cuh"
 #include "cuda/kernels/cross_entropy.cuh"
 #include "cuda/kernels/gemm.cuh"
 #include "cuda/kernels/gemm_mma.cuh"
@@ -24,6 +25,11 @@ template __global__ void vl::cuda::kernels::attention_bwd_dq<64, vl::cuda::kerne
 template __global__ void vl::cuda::kernels::attention_fwd<64, vl::cuda::kernels::AttnF16, true>(vl::cuda::kernels::AttnFwdArgs);
 template __global__ void vl::cuda::kernels::attention_bwd_dkdv<64, vl::cuda::kernels::AttnF16, false>(vl::cuda::kernels::AttnBwdArgs);
 template __global__ void vl::cuda::kernels::attention_bwd_dq<64, vl::cuda::kernels::AttnF16, false>(vl::cuda::kernels::AttnBwdArgs);
+
+// The Hopper attention forward (cuda/attention_sm90.cu; wgmma in its sm_90a build only).
+template __global__ void vl::cuda::kernels::attention_fwd_wgmma<64, vl::simt::Bf16Ops>(vl::cuda::kernels::AttnFwdArgs);
+template __global__ void vl::cuda::kernels::attention_fwd_wgmma<128, vl::simt::Bf16Ops>(vl::cuda::kernels::AttnFwdArgs);
+template __global__ void vl::cuda::kernels::attention_fwd_wgmma<96, vl::simt::F16Ops>(vl::cuda::kernels::AttnFwdArgs);
 
 template __global__ void vl::cuda::kernels::softmax_rows<128>(const float*, float*, float*, int);
 

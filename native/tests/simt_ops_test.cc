@@ -148,10 +148,10 @@ void test_softmax() {
     double worst = 0;
     for (int r = 0; r < rows; ++r) {
       double m = -INFINITY, s = 0;
-      for (int c = 0; c < cols; ++c) m = std::max(m, static_cast<double>(x[r * cols + c]));
+      for (int c = 0; c < cols; ++c) m = vl::simt_test::worse(m, static_cast<double>(x[r * cols + c]));
       for (int c = 0; c < cols; ++c) s += std::exp(x[r * cols + c] - m);
-      for (int c = 0; c < cols; ++c) worst = std::max(worst, std::fabs(y[r * cols + c] - std::exp(x[r * cols + c] - m) / s));
-      worst = std::max(worst, std::fabs(lse[r] - (m + std::log(s))));
+      for (int c = 0; c < cols; ++c) worst = vl::simt_test::worse(worst, std::fabs(y[r * cols + c] - std::exp(x[r * cols + c] - m) / s));
+      worst = vl::simt_test::worse(worst, std::fabs(lse[r] - (m + std::log(s))));
     }
     check(worst < 2e-6, "softmax_rows<128> (and its log-sum-exp) matches the reference, " + std::to_string(cols) + " columns (max error " + std::to_string(worst) + ")");
   }
@@ -197,22 +197,22 @@ void test_layer_norm() {
           for (int c = 0; c < C; ++c) {
             const double xh = (sv[c] - m) * rs;
             const double want = affine ? xh * w[c] + b[c] : xh;
-            fwd = std::max(fwd, std::fabs(y[i * C + c] - want));
-            if (residual) fwd = std::max(fwd, std::fabs(sum[i * C + c] - sv[c]));
+            fwd = vl::simt_test::worse(fwd, std::fabs(y[i * C + c] - want));
+            if (residual) fwd = vl::simt_test::worse(fwd, std::fabs(sum[i * C + c] - sv[c]));
             const double g = affine ? dy[i * C + c] * static_cast<double>(w[c]) : dy[i * C + c];
             mg += g / C;
             mgx += g * xh / C;
             rw[c] += dy[i * C + c] * xh;
             rb[c] += dy[i * C + c];
           }
-          fwd = std::max({fwd, std::fabs(mean[i] - m), std::fabs(rstd[i] - rs) / rs});
+          fwd = vl::simt_test::worse(fwd, std::fabs(mean[i] - m), std::fabs(rstd[i] - rs) / rs);
           for (int c = 0; c < C; ++c) {
             const double xh = (sv[c] - m) * rs;
             const double g = affine ? dy[i * C + c] * static_cast<double>(w[c]) : dy[i * C + c];
-            bwd = std::max(bwd, std::fabs(dx[i * C + c] - rs * (g - mg - xh * mgx)));
+            bwd = vl::simt_test::worse(bwd, std::fabs(dx[i * C + c] - rs * (g - mg - xh * mgx)));
           }
         }
-        for (int c = 0; c < C; ++c) grads = std::max({grads, std::fabs(dw[c] - rw[c]), std::fabs(db[c] - rb[c])});
+        for (int c = 0; c < C; ++c) grads = vl::simt_test::worse(grads, std::fabs(dw[c] - rw[c]), std::fabs(db[c] - rb[c]));
         const std::string what = " C=" + std::to_string(C) + (residual ? ", residual" : "") + (affine ? ", affine" : "");
         check(fwd < 1e-4, "layer_norm_rows" + what + " (max error " + std::to_string(fwd) + ")");
         check(bwd < 1e-4, "layer_norm_backward_rows" + what + " (max error " + std::to_string(bwd) + ")");
@@ -242,15 +242,15 @@ void test_activations() {
   std::vector<float> y(n), dx(n);
   double e = 0;
   launch(grid, block, [&] { k::activation_forward<Act::Silu>(x.data(), y.data(), n); });
-  for (int i = 0; i < n; ++i) e = std::max(e, std::fabs(y[i] - silu(x[i])));
+  for (int i = 0; i < n; ++i) e = vl::simt_test::worse(e, std::fabs(y[i] - silu(x[i])));
   launch(grid, block, [&] { k::activation_backward<Act::Silu>(dy.data(), x.data(), dx.data(), n); });
-  for (int i = 0; i < n; ++i) e = std::max(e, std::fabs(dx[i] - dy[i] * dsilu(x[i])));
+  for (int i = 0; i < n; ++i) e = vl::simt_test::worse(e, std::fabs(dx[i] - dy[i] * dsilu(x[i])));
   check(e < 1e-4, "SiLU forward and backward (max error " + std::to_string(e) + ")");
   e = 0;
   launch(grid, block, [&] { k::activation_forward<Act::Gelu>(x.data(), y.data(), n); });
-  for (int i = 0; i < n; ++i) e = std::max(e, std::fabs(y[i] - gelu(x[i])));
+  for (int i = 0; i < n; ++i) e = vl::simt_test::worse(e, std::fabs(y[i] - gelu(x[i])));
   launch(grid, block, [&] { k::activation_backward<Act::Gelu>(dy.data(), x.data(), dx.data(), n); });
-  for (int i = 0; i < n; ++i) e = std::max(e, std::fabs(dx[i] - dy[i] * dgelu(x[i])));
+  for (int i = 0; i < n; ++i) e = vl::simt_test::worse(e, std::fabs(dx[i] - dy[i] * dgelu(x[i])));
   check(e < 1e-4, "GELU (erf) forward and backward (max error " + std::to_string(e) + ")");
   std::vector<float> h(rows * H), dh(rows * H), da(n);
   for (auto& v : dh) v = dist(rng);
@@ -260,8 +260,8 @@ void test_activations() {
   for (int r = 0; r < rows; ++r)
     for (int j = 0; j < H; ++j) {
       const double a1 = x[r * 2 * H + j], a2 = x[r * 2 * H + H + j], g = dh[r * H + j];
-      e = std::max({e, std::fabs(h[r * H + j] - silu(a1) * a2), std::fabs(da[r * 2 * H + j] - g * a2 * dsilu(a1)),
-                    std::fabs(da[r * 2 * H + H + j] - g * silu(a1))});
+      e = vl::simt_test::worse(e, std::fabs(h[r * H + j] - silu(a1) * a2), std::fabs(da[r * 2 * H + j] - g * a2 * dsilu(a1)),
+                    std::fabs(da[r * 2 * H + H + j] - g * silu(a1)));
     }
   check(e < 1e-4, "SwiGLU gate forward and backward (max error " + std::to_string(e) + ")");
 }
@@ -287,16 +287,16 @@ void test_cross_entropy(const char* label_type) {
       double e = 0;
       for (int i = 0; i < B; ++i) {
         double m = -INFINITY, s = 0, sz = 0;
-        for (int j = 0; j < K; ++j) m = std::max(m, static_cast<double>(z[i * K + j]));
+        for (int j = 0; j < K; ++j) m = vl::simt_test::worse(m, static_cast<double>(z[i * K + j]));
         for (int j = 0; j < K; ++j) {
           s += std::exp(z[i * K + j] - m);
           sz += z[i * K + j];
         }
         const double l = m + std::log(s);
-        e = std::max({e, std::fabs(lse[i] - l), std::fabs(loss[i] - (l - (1.0 - eps) * z[i * K + y[i]] - eps / K * sz))});
+        e = vl::simt_test::worse(e, std::fabs(lse[i] - l), std::fabs(loss[i] - (l - (1.0 - eps) * z[i * K + y[i]] - eps / K * sz)));
         for (int j = 0; j < K; ++j) {
           const double p = std::exp(z[i * K + j] - l);
-          e = std::max(e, std::fabs(dz[i * K + j] - dloss[i] * (p - (j == static_cast<int>(y[i]) ? 1.0 - eps : 0.0) - eps / K)));
+          e = vl::simt_test::worse(e, std::fabs(dz[i * K + j] - dloss[i] * (p - (j == static_cast<int>(y[i]) ? 1.0 - eps : 0.0) - eps / K)));
         }
       }
       check(e < 1e-4 && bad == 0, std::string("cross_entropy ") + label_type + " labels, K=" + std::to_string(K) + ", smoothing " +
@@ -329,13 +329,13 @@ void test_soft_targets_and_bce() {
     double e = 0;
     for (int i = 0; i < B; ++i) {
       double m = -INFINITY, s = 0, total = 0, want = 0;
-      for (int j = 0; j < K; ++j) m = std::max(m, static_cast<double>(z[i * K + j]));
+      for (int j = 0; j < K; ++j) m = vl::simt_test::worse(m, static_cast<double>(z[i * K + j]));
       for (int j = 0; j < K; ++j) s += std::exp(z[i * K + j] - m), total += t[i * K + j];
       const double l = m + std::log(s);
       for (int j = 0; j < K; ++j) want += t[i * K + j] * (l - z[i * K + j]);
-      e = std::max({e, std::fabs(lse[i] - l), std::fabs(loss[i] - want)});
+      e = vl::simt_test::worse(e, std::fabs(lse[i] - l), std::fabs(loss[i] - want));
       for (int j = 0; j < K; ++j)
-        e = std::max(e, std::fabs(dz[i * K + j] - dloss[i] * (std::exp(z[i * K + j] - l) * total - t[i * K + j])));
+        e = vl::simt_test::worse(e, std::fabs(dz[i * K + j] - dloss[i] * (std::exp(z[i * K + j] - l) * total - t[i * K + j])));
     }
     check(e < 1e-4, "soft_cross_entropy forward and backward, K=" + std::to_string(K) + " (max error " + std::to_string(e) + ")");
   }
@@ -348,7 +348,7 @@ void test_soft_targets_and_bce() {
   for (int i = 0; i < n; ++i) {
     const double zi = z[i], sig = 1.0 / (1.0 + std::exp(-zi));
     const double want = std::max(zi, 0.0) - zi * t[i] + std::log1p(std::exp(-std::fabs(zi)));
-    e = std::max({e, std::fabs(loss[i] - want) / std::max(1.0, std::fabs(want)), std::fabs(dz[i] - d[i] * (sig - t[i]))});
+    e = vl::simt_test::worse(e, std::fabs(loss[i] - want) / std::max(1.0, std::fabs(want)), std::fabs(dz[i] - d[i] * (sig - t[i])));
   }
   check(e < 1e-5 && std::isfinite(loss[0]) && std::isfinite(dz[n - 1]),
         "bce_with_logits forward and backward for |z| up to 100 (max error " + std::to_string(e) + ")");
@@ -381,7 +381,7 @@ void test_adamw() {
         rm[i] = beta1 * rm[i] + (1 - beta1) * g[i];
         rv[i] = beta2 * rv[i] + (1 - beta2) * g[i] * static_cast<double>(g[i]);
         rp[i] -= lr / bc1 * rm[i] / (std::sqrt(rv[i]) / std::sqrt(bc2) + eps);
-        e = std::max({e, std::fabs(p[i] - rp[i]), std::fabs(m[i] - rm[i]), std::fabs(v[i] - rv[i])});
+        e = vl::simt_test::worse(e, std::fabs(p[i] - rp[i]), std::fabs(m[i] - rm[i]), std::fabs(v[i] - rv[i]));
       }
     }
     check(e < 1e-5, "adamw_update, beta1 " + std::to_string(beta1) + ", 3 steps (max error " + std::to_string(e) + ")");
@@ -439,10 +439,10 @@ void test_sgd() {
         if (b) {
           rb[i] = step == 1 ? gi : cs.momentum * rb[i] + (1 - cs.dampening) * gi;
           gi = cs.nesterov ? gi + cs.momentum * rb[i] : rb[i];
-          e = std::max(e, std::fabs(buf[i] - rb[i]));
+          e = vl::simt_test::worse(e, std::fabs(buf[i] - rb[i]));
         }
         rp[i] -= lr * gi;
-        e = std::max(e, std::fabs(p[i] - rp[i]));
+        e = vl::simt_test::worse(e, std::fabs(p[i] - rp[i]));
       }
     }
     check(e < 1e-5, "sgd_update, momentum " + std::to_string(cs.momentum) + (cs.nesterov ? " nesterov" : "") +
@@ -496,7 +496,7 @@ void test_lamb_and_sum_of_squares() {
       const double ratio = pp > 0 && uu > 0 ? std::sqrt(pp) / std::sqrt(uu) : 1.0;
       for (int i = 0; i < n; ++i) {
         rp[i] -= lr * ratio * u[i];
-        e = std::max({e, std::fabs(p[i] - rp[i]), std::fabs(m[i] - rm[i]), std::fabs(v[i] - rv[i])});
+        e = vl::simt_test::worse(e, std::fabs(p[i] - rp[i]), std::fabs(m[i] - rm[i]), std::fabs(v[i] - rv[i]));
       }
     }
     check(e < 2e-5, "lamb_update of " + std::to_string(n) + " values, 2 steps (max error " + std::to_string(e) + ")");
@@ -599,7 +599,7 @@ void test_sum() {
     for (int o = 0; o < outer; ++o) {
       double ref = 0;
       for (int j = 0; j < inner; ++j) ref += x[j * outer + o];
-      e = std::max(e, std::fabs(out[o] - ref));
+      e = vl::simt_test::worse(e, std::fabs(out[o] - ref));
     }
     check(!in.contiguous && e < 1e-5, "sum_thread_rows over a strided (transposed) f32 input (max error " + std::to_string(e) + ")");
   }

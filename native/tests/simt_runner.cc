@@ -236,6 +236,7 @@ struct WgmmaOp {
   float a[2][16];
   uint64_t desc;
   bool f16;  // operand format: fp16, else bf16
+  int n;     // B's columns
   long group;
 };
 struct WgmmaState {
@@ -245,12 +246,17 @@ struct WgmmaState {
 std::vector<WgmmaState> g_wgmma;  // per thread of the running block
 
 alignas(128) unsigned char g_dynamic_shared[kMaxDynamicShared];
+// Shared memory as the async proxy last saw it: a copy taken at every
+// fence_proxy_async. A wgmma whose B bytes differ from it reads stores
+// (st.shared from registers) that no fence made visible to wgmma.
+unsigned char g_async_view[kMaxDynamicShared];
 
 // A new block: no copies in flight, shared memory full of NaNs.
 void begin_block(int threads) {
   g_async.assign(static_cast<size_t>(threads), AsyncState());
   g_wgmma.assign(static_cast<size_t>(threads), WgmmaState());
   std::memset(g_dynamic_shared, 0xff, sizeof g_dynamic_shared);
+  std::memset(g_async_view, 0xff, sizeof g_async_view);
 }
 
 }  // namespace
@@ -384,13 +390,14 @@ uint32_t smem_address(const void* p) {
   return static_cast<uint32_t>(c - g_dynamic_shared);
 }
 
-void fence_proxy_async() { g_async[runner().current].unfenced.clear(); }
+void fence_proxy_async() {
+  g_async[runner().current].unfenced.clear();
+  std::memcpy(g_async_view, g_dynamic_shared, sizeof g_async_view);
+}
 void wgmma_fence() {}
 void wgmma_commit() { ++g_wgmma[runner().current].committed; }
 
 namespace {
-
-constexpr int kWgmmaN = 256;
 
 // Where element (k, n) of a wgmma B operand is: no-swizzle K-major core
 // matrices (8 n x 8 k, rows of 16 bytes) at start + (n/8)*sbo + (k/8)*lbo.
@@ -403,49 +410,28 @@ const unsigned char* wgmma_b_element(uint64_t desc, int k, int n) {
   return g_dynamic_shared + at;
 }
 
-void wgmma_m64nNk16(float acc[kWgmmaN / 2], const uint32_t a[4], uint64_t desc, bool f16) {
-  struct Rows {
-    float a[2][16];
-  };
-  const auto value = [&](uint32_t reg, int half) { return f16 ? f16_value(reg, half) : bf16_value(reg, half); };
-  const Rows rows = warp_collective<128>(
-      [&](auto& s) {
-        for (int i = 0; i < 4; ++i) s[i] = a[i];
-        s[4] = desc;
-      },
-      [&](auto* threads, int idx) {
-        for (int t = 0; t < 128; ++t)
-          if (threads[t][4] != desc) throw std::runtime_error("simt: the wgmma descriptors of a warpgroup differ (they must be the same)");
-        if (idx == 0) {
-          // Every byte of B must have been fenced into the async proxy by the thread whose copy wrote it.
-          // The strides are unsigned: B spans from element (0, 0) to element (15, N - 1).
-          const unsigned char* lo = wgmma_b_element(desc, 0, 0);
-          const unsigned char* hi = wgmma_b_element(desc, 15, kWgmmaN - 1) + 2;
-          for (const AsyncState& st : g_async)
-            for (const auto& range : st.unfenced)
-              if (range.first < reinterpret_cast<const char*>(hi) && reinterpret_cast<const char*>(lo) < range.second)
-                throw std::runtime_error("simt: wgmma reads shared memory that a copy wrote without a following fence_proxy_async");
-        }
-        // Rows g and g + 8 of this thread's warp are held by its lanes 4g..4g+3 (mma A fragment layout).
-        Rows out;
-        const int warp = idx / 32, g = (idx % 32) / 4;
-        for (int h = 0; h < 2; ++h)
-          for (int k = 0; k < 16; ++k) {
-            const int t = (k & 7) >> 1, reg = h + 2 * (k >> 3);
-            out.a[h][k] = value(static_cast<uint32_t>(threads[warp * 32 + 4 * g + t][reg]), k & 1);
-          }
-        return out;
-      });
-  WgmmaState& st = g_wgmma[runner().current];
-  WgmmaOp op{acc, {}, desc, f16, st.committed};
-  std::memcpy(op.a, rows.a, sizeof op.a);
-  st.pending.push_back(op);
+// Every byte of B must be visible to the async proxy: fenced by the thread
+// whose cp.async wrote it, and no store since the last fence changed it.
+void check_b_fenced(uint64_t desc, int n) {
+  // The strides are unsigned: B spans from element (0, 0) to element (15, n - 1).
+  const unsigned char* lo = wgmma_b_element(desc, 0, 0);
+  const unsigned char* hi = wgmma_b_element(desc, 15, n - 1) + 2;
+  for (const AsyncState& st : g_async)
+    for (const auto& range : st.unfenced)
+      if (range.first < reinterpret_cast<const char*>(hi) && reinterpret_cast<const char*>(lo) < range.second)
+        throw std::runtime_error("simt: wgmma reads shared memory that a copy wrote without a following fence_proxy_async");
+  for (int k = 0; k < 16; ++k)
+    for (int j = 0; j < n; ++j) {
+      const unsigned char* e = wgmma_b_element(desc, k, j);
+      if (std::memcmp(e, g_async_view + (e - g_dynamic_shared), 2) != 0)
+        throw std::runtime_error("simt: wgmma reads shared memory stored to after the last fence_proxy_async");
+    }
 }
 
 // acc += A * B for one retired wgmma: B read from shared memory now, as late as a GPU may read it.
 void retire(const WgmmaOp& op) {
   const int q = runner().current % 4;
-  for (int j = 0; j < kWgmmaN / 8; ++j)
+  for (int j = 0; j < op.n / 8; ++j)
     for (int h = 0; h < 2; ++h)
       for (int e = 0; e < 2; ++e) {
         const int n = 8 * j + 2 * q + e;
@@ -460,8 +446,36 @@ void retire(const WgmmaOp& op) {
 
 }  // namespace
 
-void wgmma_bf16_m64n256k16(float acc[128], const uint32_t a[4], uint64_t b_desc) { wgmma_m64nNk16(acc, a, b_desc, false); }
-void wgmma_f16_m64n256k16(float acc[128], const uint32_t a[4], uint64_t b_desc) { wgmma_m64nNk16(acc, a, b_desc, true); }
+void wgmma_m64nNk16(float* acc, const uint32_t a[4], uint64_t desc, bool f16, int n) {
+  if (n < 8 || n > 256 || n % 8) throw std::runtime_error("simt: wgmma m64nNk16 takes N = 8..256 in steps of 8, got " + std::to_string(n));
+  struct Rows {
+    float a[2][16];
+  };
+  const auto value = [&](uint32_t reg, int half) { return f16 ? f16_value(reg, half) : bf16_value(reg, half); };
+  const Rows rows = warp_collective<128>(
+      [&](auto& s) {
+        for (int i = 0; i < 4; ++i) s[i] = a[i];
+        s[4] = desc;
+      },
+      [&](auto* threads, int idx) {
+        for (int t = 0; t < 128; ++t)
+          if (threads[t][4] != desc) throw std::runtime_error("simt: the wgmma descriptors of a warpgroup differ (they must be the same)");
+        if (idx == 0) check_b_fenced(desc, n);
+        // Rows g and g + 8 of this thread's warp are held by its lanes 4g..4g+3 (mma A fragment layout).
+        Rows out;
+        const int warp = idx / 32, g = (idx % 32) / 4;
+        for (int h = 0; h < 2; ++h)
+          for (int k = 0; k < 16; ++k) {
+            const int t = (k & 7) >> 1, reg = h + 2 * (k >> 3);
+            out.a[h][k] = value(static_cast<uint32_t>(threads[warp * 32 + 4 * g + t][reg]), k & 1);
+          }
+        return out;
+      });
+  WgmmaState& st = g_wgmma[runner().current];
+  WgmmaOp op{acc, {}, desc, f16, n, st.committed};
+  std::memcpy(op.a, rows.a, sizeof op.a);
+  st.pending.push_back(op);
+}
 
 void wgmma_wait_groups(int n) {
   WgmmaState& st = g_wgmma[runner().current];

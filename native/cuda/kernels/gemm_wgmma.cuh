@@ -119,7 +119,7 @@ VL_GLOBAL void VL_LAUNCH_BOUNDS(kWgThreads) gemm_wgmma_kernel(Params<float, uint
     for (int s = 0; s < kWgBK / 16; ++s) {
       load_a<1, Ops, kWgBK>(af[s], unused, as, wm, 16 * s, lane);
       simt::wgmma_fence();
-      Ops::wgmma(acc, af[s], simt::wgmma_desc(bs + 2 * s * kWgLbo, kWgLbo, kWgSbo));
+      Ops::template wgmma<kWgBN>(acc, af[s], simt::wgmma_desc(bs + 2 * s * kWgLbo, kWgLbo, kWgSbo));
     }
     simt::wgmma_commit();
     // The stage and af are free again once this step's products are done.

@@ -1,0 +1,55 @@
+// Launcher of the Hopper attention forward (see attention_sm90.cuh). CMake
+// builds this file for sm_90a only and defines VLLAMA_SM90A when it does.
+#include "cuda/attention_sm90.cuh"
+
+#include <atomic>
+#include <climits>
+#include <type_traits>
+
+#include "core/error.h"
+#include "cuda/cuda_check.cuh"
+#include "cuda/hopper_sm90.cuh"
+#include "cuda/kernels/attention_wgmma.cuh"
+
+namespace vl {
+namespace cuda {
+namespace {
+
+template <int kDp, typename Ops>
+void launch(kernels::AttnFwdArgs a, int pairs, cudaStream_t stream, int device) {
+  a.q_tiles = (a.N + kernels::kAttnWgRows - 1) / kernels::kAttnWgRows;
+  const int64_t blocks = static_cast<int64_t>(a.q_tiles) * pairs;
+  if (blocks == 0) return;
+  VL_CHECK(blocks <= INT_MAX, ErrorCode::Shape, "attention: up to ", INT_MAX, " query tiles of ", kernels::kAttnWgRows,
+           " rows on CUDA, got ", blocks);
+  auto kernel = kernels::attention_fwd_wgmma<kDp, Ops>;
+  constexpr int smem = kernels::kAttnWgSmemBytes<kDp>;
+  static std::atomic<uint64_t> granted{0};
+  allow_dynamic_shared(kernel, smem, device, granted);
+  kernel<<<static_cast<unsigned>(blocks), kernels::kAttnWgThreads, smem, stream>>>(a);
+  check_launch("attention_fwd_wgmma", device);
+}
+
+}  // namespace
+
+bool wgmma_attention_available(int device) {
+  return hopper_path_enabled("VLLAMA_CUDA_ATTENTION") && sm90a_kernels_run(device);
+}
+
+bool launch_attention_wgmma(kernels::AttnFwdArgs a, int pairs, bool f16, cudaStream_t stream, int device) {
+  bool launched = false;
+  kernels::attn_with_padded_d(a.D, [&](auto kd) {
+    constexpr int kDp = decltype(kd)::value;
+    if constexpr (kernels::kAttnWgmmaWidth<kDp>) {
+      if (f16)
+        launch<kDp, simt::F16Ops>(a, pairs, stream, device);
+      else
+        launch<kDp, simt::Bf16Ops>(a, pairs, stream, device);
+      launched = true;
+    }
+  });
+  return launched;
+}
+
+}  // namespace cuda
+}  // namespace vl

@@ -1,0 +1,24 @@
+// The Hopper path of the attention forward (attention_sm90.cu, built for
+// sm_90a): 16-bit precision on wgmma (kernels/attention_wgmma.cuh).
+// cuda/attention.cu asks wgmma_attention_available() and otherwise launches
+// the mma.sync kernel of kernels/attention.cuh, which runs everywhere.
+#pragma once
+#include <cuda_runtime.h>
+
+#include "cuda/kernels/attention_tiles.cuh"
+
+namespace vl {
+namespace cuda {
+
+// True on a compute capability 9.0 device when this build holds the sm_90a
+// kernels and VLLAMA_CUDA_ATTENTION is unset or "auto" ("mma" keeps the
+// attention on mma.sync; any other value is an ArgumentError).
+bool wgmma_attention_available(int device);
+
+// Launches the wgmma forward for `pairs` (batch, head) pairs when there is
+// one for D's padded width; false (nothing launched) otherwise. a as for
+// attention_fwd except q_tiles, set here; rows 16-byte aligned (a.vec).
+bool launch_attention_wgmma(kernels::AttnFwdArgs a, int pairs, bool f16, cudaStream_t stream, int device);
+
+}  // namespace cuda
+}  // namespace vl
