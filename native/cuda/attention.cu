@@ -179,10 +179,10 @@ void attention(const KernelCall& c) {
   a.q_rope = tables.q, a.k_rope = tables.k;
   a.vec = aligned16(a.q) && aligned16(a.k) && aligned16(a.v);
   // 16-bit precision on a Hopper device: both products on wgmma, where
-  // there is a kernel for the width (it stages through cp.async: aligned rows).
+  // there is a kernel for the width (it reads the queries through cp.async: aligned rows).
   const auto wtype = static_cast<ops::MathPrecision>(c.attrs.integer("wtype"));
   if (wtype != ops::MathPrecision::F32 && a.vec && wgmma_attention_available(dev) &&
-      launch_attention_wgmma(a, d.B * d.H, wtype == ops::MathPrecision::F16, stream, dev))
+      launch_attention_wgmma(a, d.B * d.H, wtype == ops::MathPrecision::F16, stream, c.device))
     return;
   const unsigned blocks = static_cast<unsigned>(a.q_tiles) * static_cast<unsigned>(d.B * d.H);
   // Aligned rows stream through cp.async (the next keys while the current ones are computed on).

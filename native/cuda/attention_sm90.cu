@@ -6,6 +6,7 @@
 #include <climits>
 #include <type_traits>
 
+#include "core/backend.h"
 #include "core/error.h"
 #include "cuda/cuda_check.cuh"
 #include "cuda/hopper_sm90.cuh"
@@ -16,18 +17,28 @@ namespace cuda {
 namespace {
 
 template <int kDp, typename Ops>
-void launch(kernels::AttnFwdArgs a, int pairs, cudaStream_t stream, int device) {
+void launch(kernels::AttnFwdArgs a, int pairs, cudaStream_t stream, Device device) {
+  const int dev = device.index;
   a.q_tiles = (a.N + kernels::kAttnWgRows - 1) / kernels::kAttnWgRows;
   const int64_t blocks = static_cast<int64_t>(a.q_tiles) * pairs;
   if (blocks == 0) return;
   VL_CHECK(blocks <= INT_MAX, ErrorCode::Shape, "attention: up to ", INT_MAX, " query tiles of ", kernels::kAttnWgRows,
            " rows on CUDA, got ", blocks);
+  // Handed back right after queuing: the device's work runs in stream order.
+  const int64_t elems = kernels::attn_wg_packed_elems<kDp>(pairs, a.M);
+  StoragePtr packed = backend_for(device).allocate(device, static_cast<size_t>(elems) * sizeof(uint16_t));
+  kernels::AttnKvPackArgs p{a.k, a.v, a.H, a.M, a.D, a.k_rope, a.vec, elems / 8, static_cast<uint16_t*>(packed->data())};
+  const int64_t pack_blocks = (p.chunks + 255) / 256;
+  VL_CHECK(pack_blocks <= INT_MAX, ErrorCode::Shape, "attention: too many keys to pack for one CUDA launch: ", pairs,
+           " (batch, head) pairs of ", a.M);
+  kernels::attention_pack_kv<kDp, Ops><<<static_cast<unsigned>(pack_blocks), 256, 0, stream>>>(p);
+  check_launch("attention_pack_kv", dev);
   auto kernel = kernels::attention_fwd_wgmma<kDp, Ops>;
   constexpr int smem = kernels::kAttnWgSmemBytes<kDp>;
   static std::atomic<uint64_t> granted{0};
-  allow_dynamic_shared(kernel, smem, device, granted);
-  kernel<<<static_cast<unsigned>(blocks), kernels::kAttnWgThreads, smem, stream>>>(a);
-  check_launch("attention_fwd_wgmma", device);
+  allow_dynamic_shared(kernel, smem, dev, granted);
+  kernel<<<static_cast<unsigned>(blocks), kernels::kAttnWgThreads, smem, stream>>>(a, p.out);
+  check_launch("attention_fwd_wgmma", dev);
 }
 
 }  // namespace
@@ -36,7 +47,7 @@ bool wgmma_attention_available(int device) {
   return hopper_path_enabled("VLLAMA_CUDA_ATTENTION") && sm90a_kernels_run(device);
 }
 
-bool launch_attention_wgmma(kernels::AttnFwdArgs a, int pairs, bool f16, cudaStream_t stream, int device) {
+bool launch_attention_wgmma(kernels::AttnFwdArgs a, int pairs, bool f16, cudaStream_t stream, Device device) {
   bool launched = false;
   kernels::attn_with_padded_d(a.D, [&](auto kd) {
     constexpr int kDp = decltype(kd)::value;

@@ -5,6 +5,7 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include "core/backend.h"
 #include "cuda/kernels/attention_tiles.cuh"
 
 namespace vl {
@@ -15,10 +16,12 @@ namespace cuda {
 // attention on mma.sync; any other value is an ArgumentError).
 bool wgmma_attention_available(int device);
 
-// Launches the wgmma forward for `pairs` (batch, head) pairs when there is
-// one for D's padded width; false (nothing launched) otherwise. a as for
-// attention_fwd except q_tiles, set here; rows 16-byte aligned (a.vec).
-bool launch_attention_wgmma(kernels::AttnFwdArgs a, int pairs, bool f16, cudaStream_t stream, int device);
+// Queues the wgmma forward for `pairs` (batch, head) pairs when there is
+// one for D's padded width: the keys and values packed into a temporary
+// buffer from `device`'s allocator, then the query tiles; false (nothing
+// queued) otherwise. a as for attention_fwd except q_tiles, set here; rows
+// 16-byte aligned (a.vec).
+bool launch_attention_wgmma(kernels::AttnFwdArgs a, int pairs, bool f16, cudaStream_t stream, Device device);
 
 }  // namespace cuda
 }  // namespace vl

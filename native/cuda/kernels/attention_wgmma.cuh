@@ -3,23 +3,24 @@
 // (up to the order of f32 sums), with both products on wgmma. Kernel source
 // shared by nvcc (compiled for sm_90a) and the SIMT runner.
 //
-// Block: two warpgroups (256 threads), 128 query rows, each warpgroup 64.
-// Per key block of kBN keys:
-//   S = Q·Kᵀ: wgmma m64n{kBN}k16 per k16 slice of the head, A = the rotated
-//     queries as mma A fragments kept in registers for the whole block, B =
-//     the rotated keys in shared memory as no-swizzle K-major core matrices
-//     (8 keys x 8 channels of 16 bytes; (key/8, d/8) at ((key/8)·kDp/8 + d/8)·128).
-//   online softmax on the accumulators in registers (attn_online_softmax);
-//   O += P·V: wgmma m64n{kDp}k16 per k16 slice of the keys, A = P converted
-//     to fragments in registers (the accumulator of S is A's layout), B = V
-//     stored transposed as K-major core matrices ((d/8, key/8) at
-//     ((d/8)·kBN/8 + key/8)·128), so both products use the one descriptor
-//     form the runner checks.
-// Keys and values reach shared memory as in attention_fwd's kAsync path:
-// cp.async into an f32 staging tile while the previous block is computed on,
-// then rotated and converted shared-to-shared (st.shared, so each thread
-// fences its stores into the async proxy before the barrier that precedes
-// the products).
+// Two kernels per call:
+//   attention_pack_kv: once per call, the keys of every (batch, head) pair
+//     rotated and rounded to 16 bits, and the values rounded and transposed,
+//     into blocks of kBN keys laid out as wgmma's no-swizzle K-major core
+//     matrices (8 rows x 8 columns of 16 bytes): keys (key/8, d/8) at
+//     ((key/8)·kDp/8 + d/8)·128, values (d/8, key/8) at ((d/8)·kBN/8 + key/8)·128.
+//     Every query tile then reads ready operands instead of converting the
+//     same keys again (the conversion, not the products, would bound it).
+//   attention_fwd_wgmma: two warpgroups (256 threads), 128 query rows, each
+//     warpgroup 64. The rotated queries stay in registers as wgmma A
+//     fragments. Per key block: S = Q·Kᵀ, one wgmma m64n{kBN}k16 per k16
+//     slice of the head; the online softmax on the accumulators
+//     (attn_online_softmax); O += P·V, one wgmma m64n{kDp}k16 per k16 slice
+//     of the keys with P converted to A fragments in registers (the
+//     accumulator of S is A's layout). A packed block is one contiguous run
+//     of bytes, so cp.async copies it linearly into a 3-stage ring while
+//     earlier blocks are computed on; each thread fences its copies into the
+//     async proxy before the barrier that hands a stage to wgmma.
 #pragma once
 #include "cuda/kernels/attention_tiles.cuh"
 
@@ -36,58 +37,64 @@ constexpr int kAttnWgKeys = kDp <= 64 ? 128 : 64;
 template <int kDp>
 constexpr bool kAttnWgmmaWidth = kDp == 32 || kDp == 64 || kDp == 96 || kDp == 128;
 
-// Shared memory: f32 staging for the queries, then for a key and a value
-// block; the padded query tile of attn_fill; the key and value core matrices.
+constexpr int kAttnWgStages = 3;
+// A packed block: kBN keys then the values, kBN·kDp 16-bit values each.
 template <int kDp>
-constexpr int kAttnWgStageBytes = 4 * kDp * (kAttnWgRows > 2 * kAttnWgKeys<kDp> ? kAttnWgRows : 2 * kAttnWgKeys<kDp>);
+constexpr int kAttnWgBlockElems = kAttnWgKeys<kDp> * kDp;
+template <int kDp>
+constexpr int kAttnWgStageBytes = 2 * 2 * kAttnWgBlockElems<kDp>;
+// Shared memory: the ring of packed blocks (the queries' f32 staging tile
+// before it), then the padded query tile of attn_fill.
 template <int kDp>
 constexpr int kAttnWgQBytes = 2 * kAttnWgRows * kAttnSmemStride<kDp>;
 template <int kDp>
-constexpr int kAttnWgKvBytes = 2 * kAttnWgKeys<kDp> * kDp;
+constexpr int kAttnWgSmemBytes = kAttnWgStages * kAttnWgStageBytes<kDp> + kAttnWgQBytes<kDp>;
+
+// The packed keys and values of one call: pairs · blocks · 2 blocks of
+// kAttnWgBlockElems 16-bit values (blocks = ceil(M / kBN)).
 template <int kDp>
-constexpr int kAttnWgSmemBytes = kAttnWgStageBytes<kDp> + kAttnWgQBytes<kDp> + 2 * kAttnWgKvBytes<kDp>;
-
-// Byte offset of element (row, col) in no-swizzle K-major core matrices with
-// kCols columns (the k dimension) per row of core matrices.
-template <int kCols>
-VL_DEVICE int attn_core_offset(int row, int col) {
-  return ((row >> 3) * (kCols / 8) + (col >> 3)) * 128 + (row & 7) * 16 + (col & 7) * 2;
+int64_t attn_wg_packed_elems(int64_t pairs, int M) {
+  return pairs * ((M + kAttnWgKeys<kDp> - 1) / kAttnWgKeys<kDp>) * 2 * kAttnWgBlockElems<kDp>;
 }
 
-// Block-cooperative: the keys of the staging tile (kBN rows of kDp floats),
-// rotated by the table, as 16-bit core matrices [key][d]. Rows past `rows`
-// and columns past D are zero.
-template <int kBN, int kDp, typename Ops>
-VL_DEVICE void attn_fill_keys_core(unsigned char* dst, const float* stage, int rows, int D, const float* table) {
-  constexpr int kGroups = kDp / 4;
-  for (int i = simt::thread_x(); i < kBN * kGroups; i += kAttnWgThreads) {
-    const int r = i / kGroups, c = 4 * (i % kGroups);
-    float v[4];
-    attn_load_rotated4(stage, kDp, r, c, rows, D, table, true, v);
-    attn_store4(reinterpret_cast<uint16_t*>(dst + attn_core_offset<kDp>(r, c)), Ops::pack(v[0], v[1]), Ops::pack(v[2], v[3]));
-  }
-}
+struct AttnKvPackArgs {
+  AttnTensor k, v;
+  int H, M, D;
+  const float* k_rope;  // rope_table of the keys, or null
+  bool vec;             // k, v rows 16-byte aligned
+  int64_t chunks;       // 16-byte chunks in all: attn_wg_packed_elems / 8
+  uint16_t* out;
+};
 
-// Block-cooperative: the values of the staging tile, transposed, as 16-bit
-// core matrices [d][key]: a thread takes keys r, r + 1 of 4 channels and
-// stores each channel's pair as one word.
-template <int kBN, int kDp, typename Ops>
-VL_DEVICE void attn_fill_values_core(unsigned char* dst, const float* stage, int rows, int D) {
-  constexpr int kGroups = kDp / 4;
-  for (int i = simt::thread_x(); i < kBN / 2 * kGroups; i += kAttnWgThreads) {
-    const int r = 2 * (i / kGroups), c = 4 * (i % kGroups);
-    float v0[4], v1[4];
-    attn_load_rotated4(stage, kDp, r, c, rows, D, nullptr, true, v0);
-    attn_load_rotated4(stage, kDp, r + 1, c, rows, D, nullptr, true, v1);
-    for (int e = 0; e < 4; ++e) {
-      const uint32_t w = Ops::pack(v0[e], v1[e]);
-#if defined(__CUDACC__)
-      *reinterpret_cast<uint32_t*>(dst + attn_core_offset<kBN>(c + e, r)) = w;
-#else
-      std::memcpy(dst + attn_core_offset<kBN>(c + e, r), &w, 4);
-#endif
-    }
+// One thread per 16-byte chunk e of the output (grid.x = ceil(chunks /
+// 256), blockDim.x = 256): chunk c of part `which` (0 keys, 1 values) of
+// block j of pair p, e = ((p·blocks + j)·2 + which)·chunks_per_part + c.
+// A key chunk is 8 channels of one key, a value chunk one channel of 8
+// keys; keys past M and channels past D are zero.
+template <int kDp, typename Ops>
+VL_GLOBAL void VL_LAUNCH_BOUNDS(256) attention_pack_kv(const AttnKvPackArgs p) {
+  constexpr int kBN = kAttnWgKeys<kDp>, kChunks = kAttnWgBlockElems<kDp> / 8;
+  const int64_t e = static_cast<int64_t>(simt::block_x()) * 256 + simt::thread_x();
+  if (e >= p.chunks) return;
+  const int c = static_cast<int>(e % kChunks), which = static_cast<int>(e / kChunks % 2);
+  const int64_t pb = e / kChunks / 2;
+  const int blocks = (p.M + kBN - 1) / kBN;
+  const int pair = static_cast<int>(pb / blocks), j = static_cast<int>(pb % blocks);
+  const int b = pair / p.H, h = pair % p.H, core = c / 8, row = c % 8;
+  float v[8];
+  if (which == 0) {
+    const int key = j * kBN + 8 * (core / (kDp / 8)) + row, d0 = 8 * (core % (kDp / 8));
+    const float* k = p.k.data + b * p.k.sb + h * p.k.sh;
+    attn_load_rotated4(k, p.k.st, key, d0, p.M, p.D, p.k_rope, p.vec, v);
+    attn_load_rotated4(k, p.k.st, key, d0 + 4, p.M, p.D, p.k_rope, p.vec, v + 4);
+  } else {
+    const int d = 8 * (core / (kBN / 8)) + row, key0 = j * kBN + 8 * (core % (kBN / 8));
+    const float* val = p.v.data + b * p.v.sb + h * p.v.sh;
+    for (int i = 0; i < 8; ++i) v[i] = key0 + i < p.M && d < p.D ? val[static_cast<int64_t>(key0 + i) * p.v.st + d] : 0.0f;
   }
+  uint16_t* dst = p.out + 8 * e;
+  attn_store4(dst, Ops::pack(v[0], v[1]), Ops::pack(v[2], v[3]));
+  attn_store4(dst + 4, Ops::pack(v[4], v[5]), Ops::pack(v[6], v[7]));
 }
 
 // acc (a warpgroup's 64 x N) += A·B over kSlices k16 slices, and wait for
@@ -105,72 +112,70 @@ VL_DEVICE void attn_wgmma(float* acc, const uint32_t (&a)[kSlices][1][4], const 
 }
 
 // grid.x = ceil(N / 128) · B · heads (a.q_tiles = ceil(N / 128)), blockDim.x
-// = 256, kAttnWgSmemBytes<kDp> of dynamic shared memory; q, k, v rows
-// 16-byte aligned (a.vec). kDp: kAttnWgmmaWidth.
+// = 256, kAttnWgSmemBytes<kDp> of dynamic shared memory; q rows 16-byte
+// aligned (a.vec); kv: attention_pack_kv's output for the same call.
+// kDp: kAttnWgmmaWidth.
 template <int kDp, typename Ops>
-VL_GLOBAL void VL_LAUNCH_BOUNDS(kAttnWgThreads) attention_fwd_wgmma(const AttnFwdArgs a) {
+VL_GLOBAL void VL_LAUNCH_BOUNDS(kAttnWgThreads) attention_fwd_wgmma(const AttnFwdArgs a, const uint16_t* kv) {
   using P = AttnArith<1, Ops>;
-  constexpr int kBN = kAttnWgKeys<kDp>;
+  constexpr int kBN = kAttnWgKeys<kDp>, kStage = kAttnWgStageBytes<kDp>, kKeyBytes = 2 * kAttnWgBlockElems<kDp>;
   static_assert(kAttnWgmmaWidth<kDp>, "no wgmma of this width");
+  static_assert(kAttnWgStages * kStage >= 4 * kAttnWgRows * kDp, "the queries' staging tile fits in the ring");
   unsigned char* smem = simt::dynamic_shared();
-  float* stage = reinterpret_cast<float*>(smem);
-  const AttnTile<kAttnWgRows, kDp, P> qt{reinterpret_cast<uint16_t*>(smem + kAttnWgStageBytes<kDp>)};
-  unsigned char* kcore = smem + kAttnWgStageBytes<kDp> + kAttnWgQBytes<kDp>;
-  unsigned char* vcore = kcore + kAttnWgKvBytes<kDp>;
-  const int warp = simt::warp();
+  const AttnTile<kAttnWgRows, kDp, P> qt{reinterpret_cast<uint16_t*>(smem + kAttnWgStages * kStage)};
+  const int warp = simt::warp(), tid = simt::thread_x();
   const int pair = simt::block_x() / a.q_tiles, n0 = simt::block_x() % a.q_tiles * kAttnWgRows;
-  const AttnPairRows in = attn_pair_rows(a, pair);
-  const float *q = in.q, *k = in.k, *v = in.v;
+  const float* q = attn_pair_rows(a, pair).q;
 
-  // Queries: staged, rotated into the padded tile, then each warp's 16 rows
-  // (16·warp: warp w%4 of warpgroup w/4 holds rows 16(w%4) of the group's 64)
-  // as A fragments for every k16 slice of the head.
+  // Queries: staged in the ring's space, rotated into the padded tile, then
+  // each warp's 16 rows (16·warp: warp w%4 of warpgroup w/4 holds rows
+  // 16(w%4) of the group's 64) as A fragments for every k16 slice.
+  float* stage = reinterpret_cast<float*>(smem);
   attn_stage<kAttnWgRows, kDp, kAttnWgThreads>(stage, q + n0 * a.q.st, a.q.st, a.N - n0, a.D);
   simt::cp_async_commit();
   simt::cp_async_wait<0>();
   simt::sync_threads();
   attn_fill<kAttnWgRows, kDp, P, kAttnWgThreads>(qt, stage, kDp, a.N - n0, a.D, attn_table_rows(a.q_rope, n0, a.D), true);
+  // The staged queries are read: the ring may fill.
   simt::sync_threads();
   uint32_t qf[kDp / 16][1][4];
   VL_UNROLL
   for (int ks = 0; ks < kDp / 16; ++ks) attn_a_frag(qt, 16 * warp, ks, qf[ks]);
-  // The staged queries are read; the first keys and values may land there.
-  simt::sync_threads();
-  float* k_stage = stage;
-  float* v_stage = stage + kBN * kDp;
-  attn_stage<kBN, kDp, kAttnWgThreads>(k_stage, k, a.k.st, a.M, a.D);
-  attn_stage<kBN, kDp, kAttnWgThreads>(v_stage, v, a.v.st, a.M, a.D);
-  simt::cp_async_commit();
+
+  const int blocks = (a.M + kBN - 1) / kBN;
+  const unsigned char* src = reinterpret_cast<const unsigned char*>(kv) + static_cast<int64_t>(pair) * blocks * kStage;
+  const auto load = [&](int j) {
+    for (int c = tid; c < kStage / 16; c += kAttnWgThreads)
+      simt::cp_async_16(smem + (j % kAttnWgStages) * kStage + 16 * c, src + static_cast<int64_t>(j) * kStage + 16 * c, 16);
+  };
+  for (int j = 0; j < kAttnWgStages - 1; ++j) {
+    if (j < blocks) load(j);
+    simt::cp_async_commit();
+  }
 
   float o[kDp / 8][4];
   VL_UNROLL
   for (int j = 0; j < kDp / 8; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
-  for (int m0 = 0; m0 < a.M; m0 += kBN) {
-    const int rows = a.M - m0 < kBN ? a.M - m0 : kBN;
-    // This block has landed, and both warpgroups' products on the previous
-    // one are done (each waited for them), so the core matrices are free.
-    simt::cp_async_wait<0>();
-    simt::sync_threads();
-    attn_fill_keys_core<kBN, kDp, Ops>(kcore, k_stage, rows, a.D, attn_table_rows(a.k_rope, m0, a.D));
-    attn_fill_values_core<kBN, kDp, Ops>(vcore, v_stage, rows, a.D);
+  for (int j = 0; j < blocks; ++j) {
+    // Block j has landed (this thread's copies, fenced into the async proxy;
+    // the barrier covers everyone's), and both warpgroups' products on block
+    // j - 1 are done (each waited for them), so its stage may be refilled.
+    simt::cp_async_wait<kAttnWgStages - 2>();
     simt::fence_proxy_async();
     simt::sync_threads();
-    const int next = m0 + kBN;
-    if (next < a.M) {
-      attn_stage<kBN, kDp, kAttnWgThreads>(k_stage, k + next * a.k.st, a.k.st, a.M - next, a.D);
-      attn_stage<kBN, kDp, kAttnWgThreads>(v_stage, v + next * a.v.st, a.v.st, a.M - next, a.D);
-    }
+    if (j + kAttnWgStages - 1 < blocks) load(j + kAttnWgStages - 1);
     simt::cp_async_commit();
 
+    const unsigned char* keys = smem + (j % kAttnWgStages) * kStage;
     float s[kBN / 8][4];
     VL_UNROLL
-    for (int j = 0; j < kBN / 8; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
-    attn_wgmma<Ops, kBN>(&s[0][0], qf, kcore, 128 * (kDp / 8));
-    attn_online_softmax<kBN, kDp>(s, o, m, l, rows, a.scale_log2);
+    for (int i = 0; i < kBN / 8; ++i) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.0f;
+    attn_wgmma<Ops, kBN>(&s[0][0], qf, keys, 128 * (kDp / 8));
+    attn_online_softmax<kBN, kDp>(s, o, m, l, a.M - j * kBN, a.scale_log2);
     uint32_t pf[kBN / 16][1][4];
     attn_acc_to_a<kBN, P>(s, pf);
-    attn_wgmma<Ops, kDp>(&o[0][0], pf, vcore, 128 * (kBN / 8));
+    attn_wgmma<Ops, kDp>(&o[0][0], pf, keys + kKeyBytes, 128 * (kBN / 8));
   }
   simt::cp_async_wait<0>();
   attn_fwd_finish<kDp>(o, m, l, a, pair, n0 + 16 * warp);
