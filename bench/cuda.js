@@ -4,8 +4,8 @@
 //     3-pass path; bf16 inputs too if the op takes them), head width 64 and
 //     128, N = 197 .. 16384, as a fraction of the device's dense bf16 peak;
 //     peer: the same kernel with `rope: false` (the cost of RoPE). The
-//     forward at bf16 precision (one pass; wgmma on compute capability 9.0)
-//     against `rope: false`, and against VLLAMA_CUDA_ATTENTION=mma.
+//     forward at f32 and bf16 precision (wgmma on compute capability 9.0)
+//     against VLLAMA_CUDA_ATTENTION=mma, and at bf16 against `rope: false`.
 //   gemm: the model's linear shapes, packed bf16 and f16 weights (1 pass) against f32
 //     weights (3 passes), TFLOP/s and fraction of peak; and the packed rows
 //     on the default kernel choice (wgmma on compute capability 9.0) against
@@ -148,15 +148,21 @@ async function attentionRows(ctx) {
           });
         }
         if (dtype === 'f32') {
-          const half = (opts) => fwd({ ...opts, precision: 'bf16' });
-          const oursMs = await deviceMs(half(withRope), ctx.seconds);
-          const plainMs = await deviceMs(half(noRope), ctx.seconds);
-          const mmaMs = await withEnv('VLLAMA_CUDA_ATTENTION', 'mma', () => deviceMs(half(withRope), ctx.seconds));
-          const tf = tflops(flops, oursMs);
-          const row = { bench: 'cuda', ours_ms: +oursMs.toFixed(3), tflops: +tf.toFixed(1), peak_fraction: fraction(tf, ctx.peak.tflops) };
-          const name = `attention fwd precision=bf16 D=${D} h=${heads} N=${N} B=${B}`;
-          ctx.row({ ...row, case: name, peer: 'same kernel, rope: false', peer_ms: +plainMs.toFixed(3), ratio: +(plainMs / oursMs).toFixed(3) });
-          ctx.row({ ...row, case: `${name}: default kernel vs mma.sync`, peer: 'VLLAMA_CUDA_ATTENTION=mma', peer_ms: +mmaMs.toFixed(3), ratio: +(mmaMs / oursMs).toFixed(3) });
+          // The forward at each precision against VLLAMA_CUDA_ATTENTION=mma (the
+          // Hopper kernels' gain), and at bf16 against rope: false as well.
+          for (const precision of ['f32', 'bf16']) {
+            const at = (opts) => fwd({ ...opts, precision });
+            const oursMs = await deviceMs(at(withRope), ctx.seconds);
+            const mmaMs = await withEnv('VLLAMA_CUDA_ATTENTION', 'mma', () => deviceMs(at(withRope), ctx.seconds));
+            const tf = tflops(flops, oursMs);
+            const row = { bench: 'cuda', ours_ms: +oursMs.toFixed(3), tflops: +tf.toFixed(1), peak_fraction: fraction(tf, ctx.peak.tflops) };
+            const name = `attention fwd precision=${precision} D=${D} h=${heads} N=${N} B=${B}`;
+            if (precision === 'bf16') {
+              const plainMs = await deviceMs(at(noRope), ctx.seconds);
+              ctx.row({ ...row, case: name, peer: 'same kernel, rope: false', peer_ms: +plainMs.toFixed(3), ratio: +(plainMs / oursMs).toFixed(3) });
+            }
+            ctx.row({ ...row, case: `${name}: default kernel vs mma.sync`, peer: 'VLLAMA_CUDA_ATTENTION=mma', peer_ms: +mmaMs.toFixed(3), ratio: +(mmaMs / oursMs).toFixed(3) });
+          }
         }
         dispose([q, k, v, dOut, sRope.out, sRope.lse, sPlain.out, sPlain.lse]);
       }

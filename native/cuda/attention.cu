@@ -4,8 +4,8 @@
 // the test suite runs through the SIMT runner against double references.
 //
 // Forward: RoPE tables for the queries (and the keys, unless they share the
-// queries' positions), then one flash-attention kernel (at 16-bit precision
-// on a Hopper device, attention_sm90.cu's wgmma kernel). Backward: the tables,
+// queries' positions), then one flash-attention kernel (on a Hopper device,
+// attention_sm90.cu's wgmma kernels). Backward: the tables,
 // delta = rowsum(dOut ⊙ out), then the dk/dv kernel and the dq kernel, whose
 // streamed tiles go through cp.async where that costs no resident blocks.
 // Temporary buffers come from the device allocator (memory counters see
@@ -178,11 +178,10 @@ void attention(const KernelCall& c) {
   a.scale_log2 = static_cast<float>(c.attrs.num("scale")) * kernels::kLog2e;
   a.q_rope = tables.q, a.k_rope = tables.k;
   a.vec = aligned16(a.q) && aligned16(a.k) && aligned16(a.v);
-  // 16-bit precision on a Hopper device: both products on wgmma, where
-  // there is a kernel for the width (it reads the queries through cp.async: aligned rows).
-  const auto wtype = static_cast<ops::MathPrecision>(c.attrs.integer("wtype"));
-  if (wtype != ops::MathPrecision::F32 && a.vec && wgmma_attention_available(dev) &&
-      launch_attention_wgmma(a, d.B * d.H, wtype == ops::MathPrecision::F16, stream, c.device))
+  // On a Hopper device both products run on wgmma, where there is a kernel
+  // for the width (it reads the queries through cp.async: aligned rows).
+  if (a.vec && wgmma_attention_available(dev) &&
+      launch_attention_wgmma(a, d.B * d.H, static_cast<ops::MathPrecision>(c.attrs.integer("wtype")), stream, c.device))
     return;
   const unsigned blocks = static_cast<unsigned>(a.q_tiles) * static_cast<unsigned>(d.B * d.H);
   // Aligned rows stream through cp.async (the next keys while the current ones are computed on).

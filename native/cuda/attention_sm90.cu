@@ -16,7 +16,7 @@ namespace vl {
 namespace cuda {
 namespace {
 
-template <int kDp, typename Ops>
+template <int kDp, typename P>
 void launch(kernels::AttnFwdArgs a, int pairs, cudaStream_t stream, Device device) {
   const int dev = device.index;
   a.q_tiles = (a.N + kernels::kAttnWgRows - 1) / kernels::kAttnWgRows;
@@ -25,16 +25,17 @@ void launch(kernels::AttnFwdArgs a, int pairs, cudaStream_t stream, Device devic
   VL_CHECK(blocks <= INT_MAX, ErrorCode::Shape, "attention: up to ", INT_MAX, " query tiles of ", kernels::kAttnWgRows,
            " rows on CUDA, got ", blocks);
   // Handed back right after queuing: the device's work runs in stream order.
-  const int64_t elems = kernels::attn_wg_packed_elems<kDp>(pairs, a.M);
+  const int64_t elems = kernels::attn_wg_packed_elems<kDp, P>(pairs, a.M);
   StoragePtr packed = backend_for(device).allocate(device, static_cast<size_t>(elems) * sizeof(uint16_t));
-  kernels::AttnKvPackArgs p{a.k, a.v, a.H, a.M, a.D, a.k_rope, a.vec, elems / 8, static_cast<uint16_t*>(packed->data())};
+  kernels::AttnKvPackArgs p{a.k, a.v, a.H, a.M, a.D, a.k_rope, a.vec, elems / 8 / P::kParts,
+                            static_cast<uint16_t*>(packed->data())};
   const int64_t pack_blocks = (p.chunks + 255) / 256;
   VL_CHECK(pack_blocks <= INT_MAX, ErrorCode::Shape, "attention: too many keys to pack for one CUDA launch: ", pairs,
            " (batch, head) pairs of ", a.M);
-  kernels::attention_pack_kv<kDp, Ops><<<static_cast<unsigned>(pack_blocks), 256, 0, stream>>>(p);
+  kernels::attention_pack_kv<kDp, P><<<static_cast<unsigned>(pack_blocks), 256, 0, stream>>>(p);
   check_launch("attention_pack_kv", dev);
-  auto kernel = kernels::attention_fwd_wgmma<kDp, Ops>;
-  constexpr int smem = kernels::kAttnWgSmemBytes<kDp>;
+  auto kernel = kernels::attention_fwd_wgmma<kDp, P>;
+  constexpr int smem = kernels::kAttnWgSmemBytes<kDp, P>;
   static std::atomic<uint64_t> granted{0};
   allow_dynamic_shared(kernel, smem, dev, granted);
   kernel<<<static_cast<unsigned>(blocks), kernels::kAttnWgThreads, smem, stream>>>(a, p.out);
@@ -47,16 +48,18 @@ bool wgmma_attention_available(int device) {
   return hopper_path_enabled("VLLAMA_CUDA_ATTENTION") && sm90a_kernels_run(device);
 }
 
-bool launch_attention_wgmma(kernels::AttnFwdArgs a, int pairs, bool f16, cudaStream_t stream, Device device) {
+bool launch_attention_wgmma(kernels::AttnFwdArgs a, int pairs, ops::MathPrecision precision, cudaStream_t stream,
+                            Device device) {
   bool launched = false;
   kernels::attn_with_padded_d(a.D, [&](auto kd) {
     constexpr int kDp = decltype(kd)::value;
     if constexpr (kernels::kAttnWgmmaWidth<kDp>) {
-      if (f16)
-        launch<kDp, simt::F16Ops>(a, pairs, stream, device);
-      else
-        launch<kDp, simt::Bf16Ops>(a, pairs, stream, device);
-      launched = true;
+      // An unknown precision launches nothing: the caller's mma.sync path reports it.
+      switch (precision) {
+        case ops::MathPrecision::F32: launch<kDp, kernels::AttnSplit>(a, pairs, stream, device); launched = true; break;
+        case ops::MathPrecision::BF16: launch<kDp, kernels::AttnBf16>(a, pairs, stream, device); launched = true; break;
+        case ops::MathPrecision::F16: launch<kDp, kernels::AttnF16>(a, pairs, stream, device); launched = true; break;
+      }
     }
   });
   return launched;

@@ -299,7 +299,7 @@ std::string arith_name() {
   return std::is_same<typename P::Ops, vl::simt::F16Ops>::value ? "f16" : "bf16";
 }
 
-// wgmma: the Hopper kernel (attention_wgmma.cuh; 16-bit P, aligned rows, its head widths).
+// wgmma: the Hopper kernel (attention_wgmma.cuh; aligned rows, its head widths).
 template <typename P>
 void test_forward(const Case& c, double tol, std::mt19937& rng, bool wgmma = false) {
   const Inputs in = make_inputs(c, rng);
@@ -317,16 +317,16 @@ void test_forward(const Case& c, double tol, std::mt19937& rng, bool wgmma = fal
   a.vec = in.q.aligned() && in.k.aligned() && in.v.aligned();
   const auto run_wgmma = [&](auto kd) {
     constexpr int kDp = decltype(kd)::value;
-    if constexpr (P::kParts == 1 && k::kAttnWgmmaWidth<kDp>) {
-      static_assert(k::kAttnWgSmemBytes<kDp> <= vl::simt::kMaxDynamicShared, "fits");
+    if constexpr (k::kAttnWgmmaWidth<kDp>) {
+      static_assert(k::kAttnWgSmemBytes<kDp, P> <= vl::simt::kMaxDynamicShared, "fits");
       if (!a.vec) throw std::runtime_error("the wgmma attention needs 16-byte aligned rows");
       // As attention_sm90.cu: the packed keys and values (NaN-filled, so a chunk never written shows), then the tiles.
-      std::vector<uint16_t> kv(static_cast<size_t>(k::attn_wg_packed_elems<kDp>(c.B * c.H, c.M)), 0xffff);
-      k::AttnKvPackArgs pk{a.k, a.v, c.H, c.M, c.D, a.k_rope, a.vec, static_cast<int64_t>(kv.size() / 8), kv.data()};
-      launch({static_cast<int>((pk.chunks + 255) / 256), 1}, {256, 1}, [&] { k::attention_pack_kv<kDp, typename P::Ops>(pk); });
-      launch({a.q_tiles * c.B * c.H, 1}, {k::kAttnWgThreads, 1}, [&] { k::attention_fwd_wgmma<kDp, typename P::Ops>(a, kv.data()); });
+      std::vector<uint16_t> kv(static_cast<size_t>(k::attn_wg_packed_elems<kDp, P>(c.B * c.H, c.M)), 0xffff);
+      k::AttnKvPackArgs pk{a.k, a.v, c.H, c.M, c.D, a.k_rope, a.vec, static_cast<int64_t>(kv.size() / 8 / P::kParts), kv.data()};
+      launch({static_cast<int>((pk.chunks + 255) / 256), 1}, {256, 1}, [&] { k::attention_pack_kv<kDp, P>(pk); });
+      launch({a.q_tiles * c.B * c.H, 1}, {k::kAttnWgThreads, 1}, [&] { k::attention_fwd_wgmma<kDp, P>(a, kv.data()); });
     } else {
-      throw std::runtime_error("no wgmma attention for D = " + std::to_string(c.D) + " at this precision");
+      throw std::runtime_error("no wgmma attention for D = " + std::to_string(c.D));
     }
   };
   const auto run = [&](auto kd, auto async) {
@@ -612,6 +612,21 @@ int main() {
     Case c = grid_case("packed qkv view, D 20 padded to 32, rope off", 3, 2, 9, 9, 20, 3, 0);
     c.rope = false, c.scale = 0.3, c.qkv = 1;
     test_forward<k::AttnBf16>(c, 5e-3, rng, true);
+  }
+  // The 3xbf16 split (f32 arithmetic) on wgmma, at the mma.sync kernel's tolerance: blocks of 64
+  // keys (D 64: 4 blocks wrap the 3-stage ring; D 128: a 2-stage ring).
+  test_forward<k::AttnSplit>(grid_case("three query tiles, four key blocks, ragged", 1, 2, 260, 260, 64, 17, -1), kTol, rng, true);
+  {
+    Case c = grid_case("cross attention, packed kv, sr 4, D 128", 1, 2, 40, 150, 128, 8, 0);
+    c.kp.cols = 15, c.kp.step = 4.0f, c.kp.bias = 0.75f, c.k_same = false, c.qkv = 2;
+    test_forward<k::AttnSplit>(c, kTol, rng, true);
+  }
+  {
+    Case c{"explicit positions, D 96", 2, 1, 20, 45, 96};
+    explicit_positions(c.qp, c.N, rng);
+    explicit_positions(c.kp, c.M, rng);
+    c.k_same = false;
+    test_forward<k::AttnSplit>(c, kTol, rng, true);
   }
   return vl::simt_test::finish();
 }

@@ -27,10 +27,12 @@ template __global__ void vl::cuda::kernels::attention_bwd_dkdv<64, vl::cuda::ker
 template __global__ void vl::cuda::kernels::attention_bwd_dq<64, vl::cuda::kernels::AttnF16, false>(vl::cuda::kernels::AttnBwdArgs);
 
 // The Hopper attention forward (cuda/attention_sm90.cu; wgmma in its sm_90a build only).
-template __global__ void vl::cuda::kernels::attention_fwd_wgmma<64, vl::simt::Bf16Ops>(vl::cuda::kernels::AttnFwdArgs, const uint16_t*);
-template __global__ void vl::cuda::kernels::attention_fwd_wgmma<128, vl::simt::Bf16Ops>(vl::cuda::kernels::AttnFwdArgs, const uint16_t*);
-template __global__ void vl::cuda::kernels::attention_fwd_wgmma<96, vl::simt::F16Ops>(vl::cuda::kernels::AttnFwdArgs, const uint16_t*);
-template __global__ void vl::cuda::kernels::attention_pack_kv<64, vl::simt::Bf16Ops>(vl::cuda::kernels::AttnKvPackArgs);
+template __global__ void vl::cuda::kernels::attention_fwd_wgmma<64, vl::cuda::kernels::AttnBf16>(vl::cuda::kernels::AttnFwdArgs, const uint16_t*);
+template __global__ void vl::cuda::kernels::attention_fwd_wgmma<128, vl::cuda::kernels::AttnBf16>(vl::cuda::kernels::AttnFwdArgs, const uint16_t*);
+template __global__ void vl::cuda::kernels::attention_fwd_wgmma<96, vl::cuda::kernels::AttnF16>(vl::cuda::kernels::AttnFwdArgs, const uint16_t*);
+template __global__ void vl::cuda::kernels::attention_fwd_wgmma<64, vl::cuda::kernels::AttnSplit>(vl::cuda::kernels::AttnFwdArgs, const uint16_t*);
+template __global__ void vl::cuda::kernels::attention_fwd_wgmma<128, vl::cuda::kernels::AttnSplit>(vl::cuda::kernels::AttnFwdArgs, const uint16_t*);
+template __global__ void vl::cuda::kernels::attention_pack_kv<64, vl::cuda::kernels::AttnSplit>(vl::cuda::kernels::AttnKvPackArgs);
 
 template __global__ void vl::cuda::kernels::softmax_rows<128>(const float*, float*, float*, int);
 

@@ -1,12 +1,14 @@
-// The Hopper (sm_90a) forward of the fused AS2DRoPE flash attention at
-// 16-bit precision (AttnBf16, AttnF16): attention_fwd's contract and results
-// (up to the order of f32 sums), with both products on wgmma. Kernel source
+// The Hopper (sm_90a) forward of the fused AS2DRoPE flash attention, for
+// every arithmetic of attention_fwd (AttnSplit: f32 as bf16 hi + lo and three
+// products; AttnBf16, AttnF16: one): its contract and results (up to the
+// order of f32 sums), with both products on wgmma. Kernel source
 // shared by nvcc (compiled for sm_90a) and the SIMT runner.
 //
 // Two kernels per call:
 //   attention_pack_kv: once per call, the keys of every (batch, head) pair
-//     rotated and rounded to 16 bits, and the values rounded and transposed,
-//     into blocks of kBN keys laid out as wgmma's no-swizzle K-major core
+//     rotated and rounded to 16 bits (hi, then lo for AttnSplit), and the
+//     values rounded and transposed, into blocks of kBN keys laid out as
+//     wgmma's no-swizzle K-major core
 //     matrices (8 rows x 8 columns of 16 bytes): keys (key/8, d/8) at
 //     ((key/8)·kDp/8 + d/8)·128, values (d/8, key/8) at ((d/8)·kBN/8 + key/8)·128.
 //     Every query tile then reads ready operands instead of converting the
@@ -17,10 +19,12 @@
 //     slice of the head; the online softmax on the accumulators
 //     (attn_online_softmax); O += P·V, one wgmma m64n{kDp}k16 per k16 slice
 //     of the keys with P converted to A fragments in registers (the
-//     accumulator of S is A's layout). A packed block is one contiguous run
-//     of bytes, so cp.async copies it linearly into a 3-stage ring while
-//     earlier blocks are computed on; each thread fences its copies into the
-//     async proxy before the barrier that hands a stage to wgmma.
+//     accumulator of S is A's layout). With the hi/lo split each product is
+//     lo·hi + hi·lo + hi·hi, as attn_mma orders them. A packed block is one
+//     contiguous run of bytes, so cp.async copies it linearly into a ring
+//     (3 stages, 2 where 3 do not fit) while earlier blocks are computed on;
+//     each thread fences its copies into the async proxy before the barrier
+//     that hands a stage to wgmma.
 #pragma once
 #include "cuda/kernels/attention_tiles.cuh"
 
@@ -29,32 +33,36 @@ namespace cuda {
 namespace kernels {
 
 constexpr int kAttnWgThreads = 256, kAttnWgRows = 128;
-// Keys per block: the S accumulator and P fragments of a thread take 3/4 kBN
-// registers, O kDp/2 and the query fragments kDp/4.
-template <int kDp>
-constexpr int kAttnWgKeys = kDp <= 64 ? 128 : 64;
+// Keys per block: the S accumulator and P fragments of a thread take
+// (2 + kParts)/4 kBN registers, O kDp/2 and the query fragments kParts·kDp/4.
+template <int kDp, typename P>
+constexpr int kAttnWgKeys = kDp <= 64 && P::kParts == 1 ? 128 : 64;
 // The head widths with a wgmma kernel (n = kDp must be one of the products simt.cuh wraps).
 template <int kDp>
 constexpr bool kAttnWgmmaWidth = kDp == 32 || kDp == 64 || kDp == 96 || kDp == 128;
 
-constexpr int kAttnWgStages = 3;
-// A packed block: kBN keys then the values, kBN·kDp 16-bit values each.
-template <int kDp>
-constexpr int kAttnWgBlockElems = kAttnWgKeys<kDp> * kDp;
-template <int kDp>
-constexpr int kAttnWgStageBytes = 2 * 2 * kAttnWgBlockElems<kDp>;
+// A packed block: kBN keys then the values, each as kParts parts (hi, lo)
+// of kBN·kDp 16-bit values.
+template <int kDp, typename P>
+constexpr int kAttnWgPartElems = kAttnWgKeys<kDp, P> * kDp;
+template <int kDp, typename P>
+constexpr int kAttnWgStageBytes = 2 * 2 * P::kParts * kAttnWgPartElems<kDp, P>;
 // Shared memory: the ring of packed blocks (the queries' f32 staging tile
 // before it), then the padded query tile of attn_fill.
-template <int kDp>
-constexpr int kAttnWgQBytes = 2 * kAttnWgRows * kAttnSmemStride<kDp>;
-template <int kDp>
-constexpr int kAttnWgSmemBytes = kAttnWgStages * kAttnWgStageBytes<kDp> + kAttnWgQBytes<kDp>;
+template <int kDp, typename P>
+constexpr int kAttnWgQBytes = 2 * AttnTile<kAttnWgRows, kDp, P>::kElems;
+// Blocks in flight: 3, or 2 where 3 would not fit (the split at D 128).
+template <int kDp, typename P>
+constexpr int kAttnWgStages = 3 * kAttnWgStageBytes<kDp, P> + kAttnWgQBytes<kDp, P> <= 227 * 1024 ? 3 : 2;
+template <int kDp, typename P>
+constexpr int kAttnWgSmemBytes = kAttnWgStages<kDp, P> * kAttnWgStageBytes<kDp, P> + kAttnWgQBytes<kDp, P>;
 
-// The packed keys and values of one call: pairs · blocks · 2 blocks of
-// kAttnWgBlockElems 16-bit values (blocks = ceil(M / kBN)).
-template <int kDp>
+// The packed keys and values of one call, in 16-bit values: pairs · blocks
+// packed blocks (blocks = ceil(M / kBN)).
+template <int kDp, typename P>
 int64_t attn_wg_packed_elems(int64_t pairs, int M) {
-  return pairs * ((M + kAttnWgKeys<kDp> - 1) / kAttnWgKeys<kDp>) * 2 * kAttnWgBlockElems<kDp>;
+  constexpr int kBN = kAttnWgKeys<kDp, P>;
+  return pairs * ((M + kBN - 1) / kBN) * (kAttnWgStageBytes<kDp, P> / 2);
 }
 
 struct AttnKvPackArgs {
@@ -62,18 +70,18 @@ struct AttnKvPackArgs {
   int H, M, D;
   const float* k_rope;  // rope_table of the keys, or null
   bool vec;             // k, v rows 16-byte aligned
-  int64_t chunks;       // 16-byte chunks in all: attn_wg_packed_elems / 8
+  int64_t chunks;       // 16-byte chunks of hi parts: attn_wg_packed_elems / 8 / kParts
   uint16_t* out;
 };
 
-// One thread per 16-byte chunk e of the output (grid.x = ceil(chunks /
-// 256), blockDim.x = 256): chunk c of part `which` (0 keys, 1 values) of
-// block j of pair p, e = ((p·blocks + j)·2 + which)·chunks_per_part + c.
-// A key chunk is 8 channels of one key, a value chunk one channel of 8
-// keys; keys past M and channels past D are zero.
-template <int kDp, typename Ops>
+// One thread per 16-byte chunk e of the hi parts (grid.x = ceil(chunks /
+// 256), blockDim.x = 256), which also writes the chunk's lo (AttnSplit):
+// chunk c of `which` (0 keys, 1 values) of block j of pair p, e = ((p·blocks
+// + j)·2 + which)·chunks_per_part + c. A key chunk is 8 channels of one key,
+// a value chunk one channel of 8 keys; keys past M and channels past D are zero.
+template <int kDp, typename P>
 VL_GLOBAL void VL_LAUNCH_BOUNDS(256) attention_pack_kv(const AttnKvPackArgs p) {
-  constexpr int kBN = kAttnWgKeys<kDp>, kChunks = kAttnWgBlockElems<kDp> / 8;
+  constexpr int kBN = kAttnWgKeys<kDp, P>, kPart = kAttnWgPartElems<kDp, P>, kChunks = kPart / 8;
   const int64_t e = static_cast<int64_t>(simt::block_x()) * 256 + simt::thread_x();
   if (e >= p.chunks) return;
   const int c = static_cast<int>(e % kChunks), which = static_cast<int>(e / kChunks % 2);
@@ -92,19 +100,36 @@ VL_GLOBAL void VL_LAUNCH_BOUNDS(256) attention_pack_kv(const AttnKvPackArgs p) {
     const float* val = p.v.data + b * p.v.sb + h * p.v.sh;
     for (int i = 0; i < 8; ++i) v[i] = key0 + i < p.M && d < p.D ? val[static_cast<int64_t>(key0 + i) * p.v.st + d] : 0.0f;
   }
-  uint16_t* dst = p.out + 8 * e;
-  attn_store4(dst, Ops::pack(v[0], v[1]), Ops::pack(v[2], v[3]));
-  attn_store4(dst + 4, Ops::pack(v[4], v[5]), Ops::pack(v[6], v[7]));
+  uint32_t hi[4], lo[4];
+  for (int i = 0; i < 4; ++i) attn_split2<P>(v[2 * i], v[2 * i + 1], hi[i], lo[i]);
+  uint16_t* dst = p.out + (e / kChunks) * P::kParts * kPart + 8 * c;
+  attn_store4(dst, hi[0], hi[1]);
+  attn_store4(dst + 4, hi[2], hi[3]);
+  if constexpr (P::kParts == 2) {
+    attn_store4(dst + kPart, lo[0], lo[1]);
+    attn_store4(dst + kPart + 4, lo[2], lo[3]);
+  }
 }
 
 // acc (a warpgroup's 64 x N) += A·B over kSlices k16 slices, and wait for
-// the products: A the fragments a[s], B the core matrices of slice s at
-// base + 256 s (two core matrices along k), rows of core matrices sbo bytes apart.
-template <typename Ops, int N, int kSlices>
-VL_DEVICE void attn_wgmma(float* acc, const uint32_t (&a)[kSlices][1][4], const unsigned char* base, uint32_t sbo) {
+// the products: A the fragments a[s] (hi, lo), B's parts (hi, lo) `part`
+// bytes apart from base, the core matrices of slice s at + 256 s (two core
+// matrices along k), rows of core matrices sbo bytes apart. The hi/lo
+// split adds lo·hi and hi·lo before hi·hi, as attn_mma does.
+template <typename P, int N, int kSlices>
+VL_DEVICE void attn_wgmma(float* acc, const uint32_t (&a)[kSlices][P::kParts][4], const unsigned char* base, int part,
+                          uint32_t sbo) {
+  const auto product = [&](int la, int lb) {
+    VL_UNROLL
+    for (int s = 0; s < kSlices; ++s)
+      P::Ops::template wgmma<N>(acc, a[s][la], simt::wgmma_desc(base + lb * part + 256 * s, 128, sbo));
+  };
   simt::wgmma_fence();
-  VL_UNROLL
-  for (int s = 0; s < kSlices; ++s) Ops::template wgmma<N>(acc, a[s][0], simt::wgmma_desc(base + 256 * s, 128, sbo));
+  if constexpr (P::kParts == 2) {
+    product(1, 0);
+    product(0, 1);
+  }
+  product(0, 0);
   simt::wgmma_commit();
   simt::wgmma_wait<0>();
   VL_UNROLL
@@ -112,17 +137,17 @@ VL_DEVICE void attn_wgmma(float* acc, const uint32_t (&a)[kSlices][1][4], const 
 }
 
 // grid.x = ceil(N / 128) · B · heads (a.q_tiles = ceil(N / 128)), blockDim.x
-// = 256, kAttnWgSmemBytes<kDp> of dynamic shared memory; q rows 16-byte
-// aligned (a.vec); kv: attention_pack_kv's output for the same call.
+// = 256, kAttnWgSmemBytes<kDp, P> of dynamic shared memory; q rows 16-byte
+// aligned (a.vec); kv: attention_pack_kv<kDp, P>'s output for the same call.
 // kDp: kAttnWgmmaWidth.
-template <int kDp, typename Ops>
+template <int kDp, typename P>
 VL_GLOBAL void VL_LAUNCH_BOUNDS(kAttnWgThreads) attention_fwd_wgmma(const AttnFwdArgs a, const uint16_t* kv) {
-  using P = AttnArith<1, Ops>;
-  constexpr int kBN = kAttnWgKeys<kDp>, kStage = kAttnWgStageBytes<kDp>, kKeyBytes = 2 * kAttnWgBlockElems<kDp>;
+  constexpr int kBN = kAttnWgKeys<kDp, P>, kStage = kAttnWgStageBytes<kDp, P>, kPart = 2 * kAttnWgPartElems<kDp, P>;
+  constexpr int kStages = kAttnWgStages<kDp, P>;
   static_assert(kAttnWgmmaWidth<kDp>, "no wgmma of this width");
-  static_assert(kAttnWgStages * kStage >= 4 * kAttnWgRows * kDp, "the queries' staging tile fits in the ring");
+  static_assert(kStages * kStage >= 4 * kAttnWgRows * kDp, "the queries' staging tile fits in the ring");
   unsigned char* smem = simt::dynamic_shared();
-  const AttnTile<kAttnWgRows, kDp, P> qt{reinterpret_cast<uint16_t*>(smem + kAttnWgStages * kStage)};
+  const AttnTile<kAttnWgRows, kDp, P> qt{reinterpret_cast<uint16_t*>(smem + kStages * kStage)};
   const int warp = simt::warp(), tid = simt::thread_x();
   const int pair = simt::block_x() / a.q_tiles, n0 = simt::block_x() % a.q_tiles * kAttnWgRows;
   const float* q = attn_pair_rows(a, pair).q;
@@ -138,7 +163,7 @@ VL_GLOBAL void VL_LAUNCH_BOUNDS(kAttnWgThreads) attention_fwd_wgmma(const AttnFw
   attn_fill<kAttnWgRows, kDp, P, kAttnWgThreads>(qt, stage, kDp, a.N - n0, a.D, attn_table_rows(a.q_rope, n0, a.D), true);
   // The staged queries are read: the ring may fill.
   simt::sync_threads();
-  uint32_t qf[kDp / 16][1][4];
+  uint32_t qf[kDp / 16][P::kParts][4];
   VL_UNROLL
   for (int ks = 0; ks < kDp / 16; ++ks) attn_a_frag(qt, 16 * warp, ks, qf[ks]);
 
@@ -146,9 +171,9 @@ VL_GLOBAL void VL_LAUNCH_BOUNDS(kAttnWgThreads) attention_fwd_wgmma(const AttnFw
   const unsigned char* src = reinterpret_cast<const unsigned char*>(kv) + static_cast<int64_t>(pair) * blocks * kStage;
   const auto load = [&](int j) {
     for (int c = tid; c < kStage / 16; c += kAttnWgThreads)
-      simt::cp_async_16(smem + (j % kAttnWgStages) * kStage + 16 * c, src + static_cast<int64_t>(j) * kStage + 16 * c, 16);
+      simt::cp_async_16(smem + (j % kStages) * kStage + 16 * c, src + static_cast<int64_t>(j) * kStage + 16 * c, 16);
   };
-  for (int j = 0; j < kAttnWgStages - 1; ++j) {
+  for (int j = 0; j < kStages - 1; ++j) {
     if (j < blocks) load(j);
     simt::cp_async_commit();
   }
@@ -161,21 +186,21 @@ VL_GLOBAL void VL_LAUNCH_BOUNDS(kAttnWgThreads) attention_fwd_wgmma(const AttnFw
     // Block j has landed (this thread's copies, fenced into the async proxy;
     // the barrier covers everyone's), and both warpgroups' products on block
     // j - 1 are done (each waited for them), so its stage may be refilled.
-    simt::cp_async_wait<kAttnWgStages - 2>();
+    simt::cp_async_wait<kStages - 2>();
     simt::fence_proxy_async();
     simt::sync_threads();
-    if (j + kAttnWgStages - 1 < blocks) load(j + kAttnWgStages - 1);
+    if (j + kStages - 1 < blocks) load(j + kStages - 1);
     simt::cp_async_commit();
 
-    const unsigned char* keys = smem + (j % kAttnWgStages) * kStage;
+    const unsigned char* keys = smem + (j % kStages) * kStage;
     float s[kBN / 8][4];
     VL_UNROLL
     for (int i = 0; i < kBN / 8; ++i) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.0f;
-    attn_wgmma<Ops, kBN>(&s[0][0], qf, keys, 128 * (kDp / 8));
+    attn_wgmma<P, kBN>(&s[0][0], qf, keys, kPart, 128 * (kDp / 8));
     attn_online_softmax<kBN, kDp>(s, o, m, l, a.M - j * kBN, a.scale_log2);
-    uint32_t pf[kBN / 16][1][4];
+    uint32_t pf[kBN / 16][P::kParts][4];
     attn_acc_to_a<kBN, P>(s, pf);
-    attn_wgmma<Ops, kDp>(&o[0][0], pf, keys + kKeyBytes, 128 * (kBN / 8));
+    attn_wgmma<P, kDp>(&o[0][0], pf, keys + P::kParts * kPart, kPart, 128 * (kBN / 8));
   }
   simt::cp_async_wait<0>();
   attn_fwd_finish<kDp>(o, m, l, a, pair, n0 + 16 * warp);
