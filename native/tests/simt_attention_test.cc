@@ -614,8 +614,8 @@ int main() {
     test_forward<k::AttnBf16>(c, 5e-3, rng, true);
   }
   // The 3xbf16 split (f32 arithmetic) on wgmma, at the mma.sync kernel's tolerance: blocks of 64
-  // keys (D 64: 4 blocks wrap the 3-stage ring; D 128: a 2-stage ring).
-  test_forward<k::AttnSplit>(grid_case("three query tiles, four key blocks, ragged", 1, 2, 260, 260, 64, 17, -1), kTol, rng, true);
+  // keys (D 64: 5 blocks wrap the 3-stage ring; D 128: a 2-stage ring).
+  test_forward<k::AttnSplit>(grid_case("three query tiles, five key blocks, ragged", 1, 2, 260, 260, 64, 17, -1), kTol, rng, true);
   {
     Case c = grid_case("cross attention, packed kv, sr 4, D 128", 1, 2, 40, 150, 128, 8, 0);
     c.kp.cols = 15, c.kp.step = 4.0f, c.kp.bias = 0.75f, c.k_same = false, c.qkv = 2;
