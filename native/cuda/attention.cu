@@ -178,11 +178,6 @@ void attention(const KernelCall& c) {
   a.scale_log2 = static_cast<float>(c.attrs.num("scale")) * kernels::kLog2e;
   a.q_rope = tables.q, a.k_rope = tables.k;
   a.vec = aligned16(a.q) && aligned16(a.k) && aligned16(a.v);
-  // On a Hopper device both products run on wgmma, where there is a kernel
-  // for the width (it reads the queries through cp.async: aligned rows).
-  if (a.vec && wgmma_attention_available(dev) &&
-      launch_attention_wgmma(a, d.B * d.H, static_cast<ops::MathPrecision>(c.attrs.integer("wtype")), stream, c.device))
-    return;
   const unsigned blocks = static_cast<unsigned>(a.q_tiles) * static_cast<unsigned>(d.B * d.H);
   // Aligned rows stream through cp.async (the next keys while the current ones are computed on).
   const auto launch = [&](auto kd, auto async, auto arith) {
@@ -193,8 +188,15 @@ void attention(const KernelCall& c) {
     allow_shared<kernels::attention_fwd<kDp, P, kAsync>>(smem, dev, "attention", d.D);
     kernels::attention_fwd<kDp, P, kAsync><<<blocks, kernels::kAttnThreads, smem, stream>>>(a);
   };
+  // On a Hopper device both products run on wgmma, where there is a kernel
+  // for the width (it reads the queries through cp.async: aligned rows).
+  const bool hopper = a.vec && wgmma_attention_available(dev);
   bool launched = false;
   with_arith(c, [&](auto arith) {
+    if (hopper && launch_attention_wgmma(a, d.B * d.H, arith, stream, c.device)) {
+      launched = true;
+      return;
+    }
     launched = kernels::attn_with_padded_d(d.D, [&](auto kd) {
       if (a.vec)
         launch(kd, std::true_type{}, arith);

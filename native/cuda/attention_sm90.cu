@@ -4,7 +4,6 @@
 
 #include <atomic>
 #include <climits>
-#include <type_traits>
 
 #include "core/backend.h"
 #include "core/error.h"
@@ -27,19 +26,31 @@ void launch(kernels::AttnFwdArgs a, int pairs, cudaStream_t stream, Device devic
   // Handed back right after queuing: the device's work runs in stream order.
   const int64_t elems = kernels::attn_wg_packed_elems<kDp, P>(pairs, a.M);
   StoragePtr packed = backend_for(device).allocate(device, static_cast<size_t>(elems) * sizeof(uint16_t));
-  kernels::AttnKvPackArgs p{a.k, a.v, a.H, a.M, a.D, a.k_rope, a.vec, elems / 8 / P::kParts,
-                            static_cast<uint16_t*>(packed->data())};
-  const int64_t pack_blocks = (p.chunks + 255) / 256;
+  uint16_t* kv = static_cast<uint16_t*>(packed->data());
+  const int64_t chunks = elems / 8 / P::kParts, pack_blocks = (chunks + 255) / 256;
   VL_CHECK(pack_blocks <= INT_MAX, ErrorCode::Shape, "attention: too many keys to pack for one CUDA launch: ", pairs,
            " (batch, head) pairs of ", a.M);
-  kernels::attention_pack_kv<kDp, P><<<static_cast<unsigned>(pack_blocks), 256, 0, stream>>>(p);
+  kernels::attention_pack_kv<kDp, P><<<static_cast<unsigned>(pack_blocks), 256, 0, stream>>>(a, chunks, kv);
   check_launch("attention_pack_kv", dev);
   auto kernel = kernels::attention_fwd_wgmma<kDp, P>;
   constexpr int smem = kernels::kAttnWgSmemBytes<kDp, P>;
   static std::atomic<uint64_t> granted{0};
   allow_dynamic_shared(kernel, smem, dev, granted);
-  kernel<<<static_cast<unsigned>(blocks), kernels::kAttnWgThreads, smem, stream>>>(a, p.out);
+  kernel<<<static_cast<unsigned>(blocks), kernels::kAttnWgThreads, smem, stream>>>(a, kv);
   check_launch("attention_fwd_wgmma", dev);
+}
+
+template <typename P>
+bool launch_for_width(const kernels::AttnFwdArgs& a, int pairs, cudaStream_t stream, Device device) {
+  bool launched = false;
+  kernels::attn_with_padded_d(a.D, [&](auto kd) {
+    constexpr int kDp = decltype(kd)::value;
+    if constexpr (kernels::kAttnWgmmaWidth<kDp>) {
+      launch<kDp, P>(a, pairs, stream, device);
+      launched = true;
+    }
+  });
+  return launched;
 }
 
 }  // namespace
@@ -48,21 +59,14 @@ bool wgmma_attention_available(int device) {
   return hopper_path_enabled("VLLAMA_CUDA_ATTENTION") && sm90a_kernels_run(device);
 }
 
-bool launch_attention_wgmma(kernels::AttnFwdArgs a, int pairs, ops::MathPrecision precision, cudaStream_t stream,
-                            Device device) {
-  bool launched = false;
-  kernels::attn_with_padded_d(a.D, [&](auto kd) {
-    constexpr int kDp = decltype(kd)::value;
-    if constexpr (kernels::kAttnWgmmaWidth<kDp>) {
-      // An unknown precision launches nothing: the caller's mma.sync path reports it.
-      switch (precision) {
-        case ops::MathPrecision::F32: launch<kDp, kernels::AttnSplit>(a, pairs, stream, device); launched = true; break;
-        case ops::MathPrecision::BF16: launch<kDp, kernels::AttnBf16>(a, pairs, stream, device); launched = true; break;
-        case ops::MathPrecision::F16: launch<kDp, kernels::AttnF16>(a, pairs, stream, device); launched = true; break;
-      }
-    }
-  });
-  return launched;
+bool launch_attention_wgmma(const kernels::AttnFwdArgs& a, int pairs, kernels::AttnSplit, cudaStream_t stream, Device device) {
+  return launch_for_width<kernels::AttnSplit>(a, pairs, stream, device);
+}
+bool launch_attention_wgmma(const kernels::AttnFwdArgs& a, int pairs, kernels::AttnBf16, cudaStream_t stream, Device device) {
+  return launch_for_width<kernels::AttnBf16>(a, pairs, stream, device);
+}
+bool launch_attention_wgmma(const kernels::AttnFwdArgs& a, int pairs, kernels::AttnF16, cudaStream_t stream, Device device) {
+  return launch_for_width<kernels::AttnF16>(a, pairs, stream, device);
 }
 
 }  // namespace cuda

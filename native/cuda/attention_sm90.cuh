@@ -7,7 +7,6 @@
 
 #include "core/backend.h"
 #include "cuda/kernels/attention_tiles.cuh"
-#include "ops/precision.h"
 
 namespace vl {
 namespace cuda {
@@ -17,14 +16,15 @@ namespace cuda {
 // attention on mma.sync; any other value is an ArgumentError).
 bool wgmma_attention_available(int device);
 
-// Queues the wgmma forward for `pairs` (batch, head) pairs, in the
-// arithmetic of `precision` (F32: the 3-pass bf16 split), when there is one
-// for D's padded width: the keys and values packed into a temporary
-// buffer from `device`'s allocator, then the query tiles; false (nothing
-// queued) otherwise. a as for attention_fwd except q_tiles, set here; rows
-// 16-byte aligned (a.vec).
-bool launch_attention_wgmma(kernels::AttnFwdArgs a, int pairs, ops::MathPrecision precision, cudaStream_t stream,
-                            Device device);
+// Queues the wgmma forward for `pairs` (batch, head) pairs in the
+// arithmetic of the tag (AttnSplit: f32 as the 3-pass bf16 split; AttnBf16,
+// AttnF16), when there is one for D's padded width: the keys and values
+// packed into a temporary buffer from `device`'s allocator, then the query
+// tiles; false (nothing queued) otherwise. a as for attention_fwd (q_tiles
+// aside, which the wgmma tiles set for themselves); rows 16-byte aligned (a.vec).
+bool launch_attention_wgmma(const kernels::AttnFwdArgs& a, int pairs, kernels::AttnSplit, cudaStream_t stream, Device device);
+bool launch_attention_wgmma(const kernels::AttnFwdArgs& a, int pairs, kernels::AttnBf16, cudaStream_t stream, Device device);
+bool launch_attention_wgmma(const kernels::AttnFwdArgs& a, int pairs, kernels::AttnF16, cudaStream_t stream, Device device);
 
 }  // namespace cuda
 }  // namespace vl

@@ -322,8 +322,8 @@ void test_forward(const Case& c, double tol, std::mt19937& rng, bool wgmma = fal
       if (!a.vec) throw std::runtime_error("the wgmma attention needs 16-byte aligned rows");
       // As attention_sm90.cu: the packed keys and values (NaN-filled, so a chunk never written shows), then the tiles.
       std::vector<uint16_t> kv(static_cast<size_t>(k::attn_wg_packed_elems<kDp, P>(c.B * c.H, c.M)), 0xffff);
-      k::AttnKvPackArgs pk{a.k, a.v, c.H, c.M, c.D, a.k_rope, a.vec, static_cast<int64_t>(kv.size() / 8 / P::kParts), kv.data()};
-      launch({static_cast<int>((pk.chunks + 255) / 256), 1}, {256, 1}, [&] { k::attention_pack_kv<kDp, P>(pk); });
+      const int64_t chunks = static_cast<int64_t>(kv.size() / 8 / P::kParts);
+      launch({static_cast<int>((chunks + 255) / 256), 1}, {256, 1}, [&] { k::attention_pack_kv<kDp, P>(a, chunks, kv.data()); });
       launch({a.q_tiles * c.B * c.H, 1}, {k::kAttnWgThreads, 1}, [&] { k::attention_fwd_wgmma<kDp, P>(a, kv.data()); });
     } else {
       throw std::runtime_error("no wgmma attention for D = " + std::to_string(c.D));

@@ -527,12 +527,16 @@ void test_wgmma_errors() {
   };
   const uint32_t a[4] = {};
   const auto has = [](const std::string& e, const char* what) { return e.find(what) != std::string::npos; };
+  // One m64n256k16 on the core matrices at `b`, committed, then waited for unless `wait` is false.
+  const auto product = [&](const unsigned char* b, bool wait = true) {
+    float acc[128] = {};
+    vl::simt::wgmma_bf16<256>(acc, a, vl::simt::wgmma_desc(b, 128, 256));
+    vl::simt::wgmma_commit();
+    if (wait) vl::simt::wgmma_wait<0>();
+  };
   std::string e = error(128, [&](unsigned char* smem, int tid) {
     stage(smem, tid, false);
-    float acc[128] = {};
-    vl::simt::wgmma_bf16<256>(acc, a, vl::simt::wgmma_desc(smem, 128, 256));
-    vl::simt::wgmma_commit();
-    vl::simt::wgmma_wait<0>();
+    product(smem);
   });
   check(has(e, "without a following fence_proxy_async"), "wgmma on bytes a copy wrote without fence_proxy_async is an error (" + e + ")");
   e = error(128, [&](unsigned char* smem, int tid) {
@@ -540,25 +544,17 @@ void test_wgmma_errors() {
     // A register store into B (st.shared) after the fence: wgmma may not see it.
     if (tid == 5) reinterpret_cast<uint16_t*>(smem)[3 * 64 + 7] = 0x3f80;
     vl::simt::sync_threads();
-    float acc[128] = {};
-    vl::simt::wgmma_bf16<256>(acc, a, vl::simt::wgmma_desc(smem, 128, 256));
-    vl::simt::wgmma_commit();
-    vl::simt::wgmma_wait<0>();
+    product(smem);
   });
   check(has(e, "stored to after the last fence_proxy_async"), "wgmma on bytes stored from registers after the last fence_proxy_async is an error (" + e + ")");
   e = error(128, [&](unsigned char* smem, int tid) {
     stage(smem, tid, true);
-    float acc[128] = {};
-    vl::simt::wgmma_bf16<256>(acc, a, vl::simt::wgmma_desc(smem + (tid >= 64 ? 16 : 0), 128, 256));
-    vl::simt::wgmma_commit();
-    vl::simt::wgmma_wait<0>();
+    product(smem + (tid >= 64 ? 16 : 0));
   });
   check(has(e, "descriptors of a warpgroup differ"), "wgmma with different descriptors in one warpgroup is an error (" + e + ")");
   e = error(128, [&](unsigned char* smem, int tid) {
     stage(smem, tid, true);
-    float acc[128] = {};
-    vl::simt::wgmma_bf16<256>(acc, a, vl::simt::wgmma_desc(smem, 128, 256));
-    vl::simt::wgmma_commit();
+    product(smem, false);
   });
   check(has(e, "in flight"), "a kernel that returns with a wgmma not waited for is an error (" + e + ")");
   e = error(128, [&](unsigned char* smem, int tid) {

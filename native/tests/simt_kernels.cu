@@ -32,7 +32,7 @@ template __global__ void vl::cuda::kernels::attention_fwd_wgmma<128, vl::cuda::k
 template __global__ void vl::cuda::kernels::attention_fwd_wgmma<96, vl::cuda::kernels::AttnF16>(vl::cuda::kernels::AttnFwdArgs, const uint16_t*);
 template __global__ void vl::cuda::kernels::attention_fwd_wgmma<64, vl::cuda::kernels::AttnSplit>(vl::cuda::kernels::AttnFwdArgs, const uint16_t*);
 template __global__ void vl::cuda::kernels::attention_fwd_wgmma<128, vl::cuda::kernels::AttnSplit>(vl::cuda::kernels::AttnFwdArgs, const uint16_t*);
-template __global__ void vl::cuda::kernels::attention_pack_kv<64, vl::cuda::kernels::AttnSplit>(vl::cuda::kernels::AttnKvPackArgs);
+template __global__ void vl::cuda::kernels::attention_pack_kv<64, vl::cuda::kernels::AttnSplit>(vl::cuda::kernels::AttnFwdArgs, int64_t, uint16_t*);
 
 template __global__ void vl::cuda::kernels::softmax_rows<128>(const float*, float*, float*, int);
 

@@ -65,44 +65,35 @@ int64_t attn_wg_packed_elems(int64_t pairs, int M) {
   return pairs * ((M + kBN - 1) / kBN) * (kAttnWgStageBytes<kDp, P> / 2);
 }
 
-struct AttnKvPackArgs {
-  AttnTensor k, v;
-  int H, M, D;
-  const float* k_rope;  // rope_table of the keys, or null
-  bool vec;             // k, v rows 16-byte aligned
-  int64_t chunks;       // 16-byte chunks of hi parts: attn_wg_packed_elems / 8 / kParts
-  uint16_t* out;
-};
-
-// One thread per 16-byte chunk e of the hi parts (grid.x = ceil(chunks /
-// 256), blockDim.x = 256), which also writes the chunk's lo (AttnSplit):
-// chunk c of `which` (0 keys, 1 values) of block j of pair p, e = ((p·blocks
-// + j)·2 + which)·chunks_per_part + c. A key chunk is 8 channels of one key,
-// a value chunk one channel of 8 keys; keys past M and channels past D are zero.
+// One thread per 16-byte chunk e < chunks of the hi parts (chunks =
+// attn_wg_packed_elems / 8 / kParts; grid.x = ceil(chunks / 256), blockDim.x
+// = 256), which also writes the chunk's lo (AttnSplit) into `out`: chunk c
+// of `which` (0 keys, 1 values) of block j of pair p, e = ((p·blocks + j)·2 +
+// which)·chunks_per_part + c. A key chunk is 8 channels of one key, a value
+// chunk one channel of 8 keys; keys past M and channels past D are zero.
+// a: the call's arguments (k, v, their RoPE table, H, M, D, vec).
 template <int kDp, typename P>
-VL_GLOBAL void VL_LAUNCH_BOUNDS(256) attention_pack_kv(const AttnKvPackArgs p) {
+VL_GLOBAL void VL_LAUNCH_BOUNDS(256) attention_pack_kv(const AttnFwdArgs a, int64_t chunks, uint16_t* VL_RESTRICT out) {
   constexpr int kBN = kAttnWgKeys<kDp, P>, kPart = kAttnWgPartElems<kDp, P>, kChunks = kPart / 8;
   const int64_t e = static_cast<int64_t>(simt::block_x()) * 256 + simt::thread_x();
-  if (e >= p.chunks) return;
+  if (e >= chunks) return;
   const int c = static_cast<int>(e % kChunks), which = static_cast<int>(e / kChunks % 2);
   const int64_t pb = e / kChunks / 2;
-  const int blocks = (p.M + kBN - 1) / kBN;
-  const int pair = static_cast<int>(pb / blocks), j = static_cast<int>(pb % blocks);
-  const int b = pair / p.H, h = pair % p.H, core = c / 8, row = c % 8;
+  const int blocks = (a.M + kBN - 1) / kBN;
+  const int j = static_cast<int>(pb % blocks), core = c / 8, row = c % 8;
+  const AttnPairRows in = attn_pair_rows(a, static_cast<int>(pb / blocks));
   float v[8];
   if (which == 0) {
     const int key = j * kBN + 8 * (core / (kDp / 8)) + row, d0 = 8 * (core % (kDp / 8));
-    const float* k = p.k.data + b * p.k.sb + h * p.k.sh;
-    attn_load_rotated4(k, p.k.st, key, d0, p.M, p.D, p.k_rope, p.vec, v);
-    attn_load_rotated4(k, p.k.st, key, d0 + 4, p.M, p.D, p.k_rope, p.vec, v + 4);
+    attn_load_rotated4(in.k, a.k.st, key, d0, a.M, a.D, a.k_rope, a.vec, v);
+    attn_load_rotated4(in.k, a.k.st, key, d0 + 4, a.M, a.D, a.k_rope, a.vec, v + 4);
   } else {
     const int d = 8 * (core / (kBN / 8)) + row, key0 = j * kBN + 8 * (core % (kBN / 8));
-    const float* val = p.v.data + b * p.v.sb + h * p.v.sh;
-    for (int i = 0; i < 8; ++i) v[i] = key0 + i < p.M && d < p.D ? val[static_cast<int64_t>(key0 + i) * p.v.st + d] : 0.0f;
+    for (int i = 0; i < 8; ++i) v[i] = key0 + i < a.M && d < a.D ? in.v[static_cast<int64_t>(key0 + i) * a.v.st + d] : 0.0f;
   }
   uint32_t hi[4], lo[4];
   for (int i = 0; i < 4; ++i) attn_split2<P>(v[2 * i], v[2 * i + 1], hi[i], lo[i]);
-  uint16_t* dst = p.out + (e / kChunks) * P::kParts * kPart + 8 * c;
+  uint16_t* dst = out + (e / kChunks) * P::kParts * kPart + 8 * c;
   attn_store4(dst, hi[0], hi[1]);
   attn_store4(dst + 4, hi[2], hi[3]);
   if constexpr (P::kParts == 2) {
