@@ -9,7 +9,8 @@
 //   gemm: the model's linear shapes, packed bf16 and f16 weights (1 pass) against f32
 //     weights (3 passes), TFLOP/s and fraction of peak; and the packed rows
 //     on the default kernel choice (wgmma on compute capability 9.0) against
-//     VLLAMA_CUDA_GEMM=mma (mma.sync everywhere), the Hopper path's gain.
+//     VLLAMA_CUDA_GEMM=mma (mma.sync everywhere), the Hopper path's gain; the
+//     same for f32 weights at f32 (3 passes) and bf16 arithmetic (autocast).
 //   model / train: plain-B and pyramid-B images/s at 224x224 (inference with
 //     f32, packed bf16 and packed f16 weights; training with AdamW), against the CPU at a
 //     small batch (--no-cpu-peer leaves the CPU out and the ratio empty).
@@ -209,6 +210,19 @@ async function gemmRows(ctx) {
         peer: 'VLLAMA_CUDA_GEMM=mma', peer_ms: +mmaMs.toFixed(3), ratio: +(mmaMs / oursMs).toFixed(3),
       });
       w.dispose();
+    }
+    // f32 weights (training, f32 inference) on the default kernel against mma.sync.
+    for (const precision of ['f32', 'bf16']) {
+      if (kind === 'swiglu' && precision === 'bf16') continue;  // a packed f32 SwiGLU weight is always 3 passes
+      const runF32 = () => (kind === 'swiglu' ? swiglu(x, f32) : linear(x, f32, { precision })).dispose();
+      const oursMs = precision === 'f32' ? peerMs : await deviceMs(runF32, ctx.seconds);
+      const mmaMs = await withEnv('VLLAMA_CUDA_GEMM', 'mma', () => deviceMs(runF32, ctx.seconds));
+      const tfOurs = tflops(flops, oursMs);
+      ctx.row({
+        bench: 'cuda', case: `${kind ?? 'linear'} M=${M} K=${K} N=${N} f32 weights, ${precision} arithmetic: default kernel vs mma.sync`,
+        ours_ms: +oursMs.toFixed(3), tflops: +tfOurs.toFixed(1), peak_fraction: fraction(tfOurs, ctx.peak.tflops),
+        peer: 'VLLAMA_CUDA_GEMM=mma', peer_ms: +mmaMs.toFixed(3), ratio: +(mmaMs / oursMs).toFixed(3),
+      });
     }
     dispose(w2 ? [x, w1, w2, f32] : [x, w1]);
   }

@@ -155,19 +155,26 @@ describeBackends('linalg', (backend, device) => {
     });
 
     if (backend === 'cuda') {
-      // Compute capability 9.0 runs packed 16-bit linears on wgmma, other
-      // devices on mma.sync; VLLAMA_CUDA_GEMM=mma forces mma.sync. Either way
-      // the products are the same, only the order of f32 sums differs.
+      // Compute capability 9.0 runs the linears (packed 16-bit, packed f32,
+      // f32 weights) and single-batch matmuls on wgmma, other devices on
+      // mma.sync; VLLAMA_CUDA_GEMM=mma forces mma.sync. Either way the
+      // products are the same, only the order of f32 sums differs.
       test('VLLAMA_CUDA_GEMM: "mma" and the default kernel agree; another value is an error naming the choices', async () => {
         const run = (choice: string | undefined) => withEnv('VLLAMA_CUDA_GEMM', choice, async () => {
           const out: Float32Array[] = [];
-          for (const dtype of ['bf16', 'f16'] as const) {
-            using x = vl.randn([300, 200], { seed: 5 });
-            using w = vl.randn([260, 200], { seed: 6 });
-            using w2 = vl.randn([260, 200], { seed: 7 });
+          using x = vl.randn([300, 200], { seed: 5 });
+          using w = vl.randn([260, 200], { seed: 6 });
+          using w2 = vl.randn([260, 200], { seed: 7 });
+          for (const dtype of ['bf16', 'f16', 'f32'] as const) {
             using packed = packLinear(w, { dtype });
             using gate = packSwiGLU(w, w2, { dtype });
             out.push(await linear(x, packed).data(), await swiglu(x, gate).data());
+          }
+          // f32 weights at each arithmetic, and a matmul's B (transposed: a copy first).
+          for (const precision of ['f32', 'bf16', 'f16'] as const) {
+            out.push(await linear(x, w, { precision }).data());
+            using wt = w.transpose(0, 1);
+            out.push(await matmul(x, wt, { precision }).data());
           }
           await vl.synchronize(device);
           return out;

@@ -2,7 +2,8 @@
 // launchers in ops/linalg.cc have checked shapes and dtypes; "bias" /
 // "residual" hold input indices or -1). Every op is one launch of the
 // tensor-core GEMM of cuda/kernels/gemm.cuh (on compute capability 9.0, the
-// packed 16-bit linears take the wgmma kernel of linalg_sm90.cu instead),
+// linears and single-batch matmuls take the wgmma kernel of linalg_sm90.cu
+// instead),
 // which the test suite runs through the SIMT runner against references:
 //   f32 weights: 3 bf16 passes (about 1e-5 relative to f32 GEMM), or 1 pass
 //     when the op asks for bf16 arithmetic (attr "wtype" = 1: autocast);
@@ -14,6 +15,7 @@
 // allocator by the copy kernel: a device-side transpose, never a host trip.
 #include <atomic>
 #include <climits>
+#include <type_traits>
 #include <vector>
 
 #include "core/backend.h"
@@ -120,15 +122,20 @@ void launch_gemm(const g::Params<TA, TB, ASrc>& p, int64_t batches, bool async, 
 }
 
 // f32 x f32 operands in the arithmetic of "wtype" (ops::MathPrecision): 3
-// bf16 passes for f32, 1 bf16 pass for bf16, 1 fp16 pass for f16.
+// bf16 passes for f32, 1 bf16 pass for bf16, 1 fp16 pass for f16. On Hopper,
+// one batch of plain rows goes to the wgmma kernel (linalg_sm90.cu).
 template <bool kSwiGLU, typename ASrc>
 void launch_f32(const g::Params<float, float, ASrc>& p, int64_t batches, bool async, int64_t wtype, const Ctx& c) {
+  if (wtype < 0 || wtype > 2) fail(ErrorCode::Runtime, c.op, ": unknown arithmetic precision ", wtype);
+  if constexpr (std::is_same<ASrc, g::Rows>::value) {
+    if (async && batches == 1 && wgmma_available(c.dev))
+      return launch_gemm_wgmma_f32(p, kSwiGLU, static_cast<ops::MathPrecision>(wtype), c.stream, c.device);
+  }
   switch (static_cast<ops::MathPrecision>(wtype)) {
     case ops::MathPrecision::F32: return launch_gemm<float, float, 3, kSwiGLU>(p, batches, async, c);
     case ops::MathPrecision::BF16: return launch_gemm<float, float, 1, kSwiGLU>(p, batches, async, c);
     case ops::MathPrecision::F16: return launch_gemm<float, float, 1, kSwiGLU, simt::F16Ops>(p, batches, async, c);
   }
-  fail(ErrorCode::Runtime, c.op, ": unknown arithmetic precision ", wtype);
 }
 
 bool rows_async(const void* base, int64_t ld, int elem) {
@@ -184,10 +191,11 @@ void linear(const KernelCall& call) {
   if (!half) {
     p.b = static_cast<const float*>(w.data);
     const bool async = a_async && aligned16(w.data);
+    const auto f32 = static_cast<int64_t>(ops::MathPrecision::F32);
     if (swiglu)
-      launch_gemm<float, float, 3, true>(p, 1, async, c);
+      launch_f32<true>(p, 1, async, f32, c);
     else
-      launch_gemm<float, float, 3, false>(p, 1, async, c);
+      launch_f32<false>(p, 1, async, f32, c);
     return;
   }
   g::Params<float, uint16_t, g::Rows> q;

@@ -5,8 +5,10 @@
 #include <atomic>
 #include <climits>
 
+#include "core/backend.h"
 #include "core/error.h"
 #include "cuda/cuda_check.cuh"
+#include "cuda/element.cuh"
 #include "cuda/hopper_sm90.cuh"
 #include "cuda/kernels/gemm_wgmma.cuh"
 
@@ -16,19 +18,28 @@ namespace {
 
 namespace g = kernels::gemm;
 
-template <bool kSwiGLU, typename Ops>
+template <int kPasses, bool kSwiGLU, typename Ops>
 void launch(g::Params<float, uint16_t, g::Rows> p, cudaStream_t stream, int device) {
+  constexpr int bn = g::kWgBN<kPasses>;
   p.m_tiles = (p.M + g::kWgBM - 1) / g::kWgBM;
-  p.n_tiles = (p.N + g::kWgBN - 1) / g::kWgBN;
+  p.n_tiles = (p.N + bn - 1) / bn;
   const int64_t blocks = g::grid_blocks(p, 1);
   if (blocks == 0) return;
-  VL_CHECK(blocks <= INT_MAX, ErrorCode::Shape, "linear: up to ", INT_MAX, " output tiles of ", g::kWgBM, "x", g::kWgBN,
+  VL_CHECK(blocks <= INT_MAX, ErrorCode::Shape, "linear: up to ", INT_MAX, " output tiles of ", g::kWgBM, "x", bn,
            " on CUDA, got ", blocks);
-  auto kernel = g::gemm_wgmma_kernel<kSwiGLU, Ops>;
+  auto kernel = g::gemm_wgmma_kernel<kPasses, kSwiGLU, Ops>;
   static std::atomic<uint64_t> granted{0};
   allow_dynamic_shared(kernel, g::kWgSmemBytes, device, granted);
   kernel<<<static_cast<unsigned>(blocks), g::kWgThreads, g::kWgSmemBytes, stream>>>(p);
   check_launch("gemm_wgmma_kernel", device);
+}
+
+template <int kPasses, typename Ops>
+void launch(const g::Params<float, uint16_t, g::Rows>& p, bool swiglu, cudaStream_t stream, int device) {
+  if (swiglu)
+    launch<kPasses, true, Ops>(p, stream, device);
+  else
+    launch<kPasses, false, Ops>(p, stream, device);
 }
 
 }  // namespace
@@ -36,10 +47,39 @@ void launch(g::Params<float, uint16_t, g::Rows> p, cudaStream_t stream, int devi
 bool wgmma_available(int device) { return hopper_path_enabled("VLLAMA_CUDA_GEMM") && sm90a_kernels_run(device); }
 
 void launch_gemm_wgmma(g::Params<float, uint16_t, g::Rows> p, bool swiglu, bool f16, cudaStream_t stream, int device) {
-  if (swiglu && f16) return launch<true, simt::F16Ops>(p, stream, device);
-  if (swiglu) return launch<true, simt::Bf16Ops>(p, stream, device);
-  if (f16) return launch<false, simt::F16Ops>(p, stream, device);
-  launch<false, simt::Bf16Ops>(p, stream, device);
+  if (f16) return launch<1, simt::F16Ops>(p, swiglu, stream, device);
+  launch<1, simt::Bf16Ops>(p, swiglu, stream, device);
+}
+
+void launch_gemm_wgmma_f32(const g::Params<float, float, g::Rows>& p, bool swiglu, ops::MathPrecision arith,
+                           cudaStream_t stream, Device device) {
+  const int dev = device.index;
+  const bool split = arith == ops::MathPrecision::F32, f16 = arith == ops::MathPrecision::F16;
+  // B's rows as pack_weight_rows lays out 16-bit weights (k permuted within
+  // 16, zero past K), one plane, or hi and lo for the split. Handed back
+  // right after queuing: the device's work runs in stream order.
+  const int kpad = (p.b_k + 15) / 16 * 16;
+  const int64_t plane = static_cast<int64_t>(p.N) * kpad;
+  StoragePtr packed = backend_for(device).allocate(device, static_cast<size_t>(plane * (split ? 2 : 1)) * sizeof(uint16_t));
+  uint16_t* b16 = static_cast<uint16_t*>(packed->data());
+  const unsigned pack_blocks = grid_for(plane);
+  const int64_t ld = p.b_src.ld;
+  if (split)
+    g::pack_weight_rows<uint16_t, simt::Bf16Ops, true>
+        <<<pack_blocks, kBlock, 0, stream>>>(p.b, p.b, ld, ld, 1, p.N, p.b_k, p.N, kpad, false, b16);
+  else if (f16)
+    g::pack_weight_rows<uint16_t, simt::F16Ops><<<pack_blocks, kBlock, 0, stream>>>(p.b, p.b, ld, ld, 1, p.N, p.b_k, p.N, kpad, false, b16);
+  else
+    g::pack_weight_rows<uint16_t><<<pack_blocks, kBlock, 0, stream>>>(p.b, p.b, ld, ld, 1, p.N, p.b_k, p.N, kpad, false, b16);
+  check_launch("pack_weight_rows", dev);
+
+  g::Params<float, uint16_t, g::Rows> q;
+  q.a = p.a, q.a_src = p.a_src, q.b = b16, q.b_src.ld = kpad;
+  q.c = p.c, q.ldc = p.ldc, q.bias = p.bias, q.residual = p.residual;
+  q.M = p.M, q.N = p.N, q.K = p.K, q.b_k = kpad, q.out_n = p.out_n;
+  if (split) return launch<3, simt::Bf16Ops>(q, swiglu, stream, dev);
+  if (f16) return launch<1, simt::F16Ops>(q, swiglu, stream, dev);
+  launch<1, simt::Bf16Ops>(q, swiglu, stream, dev);
 }
 
 }  // namespace cuda

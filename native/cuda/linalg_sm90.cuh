@@ -1,5 +1,6 @@
 // The Hopper GEMM path of the linear ops (linalg_sm90.cu, built for sm_90a):
-// packed bf16 / fp16 linears and SwiGLU on wgmma (kernels/gemm_wgmma.cuh).
+// linears, SwiGLU and matmuls on wgmma (kernels/gemm_wgmma.cuh), packed
+// bf16 / fp16 weights as they are, f32 operands in any arithmetic.
 // cuda/linalg.cu asks wgmma_available() and otherwise launches the mma.sync
 // kernel of kernels/gemm.cuh, which runs everywhere.
 #pragma once
@@ -7,7 +8,9 @@
 
 #include <cstdint>
 
+#include "core/device.h"
 #include "cuda/kernels/gemm.cuh"
+#include "ops/precision.h"
 
 namespace vl {
 namespace cuda {
@@ -21,6 +24,13 @@ bool wgmma_available(int device);
 // (fp16 when f16, else bf16). p as for gemm_kernel; operands cp.async-aligned.
 void launch_gemm_wgmma(kernels::gemm::Params<float, uint16_t, kernels::gemm::Rows> p, bool swiglu, bool f16,
                        cudaStream_t stream, int device);
+
+// The same for f32 B rows (a linear's f32 weight, packed f32 rows, or a
+// matmul's B) in the arithmetic `arith` (f32: the 3-pass bf16 split): B is
+// first converted into a temporary 16-bit copy from `device`'s allocator,
+// O(N K) work beside the product's O(M N K). p as for gemm_kernel, one batch.
+void launch_gemm_wgmma_f32(const kernels::gemm::Params<float, float, kernels::gemm::Rows>& p, bool swiglu,
+                           ops::MathPrecision arith, cudaStream_t stream, Device device);
 
 }  // namespace cuda
 }  // namespace vl

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <limits>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -163,12 +164,32 @@ void run_gemm(g::Params<TA, TB, ASrc> p, int64_t batches) {
 }
 
 // The Hopper kernel on the same Params (cp.async operands, one batch).
-template <bool kSwiGLU, typename Ops>
+template <int kPasses, bool kSwiGLU, typename Ops>
 void run_wgmma(g::Params<float, uint16_t, g::Rows> p) {
+  constexpr int bn = g::kWgBN<kPasses>;
   p.m_tiles = (p.M + g::kWgBM - 1) / g::kWgBM;
-  p.n_tiles = (p.N + g::kWgBN - 1) / g::kWgBN;
+  p.n_tiles = (p.N + bn - 1) / bn;
   static_assert(g::kWgSmemBytes <= vl::simt::kMaxDynamicShared, "fits the largest shared memory");
-  launch({static_cast<int>(g::grid_blocks(p, 1)), 1}, {g::kWgThreads, 1}, [&] { g::gemm_wgmma_kernel<kSwiGLU, Ops>(p); });
+  launch({static_cast<int>(g::grid_blocks(p, 1)), 1}, {g::kWgThreads, 1},
+         [&] { g::gemm_wgmma_kernel<kPasses, kSwiGLU, Ops>(p); });
+}
+
+// f32 B rows on the Hopper kernel as cuda/linalg_sm90.cu runs them: B packed
+// into 16-bit rows (hi and lo planes for 3 passes), then the wgmma GEMM.
+template <int kPasses, bool kSwiGLU, typename Ops>
+void run_wgmma_f32(const g::Params<float, float, g::Rows>& p) {
+  const int kpad = (p.b_k + 15) / 16 * 16;
+  const int64_t plane = static_cast<int64_t>(p.N) * kpad;
+  std::vector<uint16_t> b16(static_cast<size_t>(plane * (kPasses == 3 ? 2 : 1)));
+  const int64_t ld = p.b_src.ld;
+  launch({3, 1}, {64, 1}, [&] {
+    g::pack_weight_rows<uint16_t, Ops, kPasses == 3>(p.b, p.b, ld, ld, 1, p.N, p.b_k, p.N, kpad, false, b16.data());
+  });
+  g::Params<float, uint16_t, g::Rows> q;
+  q.a = p.a, q.a_src = p.a_src, q.b = b16.data(), q.b_src.ld = kpad;
+  q.c = p.c, q.ldc = p.ldc, q.bias = p.bias, q.residual = p.residual;
+  q.M = p.M, q.N = p.N, q.K = p.K, q.b_k = kpad, q.out_n = p.out_n;
+  run_wgmma<kPasses, kSwiGLU, Ops>(q);
 }
 
 // max |c - ref| / (sum |terms| + |additive terms|), over every output.
@@ -195,9 +216,10 @@ std::vector<TB> pack(const float* w1, const float* w2, int n, int k, int64_t s0,
 
 // f32 x f32 (3 passes or 1), f32 x packed bf16, and bf16 x bf16, with bias
 // and residual, over shapes with ragged M, N and K (lda padded so cp.async
-// applies, or not so the plain loads do).
-template <int kPasses, bool kAsync, typename Ops = vl::simt::Bf16Ops>
+// applies, or not so the plain loads do). kWgmma: on the Hopper kernel.
+template <int kPasses, bool kAsync, typename Ops = vl::simt::Bf16Ops, bool kWgmma = false>
 void test_f32(int M, int N, int K, int lda, bool bias_res) {
+  static_assert(kAsync || !kWgmma, "the wgmma kernel stages through cp.async");
   const double tol = kPasses == 3 ? kSplitTol : kBf16Tol;
   const std::vector<float> a = random_f32(static_cast<size_t>(M) * lda), b = random_f32(static_cast<size_t>(N) * lda);
   const std::vector<float> bias = random_f32(N), res = random_f32(static_cast<size_t>(M) * N);
@@ -212,7 +234,10 @@ void test_f32(int M, int N, int K, int lda, bool bias_res) {
   p.bias = bias_res ? bias.data() : nullptr;
   p.residual = bias_res ? res.data() : nullptr;
   p.M = M, p.N = N, p.K = K, p.b_k = K, p.out_n = N;
-  run_gemm<float, float, kPasses, false, kAsync, Ops>(p, 1);
+  if (kWgmma)
+    run_wgmma_f32<kPasses, false, Ops>(p);
+  else
+    run_gemm<float, float, kPasses, false, kAsync, Ops>(p, 1);
   Worst w;
   for (int i = 0; i < M; ++i)
     for (int j = 0; j < N; ++j) {
@@ -227,7 +252,7 @@ void test_f32(int M, int N, int K, int lda, bool bias_res) {
       w.add(c[i * N + j], ref, mag);
     }
   check(w.finite && w.err < tol, "gemm f32 x f32, " + arith_name<kPasses, Ops>() +
-                                     (kAsync ? ", cp.async" : ", plain loads") + (bias_res ? ", bias + residual, " : ", ") +
+                                     (kWgmma ? ", wgmma" : kAsync ? ", cp.async" : ", plain loads") + (bias_res ? ", bias + residual, " : ", ") +
                                      dims(M, N, K) + " lda " + std::to_string(lda) + ": " + w.str());
 }
 
@@ -255,9 +280,9 @@ void test_f32_packed16(int M, int N, int K, int lda, bool swiglu) {
   p.residual = res.data();
   p.M = M, p.N = static_cast<int>(rows), p.K = K, p.b_k = kpad, p.out_n = N;
   if (kWgmma && swiglu)
-    run_wgmma<true, Ops>(p);
+    run_wgmma<1, true, Ops>(p);
   else if (kWgmma)
-    run_wgmma<false, Ops>(p);
+    run_wgmma<1, false, Ops>(p);
   else if (swiglu)
     run_gemm<float, uint16_t, 1, true, kAsync, Ops>(p, 1);
   else
@@ -284,6 +309,8 @@ void test_f32_packed16(int M, int N, int K, int lda, bool swiglu) {
 }
 
 // K = 36: A rows stay 16-byte aligned, the packed W rows are padded to 48.
+// kWgmma: the packed f32 rows on the Hopper kernel (the split, as linalg.cu runs them there).
+template <bool kWgmma = false>
 void test_swiglu_f32(int M, int H, int K) {
   const std::vector<float> a = random_f32(static_cast<size_t>(M) * K);
   const std::vector<float> w1 = random_f32(static_cast<size_t>(H) * K), w2 = random_f32(static_cast<size_t>(H) * K);
@@ -299,7 +326,10 @@ void test_swiglu_f32(int M, int H, int K) {
   p.c = c.data();
   p.ldc = H;
   p.M = M, p.N = static_cast<int>(rows), p.K = K, p.b_k = kpad, p.out_n = H;
-  run_gemm<float, float, 3, true, true>(p, 1);
+  if (kWgmma)
+    run_wgmma_f32<3, true, vl::simt::Bf16Ops>(p);
+  else
+    run_gemm<float, float, 3, true, true>(p, 1);
   Worst w;
   for (int i = 0; i < M; ++i)
     for (int j = 0; j < H; ++j) {
@@ -310,7 +340,8 @@ void test_swiglu_f32(int M, int H, int K) {
       }
       w.add(c[i * H + j], r1 / (1 + std::exp(-r1)) * r2, 2.1 * m1 * m2);
     }
-  check(w.finite && w.err < kSplitTol, "SwiGLU dual GEMM, f32 x packed f32 (3 passes), " + dims(M, H, K) + ": " + w.str());
+  check(w.finite && w.err < kSplitTol, std::string("SwiGLU dual GEMM, f32 x packed f32 (3 passes") + (kWgmma ? ", wgmma), " : "), ") +
+                                           dims(M, H, K) + ": " + w.str());
 }
 
 void test_bf16_bf16(int M, int N, int K) {
@@ -592,6 +623,34 @@ void test_pack_layout() {
   check(matches(pack<uint16_t, vl::simt::F16Ops>(big.data(), w2.data(), n, k, 30, true, rows, kpad), big, vl::f32_to_f16) &&
             vl::f32_to_f16(7e4f) == 0x7c00,
         "pack_weight_rows<F16Ops>: fp16 values in the same layout, Inf beyond 65504");
+  // The split: a hi plane as the bf16 pack, then lo = bf16(w - hi) in the same places (0 where hi is not finite).
+  std::vector<float> inf(w1);
+  inf[5] = std::numeric_limits<float>::infinity();
+  kpad = 32, rows = 32;
+  std::vector<uint16_t> both(static_cast<size_t>(2 * rows * kpad));
+  launch({3, 1}, {64, 1}, [&] {
+    g::pack_weight_rows<uint16_t, vl::simt::Bf16Ops, true>(inf.data(), w2.data(), 30, 30, 1, n, k, rows, kpad, true, both.data());
+  });
+  const std::vector<uint16_t> hi(both.begin(), both.begin() + rows * kpad), lo(both.begin() + rows * kpad, both.end());
+  std::vector<float> rest(inf);
+  for (float& x : rest) x = std::isinf(x) ? 0.0f : x - round_bf16(x);
+  const std::vector<float> rest2 = [&] {
+    std::vector<float> r(w2);
+    for (float& x : r) x -= round_bf16(x);
+    return r;
+  }();
+  const auto matches_lo = [&] {
+    bool ok = true;
+    for (int64_t j = 0; j < rows; ++j)
+      for (int s2 = 0; s2 < kpad; ++s2) {
+        const int h = static_cast<int>((j / 16) * 8 + j % 8), kk = g::packed_k(s2);
+        const std::vector<float>& r = (j / 8) % 2 ? rest2 : rest;
+        ok = ok && lo[j * kpad + s2] == (h < n && kk < k ? vl::f32_to_bf16(r[h * 30 + kk]) : 0);
+      }
+    return ok;
+  };
+  check(matches(hi, inf, vl::f32_to_bf16) && matches_lo(),
+        "pack_weight_rows<..., kSplit>: bf16 hi plane, then lo = bf16(w - hi) in the same layout (0 beside an infinite hi)");
 }
 
 }  // namespace
@@ -632,5 +691,12 @@ int main() {
   test_f32_packed16<true, vl::simt::Bf16Ops, true>(5, 3, 8, 8, false);
   test_f32_packed16<true, vl::simt::F16Ops, true>(130, 140, 72, 72, false);
   test_f32_packed16<true, vl::simt::F16Ops, true>(67, 20, 50, 52, true);
+  // f32 operands on the Hopper kernel (linears with f32 weights, matmuls):
+  // B packed per call, the split's two planes, 128-wide N tiles.
+  test_f32<3, true, vl::simt::Bf16Ops, true>(200, 300, 330, 332, true);  // 6 K steps: the ring wraps twice
+  test_f32<3, true, vl::simt::Bf16Ops, true>(130, 136, 37, 40, false);    // ragged K inside a chunk
+  test_f32<1, true, vl::simt::Bf16Ops, true>(70, 260, 100, 100, true);
+  test_f32<1, true, vl::simt::F16Ops, true>(33, 40, 48, 48, true);
+  test_swiglu_f32<true>(40, 136, 36);
   return vl::simt_test::finish();
 }

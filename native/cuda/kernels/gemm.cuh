@@ -378,8 +378,10 @@ VL_GLOBAL void VL_LAUNCH_BOUNDS(kThreads) gemm_kernel(Params<TA, TB, ASrc> p) {
 // 16-bit values in packed_k order: bf16, or fp16 with F16Ops), zero past the
 // weight; rows = N, or for SwiGLU 2 * round_up(H, 8) rows of W1/W2 in
 // interleaved groups of 8. The weights are f32 [n, k] with strides (s0, s1)
-// (W2: (s0_2, s1)).
-template <typename TB, typename Ops = simt::Bf16Ops>
+// (W2: (s0_2, s1)). kSplit (bf16 only): out holds two such planes, the bf16
+// values (hi) and then bf16(w - hi) (lo), the operands of the 3-pass product
+// on wgmma, whose B must be 16-bit in shared memory.
+template <typename TB, typename Ops = simt::Bf16Ops, bool kSplit = false>
 VL_GLOBAL void pack_weight_rows(const float* w1, const float* w2, int64_t s0, int64_t s0_2, int64_t s1, int n, int k,
                                 int64_t rows, int kpad, bool swiglu, TB* out) {
   const int64_t total = rows * kpad, step = static_cast<int64_t>(simt::grid_dim_x()) * simt::block_dim_x();
@@ -397,10 +399,15 @@ VL_GLOBAL void pack_weight_rows(const float* w1, const float* w2, int64_t s0, in
       row = (j >> 4) * 8 + (j & 7);
     }
     const float v = row < n && kk < k ? w[row * rs + kk * s1] : 0.0f;
-    if constexpr (sizeof(TB) == 2)
+    static_assert(!kSplit || (sizeof(TB) == 2 && std::is_same<Ops, simt::Bf16Ops>::value), "the split is bf16");
+    if constexpr (kSplit) {
+      out[idx] = f32_to_bf16(v);
+      out[total + idx] = f32_to_bf16(split_rest(v, bf16_to_f32(out[idx])));
+    } else if constexpr (sizeof(TB) == 2) {
       out[idx] = std::is_same<Ops, simt::F16Ops>::value ? f32_to_f16(v) : f32_to_bf16(v);
-    else
+    } else {
       out[idx] = v;
+    }
   }
 }
 

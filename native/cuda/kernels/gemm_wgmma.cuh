@@ -6,6 +6,10 @@
 //
 // Block tile 128x256, K step 64, two warpgroups (256 threads), each a 64x256
 // accumulator of wgmma.m64n256k16: A from registers, B from shared memory.
+// kPasses = 3 multiplies f32 operands as the bf16 split of gemm.cuh (lo*hi +
+// hi*lo + hi*hi): A is split as its fragments load, B comes as two packed
+// planes (hi, lo; pack_weight_rows<..., kSplit>), and the tile is 128x128 so
+// a stage holds both B planes in the same bytes as one 256-row plane.
 //   A: f32 in shared memory (padded rows, as gemm_kernel), converted to
 //      16-bit fragments with ldmatrix and cvt as they are loaded (the RS form
 //      of wgmma takes the mma.m16n8k16 A fragment per warp), so activations
@@ -24,6 +28,7 @@
 // of A fragments, wgmma), commit, wait.
 #pragma once
 #include <cstdint>
+#include <type_traits>
 
 #include "cuda/kernels/gemm.cuh"
 #include "cuda/simt.cuh"
@@ -33,10 +38,15 @@ namespace cuda {
 namespace kernels {
 namespace gemm {
 
-constexpr int kWgBM = 128, kWgBN = 256, kWgBK = 64, kWgStages = 3, kWgThreads = 256;
+constexpr int kWgBM = 128, kWgBK = 64, kWgStages = 3, kWgThreads = 256;
+// N tile: 256 for one 16-bit product, 128 for the 3-pass split.
+template <int kPasses>
+constexpr int kWgBN = kPasses == 3 ? 128 : 256;
 constexpr int kWgATileBytes = kWgBM * kLd<float, kWgBK> * 4;
-constexpr int kWgBTileBytes = kWgBN * kWgBK * 2;
+// B planes of a stage (hi, and lo for the split), 32 KiB either way.
+constexpr int kWgBTileBytes = 256 * kWgBK * 2;
 constexpr int kWgStageBytes = kWgATileBytes + kWgBTileBytes;
+static_assert(kWgBN<1> * kWgBK * 2 == kWgBTileBytes && 2 * kWgBN<3> * kWgBK * 2 == kWgBTileBytes, "B planes fill a stage");
 // Dynamic shared memory of gemm_wgmma_kernel (3 x 66 KiB: within sm_90's 227 KiB).
 constexpr int kWgSmemBytes = kWgStages * kWgStageBytes;
 // Core matrices of a B stage: 128 bytes each, 8 along k (lbo) per 8 rows (sbo).
@@ -44,11 +54,12 @@ constexpr uint32_t kWgLbo = 128, kWgSbo = 128 * (kWgBK / 8);
 static_assert(kWgThreads == kThreads, "the A tile loader is gemm_kernel's");
 static_assert(kWgATileBytes % 16 == 0, "B stages start 16-byte aligned");
 
-// The B stage loader: chunk c (16 bytes = 8 k of one row) of the stage is
-// row 8*(c/64) + c%8, k 8*((c/8)%8), stored at 16c. Thread tid copies chunks
-// tid + 256i: rows nb + 32i (nb its first), all at the same k.
+// The loader of one B plane of kBN rows: chunk c (16 bytes = 8 k of one row)
+// is row 8*(c/64) + c%8, k 8*((c/8)%8), stored at 16c. Thread tid copies
+// chunks tid + 256i: rows nb + 32i (nb its first), all at the same k.
+template <int kBN>
 struct WgmmaBLoader {
-  static constexpr int kIters = kWgBN * kWgBK / 8 / kWgThreads;
+  static constexpr int kIters = kBN * kWgBK / 8 / kWgThreads;
   static_assert(kWgThreads == 256 && kWgBK == 64, "the chunk -> (row, k) map above");
   int64_t first_row, row_step;  // element offsets from B
   int rows_left, kc;
@@ -70,18 +81,22 @@ struct WgmmaBLoader {
   }
 };
 
-// grid.x = m_tiles * n_tiles (tiles of kWgBM x kWgBN), blockDim.x =
-// kWgThreads, dynamic shared memory kWgSmemBytes. kSwiGLU and Ops as in
-// gemm_kernel. The launcher guarantees cp.async alignment and batches = 1.
-template <bool kSwiGLU, typename Ops>
+// grid.x = m_tiles * n_tiles (tiles of kWgBM x kWgBN<kPasses>), blockDim.x =
+// kWgThreads, dynamic shared memory kWgSmemBytes. kPasses, kSwiGLU and Ops as
+// in gemm_kernel; with 3 passes, B's lo plane follows its hi plane (p.N rows
+// of p.b_src.ld each). The launcher guarantees cp.async alignment and batches = 1.
+template <int kPasses, bool kSwiGLU, typename Ops>
 VL_GLOBAL void VL_LAUNCH_BOUNDS(kWgThreads) gemm_wgmma_kernel(Params<float, uint16_t, Rows> p) {
+  static_assert(kPasses == 1 || (kPasses == 3 && std::is_same<Ops, simt::Bf16Ops>::value), "the split is bf16");
+  constexpr int kBN = kWgBN<kPasses>, kPlaneBytes = kBN * kWgBK * 2;
   unsigned char* smem = simt::dynamic_shared();
   const int tid = simt::thread_x(), lane = simt::lane(), warp = simt::warp();
-  const BlockTile<float, uint16_t> bt(p, kWgBM, kWgBN);
+  const BlockTile<float, uint16_t> bt(p, kWgBM, kBN);
   const int m0 = bt.m0, n0 = bt.n0;
 
   TileLoader<float, kWgBM, kWgBK> la;
-  WgmmaBLoader lb;
+  WgmmaBLoader<kBN> lb;
+  const int64_t lo_plane = static_cast<int64_t>(p.N) * p.b_src.ld;
   la.init(p.a_src, m0, p.M, tid);
   lb.init(p.b_src.ld, n0, p.N, tid);
   auto a_tile = [&](int s) { return reinterpret_cast<float*>(smem + s * kWgStageBytes); };
@@ -89,13 +104,14 @@ VL_GLOBAL void VL_LAUNCH_BOUNDS(kWgThreads) gemm_wgmma_kernel(Params<float, uint
   auto load_stage = [&](int s, int k0) {
     la.template load<true>(a_tile(s), bt.a, p.a_src, k0, p.K);
     lb.load(b_tile(s), bt.b, k0, p.b_k, tid);
+    if constexpr (kPasses == 3) lb.load(b_tile(s) + kPlaneBytes, bt.b + lo_plane, k0, p.b_k, tid);
   };
 
   // Warp w of warpgroup wg: rows 64*wg + 16*(w%4) of the tile.
   const int wm = 64 * (warp >> 2) + 16 * (warp & 3);
-  float acc[kWgBN / 2];
+  float acc[kBN / 2];
   VL_UNROLL
-  for (int i = 0; i < kWgBN / 2; ++i) acc[i] = 0.0f;
+  for (int i = 0; i < kBN / 2; ++i) acc[i] = 0.0f;
 
   const int k_tiles = (p.K + kWgBK - 1) / kWgBK;
   for (int s = 0; s < kWgStages - 1; ++s) {
@@ -114,12 +130,18 @@ VL_GLOBAL void VL_LAUNCH_BOUNDS(kWgThreads) gemm_wgmma_kernel(Params<float, uint
     const unsigned char* bs = b_tile(kt % kWgStages);
     // Each k16 slice's A fragments load (and convert) while the previous
     // slice's wgmma runs: distinct registers, ordered by a fence each.
-    uint32_t af[kWgBK / 16][4], unused[4];
+    uint32_t af[kWgBK / 16][4], al[kWgBK / 16][4];
     VL_UNROLL
     for (int s = 0; s < kWgBK / 16; ++s) {
-      load_a<1, Ops, kWgBK>(af[s], unused, as, wm, 16 * s, lane);
+      load_a<kPasses, Ops, kWgBK>(af[s], al[s], as, wm, 16 * s, lane);
       simt::wgmma_fence();
-      Ops::template wgmma<kWgBN>(acc, af[s], simt::wgmma_desc(bs + 2 * s * kWgLbo, kWgLbo, kWgSbo));
+      const uint64_t hi = simt::wgmma_desc(bs + 2 * s * kWgLbo, kWgLbo, kWgSbo);
+      // Small terms first, then hi*hi (as gemm_kernel).
+      if constexpr (kPasses == 3) {
+        Ops::template wgmma<kBN>(acc, al[s], hi);
+        Ops::template wgmma<kBN>(acc, af[s], simt::wgmma_desc(bs + kPlaneBytes + 2 * s * kWgLbo, kWgLbo, kWgSbo));
+      }
+      Ops::template wgmma<kBN>(acc, af[s], hi);
     }
     simt::wgmma_commit();
     // The stage and af are free again once this step's products are done.
@@ -127,7 +149,7 @@ VL_GLOBAL void VL_LAUNCH_BOUNDS(kWgThreads) gemm_wgmma_kernel(Params<float, uint
   }
   simt::cp_async_wait<0>();
   VL_UNROLL
-  for (int i = 0; i < kWgBN / 2; ++i) simt::wgmma_fence_operand(acc[i]);
+  for (int i = 0; i < kBN / 2; ++i) simt::wgmma_fence_operand(acc[i]);
 
   float* c = p.c + bt.c_off;
   const float* residual = p.residual ? p.residual + bt.c_off : nullptr;
@@ -136,7 +158,7 @@ VL_GLOBAL void VL_LAUNCH_BOUNDS(kWgThreads) gemm_wgmma_kernel(Params<float, uint
   for (int h = 0; h < 2; ++h) {
     const int row = m0 + wm + g + 8 * h;
     VL_UNROLL
-    for (int j = 0; j < kWgBN / 8; j += kSwiGLU ? 2 : 1) {
+    for (int j = 0; j < kBN / 8; j += kSwiGLU ? 2 : 1) {
       const float* v = &acc[4 * j + 2 * h];
       if (kSwiGLU) {
         // Columns 8j.. hold W1's products of 8 hidden units, 8(j+1).. W2's of the same.
