@@ -53,6 +53,7 @@ void launch_gemm_wgmma(g::Params<float, uint16_t, g::Rows> p, bool swiglu, bool 
 
 void launch_gemm_wgmma_f32(const g::Params<float, float, g::Rows>& p, bool swiglu, ops::MathPrecision arith,
                            cudaStream_t stream, Device device) {
+  if (p.M == 0 || p.N == 0) return;  // an empty grid: nothing to pack either
   const int dev = device.index;
   const bool split = arith == ops::MathPrecision::F32, f16 = arith == ops::MathPrecision::F16;
   // B's rows as pack_weight_rows lays out 16-bit weights (k permuted within
