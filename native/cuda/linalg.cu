@@ -198,10 +198,7 @@ void linear(const KernelCall& call) {
       launch_f32<false>(p, 1, async, f32, c);
     return;
   }
-  g::Params<float, uint16_t, g::Rows> q;
-  q.a = p.a, q.a_src = p.a_src, q.b = static_cast<const uint16_t*>(w.data), q.b_src = p.b_src;
-  q.c = p.c, q.ldc = p.ldc, q.bias = p.bias, q.residual = p.residual;
-  q.M = p.M, q.N = p.N, q.K = p.K, q.b_k = p.b_k, q.out_n = p.out_n;
+  const g::Params<float, uint16_t, g::Rows> q = g::with_b(p, static_cast<const uint16_t*>(w.data), p.b_src.ld, p.b_k);
   const bool async = a_async && aligned16(w.data);
   if (async && wgmma_available(c.dev)) {
     // Hopper: the same product on wgmma (linalg_sm90.cu).

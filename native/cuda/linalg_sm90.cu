@@ -11,6 +11,7 @@
 #include "cuda/element.cuh"
 #include "cuda/hopper_sm90.cuh"
 #include "cuda/kernels/gemm_wgmma.cuh"
+#include "ops/linalg.h"
 
 namespace vl {
 namespace cuda {
@@ -42,6 +43,23 @@ void launch(const g::Params<float, uint16_t, g::Rows>& p, bool swiglu, cudaStrea
     launch<kPasses, false, Ops>(p, stream, device);
 }
 
+// f32 B rows converted into pack_weight_rows' 16-bit layout (k permuted
+// within 16, zero past K; hi and lo planes for the split) in a temporary
+// buffer, then the product on them. The buffer is handed back right after
+// queuing: the device's work runs in stream order.
+template <int kPasses, typename Ops>
+void launch_f32(const g::Params<float, float, g::Rows>& p, bool swiglu, cudaStream_t stream, Device device) {
+  const int kpad = static_cast<int>(ops::cuda_packed_kpad(p.b_k));
+  const int64_t plane = static_cast<int64_t>(p.N) * kpad;
+  StoragePtr packed = backend_for(device).allocate(device, static_cast<size_t>(plane * (kPasses == 3 ? 2 : 1)) * sizeof(uint16_t));
+  uint16_t* b16 = static_cast<uint16_t*>(packed->data());
+  const int64_t ld = p.b_src.ld;
+  g::pack_weight_rows<uint16_t, Ops, kPasses == 3>
+      <<<grid_for(plane), kBlock, 0, stream>>>(p.b, p.b, ld, ld, 1, p.N, p.b_k, p.N, kpad, false, b16);
+  check_launch("pack_weight_rows", device.index);
+  launch<kPasses, Ops>(g::with_b(p, static_cast<const uint16_t*>(b16), kpad, kpad), swiglu, stream, device.index);
+}
+
 }  // namespace
 
 bool wgmma_available(int device) { return hopper_path_enabled("VLLAMA_CUDA_GEMM") && sm90a_kernels_run(device); }
@@ -54,33 +72,11 @@ void launch_gemm_wgmma(g::Params<float, uint16_t, g::Rows> p, bool swiglu, bool 
 void launch_gemm_wgmma_f32(const g::Params<float, float, g::Rows>& p, bool swiglu, ops::MathPrecision arith,
                            cudaStream_t stream, Device device) {
   if (p.M == 0 || p.N == 0) return;  // an empty grid: nothing to pack either
-  const int dev = device.index;
-  const bool split = arith == ops::MathPrecision::F32, f16 = arith == ops::MathPrecision::F16;
-  // B's rows as pack_weight_rows lays out 16-bit weights (k permuted within
-  // 16, zero past K), one plane, or hi and lo for the split. Handed back
-  // right after queuing: the device's work runs in stream order.
-  const int kpad = (p.b_k + 15) / 16 * 16;
-  const int64_t plane = static_cast<int64_t>(p.N) * kpad;
-  StoragePtr packed = backend_for(device).allocate(device, static_cast<size_t>(plane * (split ? 2 : 1)) * sizeof(uint16_t));
-  uint16_t* b16 = static_cast<uint16_t*>(packed->data());
-  const unsigned pack_blocks = grid_for(plane);
-  const int64_t ld = p.b_src.ld;
-  if (split)
-    g::pack_weight_rows<uint16_t, simt::Bf16Ops, true>
-        <<<pack_blocks, kBlock, 0, stream>>>(p.b, p.b, ld, ld, 1, p.N, p.b_k, p.N, kpad, false, b16);
-  else if (f16)
-    g::pack_weight_rows<uint16_t, simt::F16Ops><<<pack_blocks, kBlock, 0, stream>>>(p.b, p.b, ld, ld, 1, p.N, p.b_k, p.N, kpad, false, b16);
-  else
-    g::pack_weight_rows<uint16_t><<<pack_blocks, kBlock, 0, stream>>>(p.b, p.b, ld, ld, 1, p.N, p.b_k, p.N, kpad, false, b16);
-  check_launch("pack_weight_rows", dev);
-
-  g::Params<float, uint16_t, g::Rows> q;
-  q.a = p.a, q.a_src = p.a_src, q.b = b16, q.b_src.ld = kpad;
-  q.c = p.c, q.ldc = p.ldc, q.bias = p.bias, q.residual = p.residual;
-  q.M = p.M, q.N = p.N, q.K = p.K, q.b_k = kpad, q.out_n = p.out_n;
-  if (split) return launch<3, simt::Bf16Ops>(q, swiglu, stream, dev);
-  if (f16) return launch<1, simt::F16Ops>(q, swiglu, stream, dev);
-  launch<1, simt::Bf16Ops>(q, swiglu, stream, dev);
+  switch (arith) {
+    case ops::MathPrecision::F32: return launch_f32<3, simt::Bf16Ops>(p, swiglu, stream, device);
+    case ops::MathPrecision::BF16: return launch_f32<1, simt::Bf16Ops>(p, swiglu, stream, device);
+    case ops::MathPrecision::F16: return launch_f32<1, simt::F16Ops>(p, swiglu, stream, device);
+  }
 }
 
 }  // namespace cuda

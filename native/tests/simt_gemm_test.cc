@@ -17,6 +17,7 @@
 #include "cuda/kernels/gemm.cuh"
 #include "cuda/kernels/gemm_mma.cuh"
 #include "cuda/kernels/gemm_wgmma.cuh"
+#include "ops/linalg.h"
 #include "tests/simt_check.h"
 #include "tests/simt_runner.h"
 
@@ -178,18 +179,14 @@ void run_wgmma(g::Params<float, uint16_t, g::Rows> p) {
 // into 16-bit rows (hi and lo planes for 3 passes), then the wgmma GEMM.
 template <int kPasses, bool kSwiGLU, typename Ops>
 void run_wgmma_f32(const g::Params<float, float, g::Rows>& p) {
-  const int kpad = (p.b_k + 15) / 16 * 16;
+  const int kpad = static_cast<int>(vl::ops::cuda_packed_kpad(p.b_k));
   const int64_t plane = static_cast<int64_t>(p.N) * kpad;
   std::vector<uint16_t> b16(static_cast<size_t>(plane * (kPasses == 3 ? 2 : 1)));
   const int64_t ld = p.b_src.ld;
   launch({3, 1}, {64, 1}, [&] {
     g::pack_weight_rows<uint16_t, Ops, kPasses == 3>(p.b, p.b, ld, ld, 1, p.N, p.b_k, p.N, kpad, false, b16.data());
   });
-  g::Params<float, uint16_t, g::Rows> q;
-  q.a = p.a, q.a_src = p.a_src, q.b = b16.data(), q.b_src.ld = kpad;
-  q.c = p.c, q.ldc = p.ldc, q.bias = p.bias, q.residual = p.residual;
-  q.M = p.M, q.N = p.N, q.K = p.K, q.b_k = kpad, q.out_n = p.out_n;
-  run_wgmma<kPasses, kSwiGLU, Ops>(q);
+  run_wgmma<kPasses, kSwiGLU, Ops>(g::with_b(p, static_cast<const uint16_t*>(b16.data()), kpad, kpad));
 }
 
 // max |c - ref| / (sum |terms| + |additive terms|), over every output.

@@ -127,6 +127,18 @@ struct Params {
   Batch batch;
 };
 
+// p with another B (rows of ld elements, read up to b_k): the launchers hand
+// a weight converted to another type to the kernel that multiplies it.
+template <typename TB2, typename TA, typename TB, typename ASrc>
+inline Params<TA, TB2, ASrc> with_b(const Params<TA, TB, ASrc>& p, const TB2* b, int64_t ld, int b_k) {
+  Params<TA, TB2, ASrc> q;
+  q.a = p.a, q.a_src = p.a_src, q.b = b, q.b_src.ld = ld;
+  q.c = p.c, q.ldc = p.ldc, q.bias = p.bias, q.residual = p.residual;
+  q.M = p.M, q.N = p.N, q.K = p.K, q.b_k = b_k, q.out_n = p.out_n;
+  q.m_tiles = p.m_tiles, q.n_tiles = p.n_tiles, q.batch = p.batch;
+  return q;
+}
+
 // grid.x = batch count * m_tiles * n_tiles, blockDim.x = kThreads, dynamic
 // shared memory kSmemBytes<TA, TB>.
 template <typename TA, typename TB, typename ASrc>
