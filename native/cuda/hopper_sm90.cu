@@ -2,13 +2,16 @@
 // VLLAMA_SM90A when it does.
 #include "cuda/hopper_sm90.cuh"
 
+#include <cuda.h>
 #include <cuda_runtime.h>
 
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include "core/error.h"
+#include "cuda/simt.cuh"
 
 namespace vl {
 namespace cuda {
@@ -65,4 +68,57 @@ bool hopper_path_enabled(const char* env_name) {
 }
 
 }  // namespace cuda
+
+namespace simt {
+
+#if defined(VLLAMA_SM90A)
+namespace {
+
+// cuTensorMapEncodeTiled of the installed driver, reached through cudart so
+// the package never links libcuda itself; null when the driver lacks it.
+using EncodeTiled = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*, const cuuint64_t*,
+                                 const cuuint32_t*, const cuuint32_t*, CUtensorMapInterleave, CUtensorMapSwizzle,
+                                 CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+EncodeTiled encode_tiled() {
+  static const EncodeTiled fn = [] {
+    void* p = nullptr;
+    cudaDriverEntryPointQueryResult found = cudaDriverEntryPointSymbolNotFound;
+#if CUDART_VERSION >= 12050
+    const cudaError_t err = cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &found);
+#else
+    const cudaError_t err = cudaGetDriverEntryPoint("cuTensorMapEncodeTiled", &p, cudaEnableDefault, &found);
+#endif
+    if (err != cudaSuccess || found != cudaDriverEntryPointSuccess) {
+      (void)cudaGetLastError();
+      return EncodeTiled{nullptr};
+    }
+    return reinterpret_cast<EncodeTiled>(p);
+  }();
+  return fn;
+}
+
+}  // namespace
+#endif
+
+std::string encode_tensor_map(TensorMap* out, const TensorMapSpec& s) {
+#if defined(VLLAMA_SM90A)
+  const EncodeTiled encode = encode_tiled();
+  if (!encode) return "the CUDA driver has no cuTensorMapEncodeTiled (a driver for CUDA 12.0 or later is needed)";
+  if (s.elem_bytes != 2 && s.elem_bytes != 4) return "elements of " + std::to_string(s.elem_bytes) + " bytes (2 or 4)";
+  // Bit copies: zeros past the edges are +0 in every 16-bit format and in f32.
+  const CUtensorMapDataType type = s.elem_bytes == 4 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT32 : CU_TENSOR_MAP_DATA_TYPE_UINT16;
+  const cuuint32_t element_strides[3] = {1, 1, 1};
+  const CUresult r = encode(out, type, static_cast<cuuint32_t>(s.rank), const_cast<void*>(s.base), s.dims, s.strides, s.box,
+                            element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                            CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  if (r != CUDA_SUCCESS) return "cuTensorMapEncodeTiled refused the tensor (CUresult " + std::to_string(static_cast<int>(r)) + ")";
+  return "";
+#else
+  (void)out;
+  (void)s;
+  return "this build has no sm_90a kernels";
+#endif
+}
+
+}  // namespace simt
 }  // namespace vl

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <climits>
+#include <string>
 
 #include "core/backend.h"
 #include "core/error.h"
@@ -28,10 +29,14 @@ void launch(g::Params<float, uint16_t, g::Rows> p, cudaStream_t stream, int devi
   if (blocks == 0) return;
   VL_CHECK(blocks <= INT_MAX, ErrorCode::Shape, "linear: up to ", INT_MAX, " output tiles of ", g::kWgBM, "x", bn,
            " on CUDA, got ", blocks);
+  g::WgmmaParams w;
+  w.p = p;
+  const std::string why = g::make_wgmma_maps<kPasses>(w);
+  VL_CHECK(why.empty(), ErrorCode::Runtime, "linear: the Hopper GEMM's TMA descriptor of ", why);
   auto kernel = g::gemm_wgmma_kernel<kPasses, kSwiGLU, Ops>;
   static std::atomic<uint64_t> granted{0};
   allow_dynamic_shared(kernel, g::kWgSmemBytes, device, granted);
-  kernel<<<static_cast<unsigned>(blocks), g::kWgThreads, g::kWgSmemBytes, stream>>>(p);
+  kernel<<<static_cast<unsigned>(blocks), g::kWgThreads, g::kWgSmemBytes, stream>>>(w);
   check_launch("gemm_wgmma_kernel", device);
 }
 

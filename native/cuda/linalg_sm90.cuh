@@ -21,7 +21,8 @@ namespace cuda {
 bool wgmma_available(int device);
 
 // C = A B^T (+bias)(+residual), or the SwiGLU gate, for packed 16-bit rows
-// (fp16 when f16, else bf16). p as for gemm_kernel; operands cp.async-aligned.
+// (fp16 when f16, else bf16). p as for gemm_kernel; rows 16-byte aligned (base
+// and stride: what cp.async and TMA need), M and N at least 1 or nothing runs.
 void launch_gemm_wgmma(kernels::gemm::Params<float, uint16_t, kernels::gemm::Rows> p, bool swiglu, bool f16,
                        cudaStream_t stream, int device);
 

@@ -11,14 +11,18 @@
 // use only the functions below.
 #pragma once
 #include <cstdint>
+#include <string>
 
 #if defined(__CUDACC__)
+#include <cuda.h>  // CUtensorMap (a type only: the driver is reached through cudart)
 #include <cuda_runtime.h>
 #define VL_GLOBAL __global__
 #define VL_DEVICE __device__ __forceinline__
 #define VL_SHARED __shared__
 #define VL_SHARED_ALIGNED(n) __shared__ __align__(n)
 #define VL_RESTRICT __restrict__
+// A kernel parameter whose address the kernel takes (a TMA descriptor in it).
+#define VL_GRID_CONSTANT const __grid_constant__
 // Unrolls a loop whose induction variable indexes a register array (which
 // must not spill to local memory, e.g. wgmma accumulators).
 #define VL_UNROLL _Pragma("unroll")
@@ -167,6 +171,65 @@ VL_DEVICE void fence_proxy_async() { VL_SM90A_ASM("fence.proxy.async.shared::cta
 // Keeps the compiler from moving reads of an accumulator across a wgmma_wait.
 VL_DEVICE void wgmma_fence_operand(float& r) { asm volatile("" : "+f"(r)::"memory"); }
 
+// ---- Hopper: mbarriers and the tensor memory accelerator (TMA) ----
+// An mbarrier (8 bytes of shared memory) completes a phase when `count`
+// arrivals and the transaction bytes it was told to expect (expect_tx) have
+// all come; waiters name the phase by its parity. TMA copies a box of a
+// tensor (a TensorMap made on the host by encode_tensor_map) into shared
+// memory, 128B-swizzled, zero past the tensor's edges, and completes its
+// bytes on an mbarrier (PTX ISA, "cp.async.bulk.tensor", "mbarrier").
+#if CUDA_VERSION >= 12000
+using TensorMap = CUtensorMap;
+#else
+struct alignas(64) TensorMap {  // toolkits before 12.0 have no TMA: never encoded, never launched
+  uint64_t opaque[16];
+};
+#endif
+
+VL_DEVICE void mbarrier_init(uint64_t* bar, int count) {
+  VL_SM90A_ASM("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_address(bar)), "r"(count) : "memory");
+}
+// Makes the initialized barriers visible to the async proxy (TMA's completions).
+VL_DEVICE void fence_mbarrier_init() { VL_SM90A_ASM("fence.mbarrier_init.release.cluster;\n" ::: "memory"); }
+VL_DEVICE void mbarrier_arrive(uint64_t* bar) {
+  VL_SM90A_ASM("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_address(bar)) : "memory");
+}
+// Expects `bytes` more transaction bytes in the current phase, and arrives.
+VL_DEVICE void mbarrier_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
+  VL_SM90A_ASM("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_address(bar)), "r"(bytes) : "memory");
+}
+// True once the phase of parity `parity` has completed (the hardware may suspend the thread a while first).
+VL_DEVICE bool mbarrier_try_wait(uint64_t* bar, uint32_t parity) {
+  uint32_t done = 0;
+  VL_SM90A_ASM(
+      "{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2; selp.u32 %0, 1, 0, p; }\n"
+      : "=r"(done)
+      : "r"(smem_address(bar)), "r"(parity)
+      : "memory");
+  return done != 0;
+}
+// The box at coordinates (c0, c1, c2) (elements; innermost first) of `map`
+// into shared memory at dst (1024-byte aligned), its bytes completed on bar.
+VL_DEVICE void tma_load_3d(void* dst, const TensorMap* map, int c0, int c1, int c2, uint64_t* bar) {
+  VL_SM90A_ASM(
+      "cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];\n" ::"r"(
+          smem_address(dst)),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(smem_address(bar))
+      : "memory");
+}
+
+// Warp specialization: a warpgroup (all 128 threads, converged) hands
+// registers back (dec) or takes more (inc) up to N per thread, within the
+// SM's file; ptxas allocates the code that follows for the new count.
+template <int N>
+VL_DEVICE void setmaxnreg_dec() {
+  VL_SM90A_ASM("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(N));
+}
+template <int N>
+VL_DEVICE void setmaxnreg_inc() {
+  VL_SM90A_ASM("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(N));
+}
+
 // The m64nNk16 products for N = 32, 64, 96, 128, 256 (16, 32, 48, 64, 128
 // accumulator registers). scale-d 1 (accumulate), A and B not negated, B
 // not transposed (K-major). Register lists: %0.. are acc, then A, then B's descriptor.
@@ -240,6 +303,7 @@ VL_WGMMA_RS(256, 128, "}, {%128, %129, %130, %131}, %132")
 #define VL_SHARED static
 #define VL_SHARED_ALIGNED(n) alignas(n) static
 #define VL_RESTRICT
+#define VL_GRID_CONSTANT const
 #define VL_UNROLL
 
 namespace vl {
@@ -309,6 +373,35 @@ inline void wgmma_f16(float* acc, const uint32_t a[4], uint64_t b_desc) {
   wgmma_m64nNk16(acc, a, b_desc, true, N);
 }
 
+// ---- Hopper: mbarriers and TMA ----
+// Emulated as the PTX ISA defines them. A TMA copy is deferred further than
+// cp.async: it lands only when no thread of the block can go on without it
+// (oldest first), so a read that does not wait on its barrier sees the NaNs
+// shared memory starts with. Waiting on a phase that never completes is
+// reported as a deadlock.
+struct TensorMap {
+  const void* base;
+  int elem_bytes, rank;
+  uint64_t dims[3], strides[2];
+  uint32_t box[3];
+};
+void mbarrier_init(uint64_t* bar, int count);
+inline void fence_mbarrier_init() {}
+void mbarrier_arrive(uint64_t* bar);
+void mbarrier_arrive_expect_tx(uint64_t* bar, uint32_t bytes);
+bool mbarrier_try_wait(uint64_t* bar, uint32_t parity);
+void tma_load_3d(void* dst, const TensorMap* map, int c0, int c1, int c2, uint64_t* bar);
+// A warpgroup collective in the runner (every thread of the group must reach it).
+void setmaxnreg_group(int n);
+template <int N>
+inline void setmaxnreg_dec() {
+  setmaxnreg_group(N);
+}
+template <int N>
+inline void setmaxnreg_inc() {
+  setmaxnreg_group(N);
+}
+
 }  // namespace simt
 }  // namespace vl
 
@@ -333,6 +426,36 @@ struct Bf16Ops {
 VL_DEVICE uint64_t wgmma_desc(const void* start, uint32_t lbo, uint32_t sbo) {
   const auto enc = [](uint32_t x) { return static_cast<uint64_t>((x & 0x3ffffu) >> 4); };
   return enc(smem_address(start)) | enc(lbo) << 16 | enc(sbo) << 32;
+}
+
+// A TMA descriptor's contents: a tensor of up to 3 dimensions (innermost
+// first; dims in elements, strides of dimensions 1.. in bytes, multiples of
+// 16; base 16-byte aligned), copied in boxes of `box` elements whose inner
+// dimension is 128 bytes, 128B-swizzled: the 16-byte chunk c of box row r
+// lands at chunk c ^ (r % 8), as the wgmma_desc_sw128 layout reads it.
+struct TensorMapSpec {
+  const void* base = nullptr;
+  int elem_bytes = 0;  // 2 (16-bit bits) or 4 (f32)
+  int rank = 0;
+  uint64_t dims[3] = {1, 1, 1}, strides[2] = {0, 0};
+  uint32_t box[3] = {1, 1, 1};
+};
+// Fills `out` (host code), or says why the spec cannot be one ("" on success).
+std::string encode_tensor_map(TensorMap* out, const TensorMapSpec& spec);
+
+// Waits for the phase of parity `parity` of an mbarrier.
+VL_DEVICE void mbarrier_wait(uint64_t* bar, uint32_t parity) {
+  while (!mbarrier_try_wait(bar, parity)) {
+  }
+}
+
+// A K-major wgmma descriptor for 128B-swizzled B (what TMA writes with a
+// 128-byte box row): rows of 64 16-bit k at 128 bytes, 8-row groups 1024
+// bytes apart (sbo), the k16 slice chosen by starting 32 bytes further per
+// slice; the tile must start 1024-byte aligned. lbo is unused (1 by convention).
+VL_DEVICE uint64_t wgmma_desc_sw128(const void* start) {
+  return static_cast<uint64_t>((smem_address(start) & 0x3ffffu) >> 4) | uint64_t{1} << 16 | uint64_t{1024 >> 4} << 32 |
+         uint64_t{1} << 62;
 }
 
 // fp16: 3 more mantissa bits than bf16, but beyond 65504 an operand is +-Inf.

@@ -164,15 +164,20 @@ void run_gemm(g::Params<TA, TB, ASrc> p, int64_t batches) {
          [&] { g::gemm_kernel<TA, TB, kPasses, kSwiGLU, kAsync, ASrc, Ops>(p); });
 }
 
-// The Hopper kernel on the same Params (cp.async operands, one batch).
+// The Hopper kernel on the same Params (16-byte aligned rows, one batch),
+// its TMA descriptors made as cuda/linalg_sm90.cu makes them.
 template <int kPasses, bool kSwiGLU, typename Ops>
 void run_wgmma(g::Params<float, uint16_t, g::Rows> p) {
   constexpr int bn = g::kWgBN<kPasses>;
   p.m_tiles = (p.M + g::kWgBM - 1) / g::kWgBM;
   p.n_tiles = (p.N + bn - 1) / bn;
   static_assert(g::kWgSmemBytes <= vl::simt::kMaxDynamicShared, "fits the largest shared memory");
+  g::WgmmaParams w;
+  w.p = p;
+  const std::string why = g::make_wgmma_maps<kPasses>(w);
+  if (!why.empty()) throw std::runtime_error("make_wgmma_maps: " + why);
   launch({static_cast<int>(g::grid_blocks(p, 1)), 1}, {g::kWgThreads, 1},
-         [&] { g::gemm_wgmma_kernel<kPasses, kSwiGLU, Ops>(p); });
+         [&] { g::gemm_wgmma_kernel<kPasses, kSwiGLU, Ops>(w); });
 }
 
 // f32 B rows on the Hopper kernel as cuda/linalg_sm90.cu runs them: B packed
@@ -216,7 +221,7 @@ std::vector<TB> pack(const float* w1, const float* w2, int n, int k, int64_t s0,
 // applies, or not so the plain loads do). kWgmma: on the Hopper kernel.
 template <int kPasses, bool kAsync, typename Ops = vl::simt::Bf16Ops, bool kWgmma = false>
 void test_f32(int M, int N, int K, int lda, bool bias_res) {
-  static_assert(kAsync || !kWgmma, "the wgmma kernel stages through cp.async");
+  static_assert(kAsync || !kWgmma, "the wgmma kernel takes 16-byte aligned rows (TMA)");
   const double tol = kPasses == 3 ? kSplitTol : kBf16Tol;
   const std::vector<float> a = random_f32(static_cast<size_t>(M) * lda), b = random_f32(static_cast<size_t>(N) * lda);
   const std::vector<float> bias = random_f32(N), res = random_f32(static_cast<size_t>(M) * N);
@@ -258,7 +263,7 @@ void test_f32(int M, int N, int K, int lda, bool bias_res) {
 // kWgmma: the Hopper kernel (wgmma) instead of gemm_kernel (mma.sync).
 template <bool kAsync, typename Ops = vl::simt::Bf16Ops, bool kWgmma = false>
 void test_f32_packed16(int M, int N, int K, int lda, bool swiglu) {
-  static_assert(kAsync || !kWgmma, "the wgmma kernel stages through cp.async");
+  static_assert(kAsync || !kWgmma, "the wgmma kernel takes 16-byte aligned rows (TMA)");
   const std::vector<float> a = random_f32(static_cast<size_t>(M) * lda);
   const std::vector<float> w1 = random_f32(static_cast<size_t>(N) * K), w2 = random_f32(static_cast<size_t>(N) * K);
   const std::vector<float> bias = random_f32(N), res = random_f32(static_cast<size_t>(M) * N);
@@ -443,6 +448,120 @@ void test_patches(int Bn, int C, int H, int W, int p_, int O) {
   check(w.finite && w.err < (kPasses == 3 ? kSplitTol : kBf16Tol), "patch GEMM (" + arith_name<kPasses, Ops>() + ", A gathered from the image" + (kAsync ? ", cp.async" : ", plain loads") +
                                       "), x [" + std::to_string(Bn) + "," + std::to_string(C) + "," + std::to_string(H) + "," +
                                       std::to_string(W) + "] patch " + std::to_string(p_) + " -> " + std::to_string(O) + ": " + w.str());
+}
+
+// ---- TMA and mbarriers in the runner ----
+
+// A TMA box of a 3-d bf16 tensor lands 128B-swizzled with zeros past the
+// edges, only once the block cannot go on without it, and completes its
+// bytes on the mbarrier whose phase a waiter names by parity; a
+// 128B-swizzled wgmma descriptor reads the box as K-major B.
+void test_tma() {
+  const int d0 = 70, d1 = 9, d2 = 2, ld = 72;  // rows of 72 16-bit values, 9 rows per plane
+  std::vector<uint16_t> t(static_cast<size_t>(ld) * d1 * d2);
+  for (size_t i = 0; i < t.size(); ++i) t[i] = static_cast<uint16_t>(i * 7 + 1);
+  vl::simt::TensorMapSpec spec;
+  spec.base = t.data(), spec.elem_bytes = 2, spec.rank = 3;
+  spec.dims[0] = d0, spec.dims[1] = d1, spec.dims[2] = d2;
+  spec.strides[0] = ld * 2, spec.strides[1] = static_cast<uint64_t>(ld) * 2 * d1;
+  spec.box[0] = 64, spec.box[1] = 16, spec.box[2] = 1;
+  vl::simt::TensorMap map;
+  check(vl::simt::encode_tensor_map(&map, spec).empty(), "encode_tensor_map takes a 3-d bf16 tensor with 128-byte box rows");
+  const int c0 = 32, c1 = -3, c2 = 1;  // k 32..95 (past d0 from 70), rows -3..12 (outside 0..8 at both ends)
+  std::vector<uint16_t> got(64 * 16);
+  bool early = false, parity_ok = true;
+  float acc_out[128] = {};
+  launch({1, 1}, {128, 1}, [&] {
+    unsigned char* smem = vl::simt::dynamic_shared();
+    uint64_t* bar = reinterpret_cast<uint64_t*>(smem + 4096);
+    const int tid = vl::simt::thread_x();
+    if (tid == 0) vl::simt::mbarrier_init(bar, 1);
+    vl::simt::sync_threads();
+    // A fresh barrier's phase of parity 1 (the one before the first) counts as done.
+    parity_ok = parity_ok && vl::simt::mbarrier_try_wait(bar, 1);
+    if (tid == 0) {
+      vl::simt::mbarrier_arrive_expect_tx(bar, 64 * 16 * 2);
+      vl::simt::tma_load_3d(smem, &map, c0, c1, c2, bar);
+      // Other threads still run: the box has not landed.
+      early = early || reinterpret_cast<uint16_t*>(smem)[0] != 0xffff;
+    }
+    vl::simt::mbarrier_wait(bar, 0);
+    if (tid == 0) std::memcpy(got.data(), smem, got.size() * 2);
+    // The box as B of an m64n16k16 (rows = n, k 16..31 of each row): its second k16 slice.
+    float acc[8] = {};
+    uint32_t a[4];
+    for (int i = 0; i < 4; ++i) a[i] = 0x3f803f80u;  // A = 1: acc = column sums of B over the slice
+    vl::simt::wgmma_fence();
+    vl::simt::wgmma_bf16<16>(acc, a, vl::simt::wgmma_desc_sw128(smem + 32));
+    vl::simt::wgmma_commit();
+    vl::simt::wgmma_wait<0>();
+    if (tid == 0) std::memcpy(acc_out, acc, sizeof acc);
+  });
+  check(!early && parity_ok, "a TMA box lands only when the block waits for it; a fresh mbarrier's parity-1 phase is done");
+  bool layout = true;
+  const auto source = [&](int k, int row) -> uint16_t {
+    const int g0 = c0 + k, g1 = c1 + row;
+    return g0 < d0 && g1 >= 0 && g1 < d1 ? t[(static_cast<size_t>(c2) * d1 + g1) * ld + g0] : 0;
+  };
+  for (int row = 0; row < 16; ++row)
+    for (int k = 0; k < 64; ++k) {
+      const int chunk = (k / 8) ^ (row % 8);
+      layout = layout && got[row * 64 + chunk * 8 + k % 8] == source(k, row);
+    }
+  check(layout, "a TMA box: 16-byte chunk c of row r at chunk c ^ r%8 of its 128-byte row, zero past the tensor's edges");
+  // Lane 0 holds columns (n) 0, 1 of rows 0 and 8 of A: the sums over k 16..31 of B rows n.
+  bool sums = true;
+  for (int e = 0; e < 2; ++e) {
+    float ref = 0;
+    for (int k = 16; k < 32; ++k) ref += vl::bf16_to_f32(source(k, e));
+    sums = sums && acc_out[e] == ref;
+  }
+  check(sums, "a 128B-swizzled wgmma descriptor reads a TMA box as K-major B (a k16 slice 32 bytes further)");
+
+  const auto error = [](const std::function<void(unsigned char*, uint64_t*, int)>& body) {
+    try {
+      launch({1, 1}, {32, 1}, [&] {
+        unsigned char* smem = vl::simt::dynamic_shared();
+        uint64_t* bar = reinterpret_cast<uint64_t*>(smem + 65536);
+        if (vl::simt::thread_x() == 0) vl::simt::mbarrier_init(bar, 1);
+        vl::simt::sync_threads();
+        body(smem, bar, vl::simt::thread_x());
+      });
+    } catch (const std::exception& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  const auto has = [](const std::string& e, const char* what) { return e.find(what) != std::string::npos; };
+  std::string e = error([&](unsigned char* smem, uint64_t* bar, int tid) {
+    if (tid == 0) vl::simt::mbarrier_arrive_expect_tx(bar, 64 * 16 * 2), vl::simt::tma_load_3d(smem + 512, &map, 0, 0, 0, bar);
+    vl::simt::mbarrier_wait(bar, 0);
+  });
+  check(has(e, "not 1024-byte aligned"), "TMA into shared memory off the swizzle's 1024-byte period is an error (" + e + ")");
+  e = error([&](unsigned char* smem, uint64_t* bar, int tid) {
+    if (tid == 0) vl::simt::mbarrier_arrive_expect_tx(bar, 64 * 16 * 2 + 16), vl::simt::tma_load_3d(smem, &map, 0, 0, 0, bar);
+    vl::simt::mbarrier_wait(bar, 0);
+  });
+  check(has(e, "deadlock"), "waiting on a phase that expects more bytes than its copies bring is a deadlock (" + e + ")");
+  e = error([&](unsigned char* smem, uint64_t* bar, int tid) {
+    if (tid == 0) vl::simt::mbarrier_arrive_expect_tx(bar, 64 * 16 * 2 - 16), vl::simt::tma_load_3d(smem, &map, 0, 0, 0, bar);
+    vl::simt::mbarrier_wait(bar, 0);
+  });
+  check(has(e, "more bytes"), "a copy bringing more bytes than its phase expects is an error (" + e + ")");
+  e = error([&](unsigned char*, uint64_t* bar, int tid) {
+    // Thread 0's arrival leaves the phase waiting for bytes only; thread 1's is one too many.
+    if (tid == 0) vl::simt::mbarrier_arrive_expect_tx(bar, 16);
+    if (tid == 1) vl::simt::mbarrier_arrive(bar);
+  });
+  check(has(e, "more arrivals"), "more arrivals in a phase than the barrier's count is an error (" + e + ")");
+  e = error([&](unsigned char* smem, uint64_t* bar, int tid) {
+    if (tid == 0) vl::simt::mbarrier_arrive_expect_tx(bar, 64 * 16 * 2), vl::simt::tma_load_3d(smem, &map, 0, 0, 0, bar);
+  });
+  check(has(e, "TMA copies in flight"), "a block that ends with a TMA copy in flight is an error (" + e + ")");
+  spec.box[0] = 32;
+  check(has(vl::simt::encode_tensor_map(&map, spec), "inner box of 64 bytes"), "encode_tensor_map refuses a box row the 128B swizzle does not fill");
+  spec.box[0] = 64, spec.strides[0] = 70 * 2;
+  check(has(vl::simt::encode_tensor_map(&map, spec), "stride of 140 bytes"), "encode_tensor_map refuses a stride that is not a multiple of 16 bytes");
 }
 
 // ---- wgmma in the runner ----
@@ -683,6 +802,7 @@ int main() {
   // SwiGLU over ragged M, N, K (several K steps wrap the 4-stage ring).
   test_wgmma();
   test_wgmma_errors();
+  test_tma();
   test_f32_packed16<true, vl::simt::Bf16Ops, true>(200, 300, 330, 332, false);
   test_f32_packed16<true, vl::simt::Bf16Ops, true>(67, 140, 50, 52, true);  // 288 interleaved rows: 2 N tiles
   test_f32_packed16<true, vl::simt::Bf16Ops, true>(5, 3, 8, 8, false);

@@ -49,9 +49,9 @@ template __global__ void gemm_kernel<float, float, 1, false, true, Rows, simt::F
 // Packed fp16 weights (f16 inference), SwiGLU.
 template __global__ void gemm_kernel<float, uint16_t, 1, true, true, Rows, simt::F16Ops>(Params<float, uint16_t, Rows>);
 // The Hopper GEMM (cuda/linalg_sm90.cu; wgmma in its sm_90a build only).
-template __global__ void gemm_wgmma_kernel<1, false, simt::Bf16Ops>(Params<float, uint16_t, Rows>);
-template __global__ void gemm_wgmma_kernel<3, false, simt::Bf16Ops>(Params<float, uint16_t, Rows>);
-template __global__ void gemm_wgmma_kernel<1, true, simt::F16Ops>(Params<float, uint16_t, Rows>);
+template __global__ void gemm_wgmma_kernel<1, false, simt::Bf16Ops>(VL_GRID_CONSTANT WgmmaParams);
+template __global__ void gemm_wgmma_kernel<3, false, simt::Bf16Ops>(VL_GRID_CONSTANT WgmmaParams);
+template __global__ void gemm_wgmma_kernel<1, true, simt::F16Ops>(VL_GRID_CONSTANT WgmmaParams);
 template __global__ void pack_weight_rows<uint16_t, simt::F16Ops>(const float*, const float*, int64_t, int64_t, int64_t, int, int,
                                                                   int64_t, int, bool, uint16_t*);
 template __global__ void pack_weight_rows<uint16_t, simt::Bf16Ops, true>(const float*, const float*, int64_t, int64_t, int64_t, int,

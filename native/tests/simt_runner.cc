@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -17,7 +18,8 @@ namespace vl {
 namespace simt {
 namespace {
 
-enum class Wait { None, Block, Warp, Group, Done };
+// Spin: polling an mbarrier (runnable again at once, but no progress by itself).
+enum class Wait { None, Spin, Block, Warp, Group, Done };
 
 constexpr size_t kStackBytes = 256 * 1024;
 constexpr int kSlotWords = 16;
@@ -41,6 +43,9 @@ struct Runner {
 };
 
 Runner* g_runner = nullptr;
+// Bumped by every mbarrier arrival and TMA landing: a block whose threads
+// only spin while it stays put can never go on.
+long g_progress = 0;
 
 Runner& runner() {
   if (!g_runner) throw std::runtime_error("simt: a kernel function was called outside simt::launch");
@@ -48,6 +53,7 @@ Runner& runner() {
 }
 
 void check_nothing_in_flight();
+bool land_oldest_tma();
 
 void fiber_main() {
   Runner& r = *g_runner;
@@ -95,6 +101,10 @@ uint16_t load_b16(const void* p) {
   std::memcpy(&v, p, 2);
   return v;
 }
+
+// The 128B swizzle of TMA boxes and wgmma descriptors: in each 1024 bytes (8
+// rows of 128), 16-byte chunk c of row r is stored at chunk c ^ r.
+uint32_t swizzle_128b(uint32_t offset) { return offset ^ (((offset >> 7) & 7u) << 4); }
 
 float bf16_value(uint32_t reg, int half) {
   const uint32_t bits = (half ? reg >> 16 : reg & 0xffffu) << 16;
@@ -245,14 +255,37 @@ struct WgmmaState {
 };
 std::vector<WgmmaState> g_wgmma;  // per thread of the running block
 
-alignas(128) unsigned char g_dynamic_shared[kMaxDynamicShared];
+alignas(1024) unsigned char g_dynamic_shared[kMaxDynamicShared];
 // Shared memory as the async proxy last saw it: a copy taken at every
 // fence_proxy_async. A wgmma whose B bytes differ from it reads stores
 // (st.shared from registers) that no fence made visible to wgmma.
 unsigned char g_async_view[kMaxDynamicShared];
 
+// An mbarrier: arrivals still missing in the current phase, transaction
+// bytes still owed, and how many phases have completed.
+struct Barrier {
+  int count = 0, pending = 0;
+  int64_t tx = 0;
+  long phases = 0;
+};
+std::map<uint32_t, Barrier> g_barriers;  // by shared-memory offset
+
+// A TMA copy issued and not landed yet.
+struct TmaCopy {
+  uint32_t dst, bar;
+  TensorMap map;
+  int64_t c[3];
+};
+std::vector<TmaCopy> g_tma;
+
+void begin_tma_block() {
+  g_barriers.clear();
+  g_tma.clear();
+}
+
 // A new block: no copies in flight, shared memory full of NaNs.
 void begin_block(int threads) {
+  begin_tma_block();
   g_async.assign(static_cast<size_t>(threads), AsyncState());
   g_wgmma.assign(static_cast<size_t>(threads), WgmmaState());
   std::memset(g_dynamic_shared, 0xff, sizeof g_dynamic_shared);
@@ -329,8 +362,11 @@ void launch(Dim grid, Dim block, const std::function<void()>& body) {
         makecontext(&f.ctx, fiber_main, 0);
       }
       for (;;) {
+        const long progress = g_progress;
+        bool fresh = false;  // a thread ran that was not polling a barrier
         for (int t = 0; t < block.x; ++t) {
-          if (r.fibers[t].wait != Wait::None) continue;
+          if (r.fibers[t].wait != Wait::None && r.fibers[t].wait != Wait::Spin) continue;
+          fresh = fresh || r.fibers[t].wait == Wait::None;
           r.current = t;
           swapcontext(&r.scheduler, &r.fibers[t].ctx);
           if (!r.error.empty()) throw std::runtime_error("simt: " + where(r) + ", thread " + std::to_string(t) + ": " + r.error);
@@ -340,18 +376,24 @@ void launch(Dim grid, Dim block, const std::function<void()>& body) {
           done += f.wait == Wait::Done;
           at_block += f.wait == Wait::Block;
         }
-        if (done == block.x) break;
+        if (done == block.x) {
+          if (!g_tma.empty()) throw std::runtime_error("simt: " + where(r) + " ended with TMA copies in flight");
+          break;
+        }
         bool released = false;
         // A collective completes when every thread of its warp (32) or warpgroup (128) is at it.
         const auto release = [&](int width, Wait kind, const char* unit, const char* members) {
           for (int w = 0; w * width < block.x; ++w) {
             const int n = std::min(width, block.x - w * width);
-            int at = 0;
-            for (int l = 0; l < n; ++l) at += r.fibers[w * width + l].wait == kind;
+            int at = 0, spinning = 0;
+            for (int l = 0; l < n; ++l) {
+              at += r.fibers[w * width + l].wait == kind;
+              spinning += r.fibers[w * width + l].wait == Wait::Spin;
+            }
             if (at == 0) continue;
             if (at != n) {
-              // The rest of a warpgroup may still come once released from a warp collective.
-              if (kind == Wait::Group && released) continue;
+              // The rest may still come: once released from a warp collective, or from polling a barrier.
+              if ((kind == Wait::Group && released) || spinning) continue;
               throw std::runtime_error("simt: " + where(r) + ", " + unit + " " + std::to_string(w) + ": " + std::to_string(at) + " of " +
                                        std::to_string(n) + " " + members + " reached a " + unit + " collective, the others a barrier or the end (divergent " +
                                        unit + ")");
@@ -372,7 +414,10 @@ void launch(Dim grid, Dim block, const std::function<void()>& body) {
           for (auto& f : r.fibers) f.wait = Wait::None;
           continue;
         }
-        throw std::runtime_error("simt: " + where(r) + ": no thread can run (deadlock)");
+        if (fresh || g_progress != progress) continue;  // a polled barrier may have moved
+        if (land_oldest_tma()) continue;
+        throw std::runtime_error("simt: " + where(r) + ": no thread can run (deadlock" +
+                                 (g_barriers.empty() ? std::string(")") : ", or a thread waits on an mbarrier phase that never completes)"));
       }
     }
   }
@@ -401,10 +446,15 @@ namespace {
 
 // Where element (k, n) of a wgmma B operand is: no-swizzle K-major core
 // matrices (8 n x 8 k, rows of 16 bytes) at start + (n/8)*sbo + (k/8)*lbo.
+// 128B swizzle (mode 1), K-major: rows of 128 bytes, 8-row groups sbo
+// apart, k at 2k from the start, the whole address swizzled (lbo unused).
 const unsigned char* wgmma_b_element(uint64_t desc, int k, int n) {
-  if (desc >> 62) throw std::runtime_error("simt: wgmma descriptors with a swizzle mode are not emulated (mode " + std::to_string(desc >> 62) + ")");
+  const uint64_t mode = desc >> 62;
+  if (mode > 1) throw std::runtime_error("simt: wgmma descriptors with swizzle mode " + std::to_string(mode) + " are not emulated (0: none, 1: 128B)");
   const uint64_t start = (desc & 0x3fff) << 4, lbo = ((desc >> 16) & 0x3fff) << 4, sbo = ((desc >> 32) & 0x3fff) << 4;
-  const uint64_t at = start + (n / 8) * sbo + (k / 8) * lbo + (n % 8) * 16 + (k % 8) * 2;
+  if (mode == 1 && start % 128 + 32 > 128) throw std::runtime_error("simt: a 128B-swizzled wgmma descriptor whose k16 slice crosses its 128-byte row");
+  const uint64_t at = mode == 1 ? swizzle_128b(static_cast<uint32_t>(start + (n / 8) * sbo + (n % 8) * 128 + k * 2))
+                                : start + (n / 8) * sbo + (k / 8) * lbo + (n % 8) * 16 + (k % 8) * 2;
   if (at + 2 > static_cast<uint64_t>(kMaxDynamicShared))
     throw std::runtime_error("simt: a wgmma descriptor reaches past the dynamic shared memory (byte " + std::to_string(at) + ")");
   return g_dynamic_shared + at;
@@ -413,9 +463,14 @@ const unsigned char* wgmma_b_element(uint64_t desc, int k, int n) {
 // Every byte of B must be visible to the async proxy: fenced by the thread
 // whose cp.async wrote it, and no store since the last fence changed it.
 void check_b_fenced(uint64_t desc, int n) {
-  // The strides are unsigned: B spans from element (0, 0) to element (15, n - 1).
-  const unsigned char* lo = wgmma_b_element(desc, 0, 0);
-  const unsigned char* hi = wgmma_b_element(desc, 15, n - 1) + 2;
+  // The bytes B spans (swizzled, its elements are not in address order).
+  const unsigned char *lo = wgmma_b_element(desc, 0, 0), *hi = lo;
+  for (int k = 0; k < 16; ++k)
+    for (int j = 0; j < n; ++j) {
+      const unsigned char* e = wgmma_b_element(desc, k, j);
+      lo = std::min(lo, e);
+      hi = std::max(hi, e + 2);
+    }
   for (const AsyncState& st : g_async)
     for (const auto& range : st.unfenced)
       if (range.first < reinterpret_cast<const char*>(hi) && reinterpret_cast<const char*>(lo) < range.second)
@@ -481,6 +536,135 @@ void wgmma_wait_groups(int n) {
   WgmmaState& st = g_wgmma[runner().current];
   retire_groups(st.pending, st.committed, n, retire);
 }
+
+// ---- Hopper: mbarriers and TMA ----
+namespace {
+
+Barrier& barrier_at(uint64_t* bar, const char* what) {
+  const uint32_t at = smem_address(bar);
+  if (at % 8) throw std::runtime_error(std::string("simt: ") + what + " on an mbarrier that is not 8-byte aligned");
+  auto it = g_barriers.find(at);
+  if (it == g_barriers.end()) throw std::runtime_error(std::string("simt: ") + what + " on shared memory that mbarrier_init never made a barrier");
+  return it->second;
+}
+
+// The phase completes once every arrival and every expected byte has come.
+void settle(Barrier& b) {
+  ++g_progress;
+  if (b.pending == 0 && b.tx == 0) {
+    ++b.phases;
+    b.pending = b.count;
+  }
+}
+
+void arrive(Barrier& b) {
+  if (b.pending == 0) throw std::runtime_error("simt: an mbarrier got more arrivals in a phase than its count");
+  --b.pending;
+  settle(b);
+}
+
+}  // namespace
+
+void mbarrier_init(uint64_t* bar, int count) {
+  const uint32_t at = smem_address(bar);
+  if (at % 8) throw std::runtime_error("simt: mbarrier_init on shared memory that is not 8-byte aligned");
+  if (count < 1 || count > (1 << 20) - 1) throw std::runtime_error("simt: mbarrier_init takes a count of 1 to 2^20 - 1, got " + std::to_string(count));
+  Barrier& b = g_barriers[at];
+  b.count = b.pending = count;
+  b.tx = 0;
+  b.phases = 0;
+  ++g_progress;
+}
+
+void mbarrier_arrive(uint64_t* bar) { arrive(barrier_at(bar, "mbarrier_arrive")); }
+
+void mbarrier_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
+  Barrier& b = barrier_at(bar, "mbarrier_arrive_expect_tx");
+  b.tx += bytes;
+  arrive(b);
+}
+
+bool mbarrier_try_wait(uint64_t* bar, uint32_t parity) {
+  // The phase of that parity is done when the current (incomplete) phase has the other one.
+  if ((barrier_at(bar, "mbarrier_try_wait").phases & 1) != (parity & 1)) {
+    ++g_progress;  // the thread goes on
+    return true;
+  }
+  yield(Wait::Spin);
+  return false;
+}
+
+void setmaxnreg_group(int n) {
+  if (n < 24 || n > 256 || n % 8) throw std::runtime_error("simt: setmaxnreg takes 24 to 256 registers in steps of 8, got " + std::to_string(n));
+  warp_collective<128>([](auto&) {}, [](auto*, int) { return 0; });
+}
+
+std::string encode_tensor_map(TensorMap* out, const TensorMapSpec& s) {
+  if (s.rank < 1 || s.rank > 3) return "rank " + std::to_string(s.rank) + " (1 to 3 emulated)";
+  if (s.elem_bytes != 2 && s.elem_bytes != 4) return "elements of " + std::to_string(s.elem_bytes) + " bytes (2 or 4 emulated)";
+  if (reinterpret_cast<uintptr_t>(s.base) % 16) return "a base address that is not 16-byte aligned";
+  for (int d = 0; d < s.rank; ++d) {
+    if (s.dims[d] < 1 || s.dims[d] > (uint64_t{1} << 32)) return "dimension " + std::to_string(d) + " of " + std::to_string(s.dims[d]) + " (1 to 2^32)";
+    if (s.box[d] < 1 || s.box[d] > 256) return "a box of " + std::to_string(s.box[d]) + " along dimension " + std::to_string(d) + " (1 to 256)";
+  }
+  for (int d = 0; d + 1 < s.rank; ++d)
+    if (s.strides[d] % 16 || s.strides[d] >= (uint64_t{1} << 40)) return "a stride of " + std::to_string(s.strides[d]) + " bytes (multiples of 16 below 2^40)";
+  // The 128B swizzle takes inner box rows of at most 128 bytes; the runner emulates exactly 128.
+  if (s.box[0] * static_cast<uint32_t>(s.elem_bytes) != 128) return "an inner box of " + std::to_string(s.box[0] * s.elem_bytes) + " bytes (128 emulated)";
+  out->base = s.base;
+  out->elem_bytes = s.elem_bytes;
+  out->rank = s.rank;
+  for (int d = 0; d < 3; ++d) {
+    out->dims[d] = d < s.rank ? s.dims[d] : 1;
+    out->box[d] = d < s.rank ? s.box[d] : 1;
+  }
+  for (int d = 0; d < 2; ++d) out->strides[d] = d + 1 < s.rank ? s.strides[d] : 0;
+  return "";
+}
+
+void tma_load_3d(void* dst, const TensorMap* map, int c0, int c1, int c2, uint64_t* bar) {
+  const uint32_t at = smem_address(dst);
+  if (at % 1024) throw std::runtime_error("simt: tma_load_3d into shared memory that is not 1024-byte aligned (the 128B swizzle's period)");
+  const uint32_t box_bytes = map->box[0] * map->box[1] * map->box[2] * static_cast<uint32_t>(map->elem_bytes);
+  if (at + box_bytes > static_cast<uint32_t>(kMaxDynamicShared)) throw std::runtime_error("simt: a TMA box reaches past the dynamic shared memory");
+  barrier_at(bar, "tma_load_3d");
+  g_tma.push_back({at, smem_address(bar), *map, {c0, c1, c2}});
+}
+
+namespace {
+
+// Lands the oldest TMA copy in flight: its box (zeros past the tensor's
+// edges) into shared memory as the async proxy writes it, then its bytes on
+// its barrier. False when none is in flight.
+bool land_oldest_tma() {
+  if (g_tma.empty()) return false;
+  const TmaCopy c = g_tma.front();
+  g_tma.erase(g_tma.begin());
+  const TensorMap& m = c.map;
+  const int eb = m.elem_bytes;
+  uint32_t logical = 0;
+  for (uint32_t i2 = 0; i2 < m.box[2]; ++i2)
+    for (uint32_t i1 = 0; i1 < m.box[1]; ++i1)
+      for (uint32_t i0 = 0; i0 < m.box[0]; ++i0, logical += static_cast<uint32_t>(eb)) {
+        const int64_t g0 = c.c[0] + i0, g1 = c.c[1] + i1, g2 = c.c[2] + i2;
+        const bool inside = g0 >= 0 && g1 >= 0 && g2 >= 0 && static_cast<uint64_t>(g0) < m.dims[0] &&
+                            static_cast<uint64_t>(g1) < m.dims[1] && static_cast<uint64_t>(g2) < m.dims[2];
+        unsigned char* out = g_dynamic_shared + c.dst + swizzle_128b(logical);
+        if (inside)
+          std::memcpy(out, static_cast<const char*>(m.base) + g0 * eb + g1 * static_cast<int64_t>(m.strides[0]) + g2 * static_cast<int64_t>(m.strides[1]), static_cast<size_t>(eb));
+        else
+          std::memset(out, 0, static_cast<size_t>(eb));
+        std::memcpy(g_async_view + (out - g_dynamic_shared), out, static_cast<size_t>(eb));
+      }
+  auto it = g_barriers.find(c.bar);
+  if (it == g_barriers.end()) throw std::runtime_error("simt: a TMA copy completed on shared memory that is no longer an mbarrier");
+  it->second.tx -= logical;
+  if (it->second.tx < 0) throw std::runtime_error("simt: a TMA copy completed more bytes on its mbarrier than the phase expected (expect_tx)");
+  settle(it->second);
+  return true;
+}
+
+}  // namespace
 
 namespace {
 void check_nothing_in_flight() {

@@ -188,19 +188,27 @@ VL_DEVICE void split_pair(uint32_t x_bits, uint32_t y_bits, uint32_t& hi, uint32
   if constexpr (kPasses > 1) lo = simt::pack_bf16x2(split_rest(x, bits_f32(hi << 16)), split_rest(y, bits_f32(hi & 0xffff0000u)));
 }
 
+// An f32 A fragment (16 rows x 16 k) from two ldmatrix_x4 loads, this lane
+// giving the address of row m + r + 8(i%2), floats 4(i/2).. (first load) and
+// 8 + 4(i/2).. (second), with i = lane/8, r = lane%8.
+template <int kPasses, typename Ops>
+VL_DEVICE void load_a_f32(uint32_t hi[4], uint32_t lo[4], const float* first, const float* second) {
+  uint32_t x0[4], x1[4];
+  simt::ldmatrix_x4(x0, first);
+  simt::ldmatrix_x4(x1, second);
+  split_pair<kPasses, Ops>(x0[0], x0[2], hi[0], lo[0]);
+  split_pair<kPasses, Ops>(x0[1], x0[3], hi[1], lo[1]);
+  split_pair<kPasses, Ops>(x1[0], x1[2], hi[2], lo[2]);
+  split_pair<kPasses, Ops>(x1[1], x1[3], hi[3], lo[3]);
+}
+
 // A fragment (16 rows x 16 k) at row m, k step kk of a shared tile (rows of kBk k, padded).
 template <int kPasses, typename Ops, int kBk = kBK>
 VL_DEVICE void load_a(uint32_t hi[4], uint32_t lo[4], const float* tile, int m, int kk, int lane) {
   const int i = lane >> 3, r = lane & 7;
   // Matrices: rows 0-7 / 8-15 of floats 0-3, then 4-7 (and 8-11, 12-15 in the second load).
   const float* p = tile + (m + r + (i & 1) * 8) * kLd<float, kBk> + kk + (i >> 1) * 4;
-  uint32_t x0[4], x1[4];
-  simt::ldmatrix_x4(x0, p);
-  simt::ldmatrix_x4(x1, p + 8);
-  split_pair<kPasses, Ops>(x0[0], x0[2], hi[0], lo[0]);
-  split_pair<kPasses, Ops>(x0[1], x0[3], hi[1], lo[1]);
-  split_pair<kPasses, Ops>(x1[0], x1[2], hi[2], lo[2]);
-  split_pair<kPasses, Ops>(x1[1], x1[3], hi[3], lo[3]);
+  load_a_f32<kPasses, Ops>(hi, lo, p, p + 8);
 }
 
 template <int kPasses, typename Ops>
