@@ -81,6 +81,10 @@ VL_DEVICE void ldmatrix_x4(uint32_t r[4], const void* row_address) {
 
 // ---- GEMM pipeline: dynamic shared memory, cp.async, bf16 packing ----
 #define VL_LAUNCH_BOUNDS(threads) __launch_bounds__(threads)
+// One block per SM, which fixes the register count at entry: a kernel that
+// moves registers between warpgroups (setmaxnreg) needs it, or ptxas may
+// ignore setmaxnreg (its C7508 note).
+#define VL_LAUNCH_BOUNDS_1(threads) __launch_bounds__(threads, 1)
 
 // The block's dynamic shared memory (the launch's third <<<>>> argument;
 // above 48 KiB the kernel needs cudaFuncAttributeMaxDynamicSharedMemorySize).
@@ -218,6 +222,14 @@ VL_DEVICE void tma_load_3d(void* dst, const TensorMap* map, int c0, int c1, int 
       : "memory");
 }
 
+// `bytes` (a multiple of 16) contiguous bytes global -> shared (both 16-byte
+// aligned) by the same engine, completed on bar like a TMA box.
+VL_DEVICE void bulk_load(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
+  VL_SM90A_ASM("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(smem_address(dst)),
+               "l"(src), "r"(bytes), "r"(smem_address(bar))
+               : "memory");
+}
+
 // Warp specialization: a warpgroup (all 128 threads, converged) hands
 // registers back (dec) or takes more (inc) up to N per thread, within the
 // SM's file; ptxas allocates the code that follows for the new count.
@@ -326,6 +338,7 @@ void ldmatrix_x4(uint32_t r[4], const void* row_address);
 
 // ---- GEMM pipeline: dynamic shared memory, cp.async, bf16 packing ----
 #define VL_LAUNCH_BOUNDS(threads)
+#define VL_LAUNCH_BOUNDS_1(threads)
 
 // The runner's dynamic shared memory: the largest a block may have (H100),
 // filled with 0xff (NaN as f32 and bf16) before each block, so a kernel that
@@ -391,6 +404,7 @@ void mbarrier_arrive(uint64_t* bar);
 void mbarrier_arrive_expect_tx(uint64_t* bar, uint32_t bytes);
 bool mbarrier_try_wait(uint64_t* bar, uint32_t parity);
 void tma_load_3d(void* dst, const TensorMap* map, int c0, int c1, int c2, uint64_t* bar);
+void bulk_load(void* dst, const void* src, uint32_t bytes, uint64_t* bar);
 // A warpgroup collective in the runner (every thread of the group must reach it).
 void setmaxnreg_group(int n);
 template <int N>

@@ -558,6 +558,19 @@ void test_tma() {
     if (tid == 0) vl::simt::mbarrier_arrive_expect_tx(bar, 64 * 16 * 2), vl::simt::tma_load_3d(smem, &map, 0, 0, 0, bar);
   });
   check(has(e, "TMA copies in flight"), "a block that ends with a TMA copy in flight is an error (" + e + ")");
+  // A bulk copy: bytes as they are, completed on the barrier like a box.
+  bool bulk_ok = false;
+  e = error([&](unsigned char* smem, uint64_t* bar, int tid) {
+    if (tid == 0) vl::simt::mbarrier_arrive_expect_tx(bar, 96), vl::simt::bulk_load(smem + 48, t.data() + 8, 96, bar);
+    vl::simt::mbarrier_wait(bar, 0);
+    if (tid == 0) bulk_ok = std::memcmp(smem + 48, t.data() + 8, 96) == 0;
+  });
+  check(e == "no error" && bulk_ok, "bulk_load lands its bytes and completes them on the barrier (" + e + ")");
+  e = error([&](unsigned char* smem, uint64_t* bar, int tid) {
+    if (tid == 0) vl::simt::mbarrier_arrive_expect_tx(bar, 40), vl::simt::bulk_load(smem, t.data(), 40, bar);
+    vl::simt::mbarrier_wait(bar, 0);
+  });
+  check(has(e, "multiple of 16 bytes"), "a bulk copy of a size that is not a multiple of 16 bytes is an error (" + e + ")");
   spec.box[0] = 32;
   check(has(vl::simt::encode_tensor_map(&map, spec), "inner box of 64 bytes"), "encode_tensor_map refuses a box row the 128B swizzle does not fill");
   spec.box[0] = 64, spec.strides[0] = 70 * 2;

@@ -270,11 +270,14 @@ struct Barrier {
 };
 std::map<uint32_t, Barrier> g_barriers;  // by shared-memory offset
 
-// A TMA copy issued and not landed yet.
+// A TMA copy issued and not landed yet: a box of `map` at c, or (src set)
+// `bytes` contiguous bytes from src.
 struct TmaCopy {
   uint32_t dst, bar;
   TensorMap map;
   int64_t c[3];
+  const void* src;
+  uint32_t bytes;
 };
 std::vector<TmaCopy> g_tma;
 
@@ -628,14 +631,23 @@ void tma_load_3d(void* dst, const TensorMap* map, int c0, int c1, int c2, uint64
   const uint32_t box_bytes = map->box[0] * map->box[1] * map->box[2] * static_cast<uint32_t>(map->elem_bytes);
   if (at + box_bytes > static_cast<uint32_t>(kMaxDynamicShared)) throw std::runtime_error("simt: a TMA box reaches past the dynamic shared memory");
   barrier_at(bar, "tma_load_3d");
-  g_tma.push_back({at, smem_address(bar), *map, {c0, c1, c2}});
+  g_tma.push_back({at, smem_address(bar), *map, {c0, c1, c2}, nullptr, 0});
+}
+
+void bulk_load(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
+  const uint32_t at = smem_address(dst);
+  if (at % 16 || reinterpret_cast<uintptr_t>(src) % 16 || bytes % 16 || bytes == 0)
+    throw std::runtime_error("simt: bulk_load takes 16-byte aligned addresses and a positive multiple of 16 bytes, got " + std::to_string(bytes));
+  if (at + bytes > static_cast<uint32_t>(kMaxDynamicShared)) throw std::runtime_error("simt: a bulk_load reaches past the dynamic shared memory");
+  barrier_at(bar, "bulk_load");
+  g_tma.push_back({at, smem_address(bar), TensorMap{}, {0, 0, 0}, src, bytes});
 }
 
 namespace {
 
 // Lands the oldest TMA copy in flight: its box (zeros past the tensor's
-// edges) into shared memory as the async proxy writes it, then its bytes on
-// its barrier. False when none is in flight.
+// edges) or its bytes into shared memory as the async proxy writes them,
+// then completes those bytes on its barrier. False when none is in flight.
 bool land_oldest_tma() {
   if (g_tma.empty()) return false;
   const TmaCopy c = g_tma.front();
@@ -643,7 +655,12 @@ bool land_oldest_tma() {
   const TensorMap& m = c.map;
   const int eb = m.elem_bytes;
   uint32_t logical = 0;
-  for (uint32_t i2 = 0; i2 < m.box[2]; ++i2)
+  if (c.src) {
+    std::memcpy(g_dynamic_shared + c.dst, c.src, c.bytes);
+    std::memcpy(g_async_view + c.dst, c.src, c.bytes);
+    logical = c.bytes;
+  }
+  for (uint32_t i2 = 0; !c.src && i2 < m.box[2]; ++i2)
     for (uint32_t i1 = 0; i1 < m.box[1]; ++i1)
       for (uint32_t i0 = 0; i0 < m.box[0]; ++i0, logical += static_cast<uint32_t>(eb)) {
         const int64_t g0 = c.c[0] + i0, g1 = c.c[1] + i1, g2 = c.c[2] + i2;

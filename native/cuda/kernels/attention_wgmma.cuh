@@ -13,18 +13,20 @@
 //     ((key/8)·kDp/8 + d/8)·128, values (d/8, key/8) at ((d/8)·kBN/8 + key/8)·128.
 //     Every query tile then reads ready operands instead of converting the
 //     same keys again (the conversion, not the products, would bound it).
-//   attention_fwd_wgmma: two warpgroups (256 threads), 128 query rows, each
-//     warpgroup 64. The rotated queries stay in registers as wgmma A
-//     fragments. Per key block: S = Q·Kᵀ, one wgmma m64n{kBN}k16 per k16
-//     slice of the head; the online softmax on the accumulators
-//     (attn_online_softmax); O += P·V, one wgmma m64n{kDp}k16 per k16 slice
-//     of the keys with P converted to A fragments in registers (the
-//     accumulator of S is A's layout). With the hi/lo split each product is
-//     lo·hi + hi·lo + hi·hi, as attn_mma orders them. A packed block is one
-//     contiguous run of bytes, so cp.async copies it linearly into a ring
-//     (3 stages, 2 where 3 do not fit) while earlier blocks are computed on;
-//     each thread fences its copies into the async proxy before the barrier
-//     that hands a stage to wgmma.
+//   attention_fwd_wgmma: 128 query rows per block, warp-specialized: two
+//     consumer warpgroups of 64 rows each, and a producer warpgroup that
+//     hands its registers to them (setmaxnreg) and whose first thread
+//     streams the packed blocks into a ring (3 stages, 2 where 3 do not fit)
+//     with bulk copies (a packed block is one contiguous run of bytes),
+//     each stage with a `full` mbarrier (expect_tx, completed by the copy)
+//     and an `empty` one (every consumer thread arrives once its products on
+//     the stage are done). No barrier spans the block in the key loop. The
+//     rotated queries stay in registers as wgmma A fragments. Per key block:
+//     S = Q·Kᵀ, one wgmma m64n{kBN}k16 per k16 slice of the head; the online
+//     softmax on the accumulators (attn_online_softmax); O += P·V, one
+//     wgmma m64n{kDp}k16 per k16 slice of the keys with P converted to A
+//     fragments in registers (the accumulator of S is A's layout). With the
+//     hi/lo split each product is lo·hi + hi·lo + hi·hi, as attn_mma orders them.
 #pragma once
 #include "cuda/kernels/attention_tiles.cuh"
 
@@ -32,7 +34,10 @@ namespace vl {
 namespace cuda {
 namespace kernels {
 
-constexpr int kAttnWgThreads = 256, kAttnWgRows = 128;
+constexpr int kAttnWgConsumers = 256, kAttnWgRows = 128;
+constexpr int kAttnWgThreads = kAttnWgConsumers + 128;  // and the producer warpgroup
+// Registers after setmaxnreg, as the Hopper GEMM: 40 + 2 x 232 per lane of a sub-partition.
+constexpr int kAttnWgProducerRegs = 40, kAttnWgConsumerRegs = 232;
 // Keys per block: the S accumulator and P fragments of a thread take
 // (2 + kParts)/4 kBN registers, O kDp/2 and the query fragments kParts·kDp/4.
 template <int kDp, typename P>
@@ -48,14 +53,16 @@ constexpr int kAttnWgPartElems = kAttnWgKeys<kDp, P> * kDp;
 template <int kDp, typename P>
 constexpr int kAttnWgStageBytes = 2 * 2 * P::kParts * kAttnWgPartElems<kDp, P>;
 // Shared memory: the ring of packed blocks (the queries' f32 staging tile
-// before it), then the padded query tile of attn_fill.
+// before it), the padded query tile of attn_fill, then the ring's full and
+// empty mbarriers (room for 3 stages each).
 template <int kDp, typename P>
-constexpr int kAttnWgQBytes = 2 * AttnTile<kAttnWgRows, kDp, P>::kElems;
+constexpr int kAttnWgQBytes = (2 * AttnTile<kAttnWgRows, kDp, P>::kElems + 15) / 16 * 16;
+constexpr int kAttnWgBarrierBytes = 2 * 3 * 8;
 // Blocks in flight: 3, or 2 where 3 would not fit (the split at D 128).
 template <int kDp, typename P>
-constexpr int kAttnWgStages = 3 * kAttnWgStageBytes<kDp, P> + kAttnWgQBytes<kDp, P> <= 227 * 1024 ? 3 : 2;
+constexpr int kAttnWgStages = 3 * kAttnWgStageBytes<kDp, P> + kAttnWgQBytes<kDp, P> + kAttnWgBarrierBytes <= 227 * 1024 ? 3 : 2;
 template <int kDp, typename P>
-constexpr int kAttnWgSmemBytes = kAttnWgStages<kDp, P> * kAttnWgStageBytes<kDp, P> + kAttnWgQBytes<kDp, P>;
+constexpr int kAttnWgSmemBytes = kAttnWgStages<kDp, P> * kAttnWgStageBytes<kDp, P> + kAttnWgQBytes<kDp, P> + kAttnWgBarrierBytes;
 
 // The packed keys and values of one call, in 16-bit values: pairs · blocks
 // packed blocks (blocks = ceil(M / kBN)).
@@ -128,72 +135,88 @@ VL_DEVICE void attn_wgmma(float* acc, const uint32_t (&a)[kSlices][P::kParts][4]
 }
 
 // grid.x = ceil(N / 128) · B · heads (a.q_tiles = ceil(N / 128)), blockDim.x
-// = 256, kAttnWgSmemBytes<kDp, P> of dynamic shared memory; q rows 16-byte
-// aligned (a.vec); kv: attention_pack_kv<kDp, P>'s output for the same call.
-// kDp: kAttnWgmmaWidth.
+// = kAttnWgThreads, kAttnWgSmemBytes<kDp, P> of dynamic shared memory; q rows
+// 16-byte aligned (a.vec); kv: attention_pack_kv<kDp, P>'s output for the
+// same call (16-byte aligned). kDp: kAttnWgmmaWidth.
 template <int kDp, typename P>
-VL_GLOBAL void VL_LAUNCH_BOUNDS(kAttnWgThreads) attention_fwd_wgmma(const AttnFwdArgs a, const uint16_t* kv) {
+VL_GLOBAL void VL_LAUNCH_BOUNDS_1(kAttnWgThreads) attention_fwd_wgmma(const AttnFwdArgs a, const uint16_t* kv) {
   constexpr int kBN = kAttnWgKeys<kDp, P>, kStage = kAttnWgStageBytes<kDp, P>, kPart = 2 * kAttnWgPartElems<kDp, P>;
   constexpr int kStages = kAttnWgStages<kDp, P>;
   static_assert(kAttnWgmmaWidth<kDp>, "no wgmma of this width");
   static_assert(kStages * kStage >= 4 * kAttnWgRows * kDp, "the queries' staging tile fits in the ring");
+  static_assert(kStage % 16 == 0, "a packed block is a bulk copy of 16-byte chunks");
   unsigned char* smem = simt::dynamic_shared();
   const AttnTile<kAttnWgRows, kDp, P> qt{reinterpret_cast<uint16_t*>(smem + kStages * kStage)};
+  uint64_t* full = reinterpret_cast<uint64_t*>(smem + kStages * kStage + kAttnWgQBytes<kDp, P>);
+  uint64_t* empty = full + kStages;
   const int warp = simt::warp(), tid = simt::thread_x();
+  const bool consumer = tid < kAttnWgConsumers;
   const int pair = simt::block_x() / a.q_tiles, n0 = simt::block_x() % a.q_tiles * kAttnWgRows;
   const float* q = attn_pair_rows(a, pair).q;
 
-  // Queries: staged in the ring's space, rotated into the padded tile, then
-  // each warp's 16 rows (16·warp: warp w%4 of warpgroup w/4 holds rows
-  // 16(w%4) of the group's 64) as A fragments for every k16 slice.
+  if (tid == 0) {
+    for (int s = 0; s < kStages; ++s) {
+      simt::mbarrier_init(&full[s], 1);
+      simt::mbarrier_init(&empty[s], kAttnWgConsumers);
+    }
+    simt::fence_mbarrier_init();
+  }
+  // Queries (the consumers): staged in the ring's space, rotated into the
+  // padded tile, then each warp's 16 rows (16·warp: warp w%4 of warpgroup
+  // w/4 holds rows 16(w%4) of the group's 64) as A fragments for every k16 slice.
   float* stage = reinterpret_cast<float*>(smem);
-  attn_stage<kAttnWgRows, kDp, kAttnWgThreads>(stage, q + n0 * a.q.st, a.q.st, a.N - n0, a.D);
+  if (consumer) attn_stage<kAttnWgRows, kDp, kAttnWgConsumers>(stage, q + n0 * a.q.st, a.q.st, a.N - n0, a.D);
   simt::cp_async_commit();
   simt::cp_async_wait<0>();
+  // The ring's bytes, written here by cp.async (the generic proxy), are next
+  // written by the producer's bulk copies (the async proxy): each writer fences.
+  simt::fence_proxy_async();
   simt::sync_threads();
-  attn_fill<kAttnWgRows, kDp, P, kAttnWgThreads>(qt, stage, kDp, a.N - n0, a.D, attn_table_rows(a.q_rope, n0, a.D), true);
-  // The staged queries are read: the ring may fill.
+  if (consumer)
+    attn_fill<kAttnWgRows, kDp, P, kAttnWgConsumers>(qt, stage, kDp, a.N - n0, a.D, attn_table_rows(a.q_rope, n0, a.D), true);
+  // The staged queries are read (and the barriers initialized): the ring may fill.
   simt::sync_threads();
+
+  const int blocks = (a.M + kBN - 1) / kBN;
+  if (!consumer) {
+    // The producer: block j goes to stage j % kStages once the consumers
+    // have released the block before it there (round r - 1: parity (r-1) & 1).
+    simt::setmaxnreg_dec<kAttnWgProducerRegs>();
+    if (tid == kAttnWgConsumers) {
+      const unsigned char* src = reinterpret_cast<const unsigned char*>(kv) + static_cast<int64_t>(pair) * blocks * kStage;
+      for (int j = 0; j < blocks; ++j) {
+        const int s = j % kStages;
+        if (j >= kStages) simt::mbarrier_wait(&empty[s], ((j / kStages) - 1) & 1);
+        simt::mbarrier_arrive_expect_tx(&full[s], kStage);
+        simt::bulk_load(smem + s * kStage, src + static_cast<int64_t>(j) * kStage, kStage, &full[s]);
+      }
+    }
+    return;
+  }
+  simt::setmaxnreg_inc<kAttnWgConsumerRegs>();
   uint32_t qf[kDp / 16][P::kParts][4];
   VL_UNROLL
   for (int ks = 0; ks < kDp / 16; ++ks) attn_a_frag(qt, 16 * warp, ks, qf[ks]);
-
-  const int blocks = (a.M + kBN - 1) / kBN;
-  const unsigned char* src = reinterpret_cast<const unsigned char*>(kv) + static_cast<int64_t>(pair) * blocks * kStage;
-  const auto load = [&](int j) {
-    for (int c = tid; c < kStage / 16; c += kAttnWgThreads)
-      simt::cp_async_16(smem + (j % kStages) * kStage + 16 * c, src + static_cast<int64_t>(j) * kStage + 16 * c, 16);
-  };
-  for (int j = 0; j < kStages - 1; ++j) {
-    if (j < blocks) load(j);
-    simt::cp_async_commit();
-  }
 
   float o[kDp / 8][4];
   VL_UNROLL
   for (int j = 0; j < kDp / 8; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
   for (int j = 0; j < blocks; ++j) {
-    // Block j has landed (this thread's copies, fenced into the async proxy;
-    // the barrier covers everyone's), and both warpgroups' products on block
-    // j - 1 are done (each waited for them), so its stage may be refilled.
-    simt::cp_async_wait<kStages - 2>();
-    simt::fence_proxy_async();
-    simt::sync_threads();
-    if (j + kStages - 1 < blocks) load(j + kStages - 1);
-    simt::cp_async_commit();
-
-    const unsigned char* keys = smem + (j % kStages) * kStage;
-    float s[kBN / 8][4];
+    const int s = j % kStages;
+    simt::mbarrier_wait(&full[s], (j / kStages) & 1);
+    const unsigned char* keys = smem + s * kStage;
+    float sc[kBN / 8][4];
     VL_UNROLL
-    for (int i = 0; i < kBN / 8; ++i) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.0f;
-    attn_wgmma<P, kBN>(&s[0][0], qf, keys, kPart, 128 * (kDp / 8));
-    attn_online_softmax<kBN, kDp>(s, o, m, l, a.M - j * kBN, a.scale_log2);
+    for (int i = 0; i < kBN / 8; ++i) sc[i][0] = sc[i][1] = sc[i][2] = sc[i][3] = 0.0f;
+    attn_wgmma<P, kBN>(&sc[0][0], qf, keys, kPart, 128 * (kDp / 8));
+    attn_online_softmax<kBN, kDp>(sc, o, m, l, a.M - j * kBN, a.scale_log2);
     uint32_t pf[kBN / 16][P::kParts][4];
-    attn_acc_to_a<kBN, P>(s, pf);
+    attn_acc_to_a<kBN, P>(sc, pf);
     attn_wgmma<P, kDp>(&o[0][0], pf, keys + P::kParts * kPart, kPart, 128 * (kBN / 8));
+    // attn_wgmma waited for its products: this thread is done with the stage.
+    simt::mbarrier_arrive(&empty[s]);
   }
-  simt::cp_async_wait<0>();
   attn_fwd_finish<kDp>(o, m, l, a, pair, n0 + 16 * warp);
 }
 

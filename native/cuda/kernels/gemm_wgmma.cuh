@@ -114,7 +114,7 @@ VL_DEVICE void load_a_sw128(uint32_t hi[4], uint32_t lo[4], const unsigned char*
 // in gemm_kernel; with 3 passes, B's lo plane follows its hi plane (p.N rows
 // of p.b_src.ld each).
 template <int kPasses, bool kSwiGLU, typename Ops>
-VL_GLOBAL void VL_LAUNCH_BOUNDS(kWgThreads) gemm_wgmma_kernel(VL_GRID_CONSTANT WgmmaParams w) {
+VL_GLOBAL void VL_LAUNCH_BOUNDS_1(kWgThreads) gemm_wgmma_kernel(VL_GRID_CONSTANT WgmmaParams w) {
   static_assert(kPasses == 1 || (kPasses == 3 && std::is_same<Ops, simt::Bf16Ops>::value), "the split is bf16");
   constexpr int kBN = kWgBN<kPasses>, kPlaneBytes = kBN * kWgBK * 2;
   constexpr uint32_t kStageTx = kWgATileBytes + (kPasses == 3 ? 2 : 1) * kPlaneBytes;
