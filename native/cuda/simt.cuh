@@ -230,6 +230,19 @@ VL_DEVICE void bulk_load(void* dst, const void* src, uint32_t bytes, uint64_t* b
                : "memory");
 }
 
+// Named barriers (ids 1..15; 0 is sync_threads'): `threads` threads (a
+// multiple of 32) complete one. named_barrier_sync counts this thread and
+// waits for the rest; named_barrier_arrive counts it and goes on (a
+// producer's signal to threads that sync).
+template <int kThreads>
+VL_DEVICE void named_barrier_sync(int id) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "n"(kThreads) : "memory");
+}
+template <int kThreads>
+VL_DEVICE void named_barrier_arrive(int id) {
+  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "n"(kThreads) : "memory");
+}
+
 // Warp specialization: a warpgroup (all 128 threads, converged) hands
 // registers back (dec) or takes more (inc) up to N per thread, within the
 // SM's file; ptxas allocates the code that follows for the new count.
@@ -405,6 +418,15 @@ void mbarrier_arrive_expect_tx(uint64_t* bar, uint32_t bytes);
 bool mbarrier_try_wait(uint64_t* bar, uint32_t parity);
 void tma_load_3d(void* dst, const TensorMap* map, int c0, int c1, int c2, uint64_t* bar);
 void bulk_load(void* dst, const void* src, uint32_t bytes, uint64_t* bar);
+void named_barrier(int id, int threads, bool wait);
+template <int kThreads>
+inline void named_barrier_sync(int id) {
+  named_barrier(id, kThreads, true);
+}
+template <int kThreads>
+inline void named_barrier_arrive(int id) {
+  named_barrier(id, kThreads, false);
+}
 // A warpgroup collective in the runner (every thread of the group must reach it).
 void setmaxnreg_group(int n);
 template <int N>

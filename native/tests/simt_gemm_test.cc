@@ -571,6 +571,28 @@ void test_tma() {
     vl::simt::mbarrier_wait(bar, 0);
   });
   check(has(e, "multiple of 16 bytes"), "a bulk copy of a size that is not a multiple of 16 bytes is an error (" + e + ")");
+  // Named barriers: warp 1 signals (arrive), warp 0 waits (sync) and sees what warp 1 wrote before.
+  int seen = 0;
+  std::string order = "no error";
+  try {
+    launch({1, 1}, {64, 1}, [&] {
+      int* flag = reinterpret_cast<int*>(vl::simt::dynamic_shared());
+      if (vl::simt::warp() == 1) {
+        if (vl::simt::lane() == 0) *flag = 7;
+        vl::simt::named_barrier_arrive<64>(3);
+      } else {
+        vl::simt::named_barrier_sync<64>(3);
+        if (vl::simt::lane() == 0) seen = *flag;
+      }
+    });
+  } catch (const std::exception& ex) {
+    order = ex.what();
+  }
+  check(order == "no error" && seen == 7, "named_barrier_sync waits for the arrivals of named_barrier_arrive (" + order + ")");
+  e = error([&](unsigned char*, uint64_t*, int tid) {
+    if (tid < 16) vl::simt::named_barrier_arrive<32>(2);
+  });
+  check(has(e, "never completed"), "a block that ends with a named barrier short of its threads is an error (" + e + ")");
   spec.box[0] = 32;
   check(has(vl::simt::encode_tensor_map(&map, spec), "inner box of 64 bytes"), "encode_tensor_map refuses a box row the 128B swizzle does not fill");
   spec.box[0] = 64, spec.strides[0] = 70 * 2;

@@ -281,9 +281,17 @@ struct TmaCopy {
 };
 std::vector<TmaCopy> g_tma;
 
+// A named barrier: its thread count, arrivals so far, completions.
+struct NamedBarrier {
+  int threads = 0, arrived = 0;
+  long generation = 0;
+};
+NamedBarrier g_named[16];
+
 void begin_tma_block() {
   g_barriers.clear();
   g_tma.clear();
+  for (NamedBarrier& b : g_named) b = NamedBarrier();
 }
 
 // A new block: no copies in flight, shared memory full of NaNs.
@@ -381,6 +389,10 @@ void launch(Dim grid, Dim block, const std::function<void()>& body) {
         }
         if (done == block.x) {
           if (!g_tma.empty()) throw std::runtime_error("simt: " + where(r) + " ended with TMA copies in flight");
+          for (int id = 1; id < 16; ++id)
+            if (g_named[id].arrived)
+              throw std::runtime_error("simt: " + where(r) + " ended with " + std::to_string(g_named[id].arrived) + " arrivals at named barrier " +
+                                       std::to_string(id) + " that never completed");
           break;
         }
         bool released = false;
@@ -595,6 +607,24 @@ bool mbarrier_try_wait(uint64_t* bar, uint32_t parity) {
   }
   yield(Wait::Spin);
   return false;
+}
+
+void named_barrier(int id, int threads, bool wait) {
+  if (id < 1 || id > 15) throw std::runtime_error("simt: named barriers are 1 to 15 (0 is sync_threads), got " + std::to_string(id));
+  if (threads < 32 || threads % 32 || threads > runner().block.x)
+    throw std::runtime_error("simt: a named barrier of " + std::to_string(threads) + " threads (a multiple of 32 up to the block's)");
+  NamedBarrier& b = g_named[id];
+  if (b.arrived > 0 && b.threads != threads)
+    throw std::runtime_error("simt: named barrier " + std::to_string(id) + " reached with " + std::to_string(threads) + " threads while it counts to " +
+                             std::to_string(b.threads));
+  b.threads = threads;
+  const long generation = b.generation;
+  ++g_progress;
+  if (++b.arrived == threads) {
+    b.arrived = 0;
+    ++b.generation;
+  }
+  while (wait && b.generation == generation) yield(Wait::Spin);
 }
 
 void setmaxnreg_group(int n) {

@@ -25,9 +25,13 @@
 //     S = Q·Kᵀ, one wgmma m64n{kBN}k16 per k16 slice of the head; the online
 //     softmax on the accumulators (attn_online_softmax); O += P·V, one
 //     wgmma m64n{kDp}k16 per k16 slice of the keys with P converted to A
-//     fragments in registers (the accumulator of S is A's layout). With the
+//     fragments in registers (the accumulator of S is A's layout), issued
+//     with the next block's S, the two warpgroups taking turns (FA3's
+//     ping-pong: one's softmax overlaps the other's products). With the
 //     hi/lo split each product is lo·hi + hi·lo + hi·hi, as attn_mma orders them.
 #pragma once
+#include <type_traits>
+
 #include "cuda/kernels/attention_tiles.cuh"
 
 namespace vl {
@@ -109,11 +113,11 @@ VL_GLOBAL void VL_LAUNCH_BOUNDS(256) attention_pack_kv(const AttnFwdArgs a, int6
   }
 }
 
-// acc (a warpgroup's 64 x N) += A·B over kSlices k16 slices, and wait for
-// the products: A the fragments a[s] (hi, lo), B's parts (hi, lo) `part`
-// bytes apart from base, the core matrices of slice s at + 256 s (two core
-// matrices along k), rows of core matrices sbo bytes apart. The hi/lo
-// split adds lo·hi and hi·lo before hi·hi, as attn_mma does.
+// Issues acc (a warpgroup's 64 x N) += A·B over kSlices k16 slices (commit
+// and wait are the caller's): A the fragments a[s] (hi, lo), B's parts (hi,
+// lo) `part` bytes apart from base, the core matrices of slice s at + 256 s
+// (two core matrices along k), rows of core matrices sbo bytes apart. The
+// hi/lo split adds lo·hi and hi·lo before hi·hi, as attn_mma does.
 template <typename P, int N, int kSlices>
 VL_DEVICE void attn_wgmma(float* acc, const uint32_t (&a)[kSlices][P::kParts][4], const unsigned char* base, int part,
                           uint32_t sbo) {
@@ -128,10 +132,16 @@ VL_DEVICE void attn_wgmma(float* acc, const uint32_t (&a)[kSlices][P::kParts][4]
     product(0, 1);
   }
   product(0, 0);
+}
+
+// Waits for the products issued since the last wait, whose accumulators are
+// acc[0..n) (kept from being read before it).
+template <int kN>
+VL_DEVICE void attn_wgmma_wait(float* acc) {
   simt::wgmma_commit();
   simt::wgmma_wait<0>();
   VL_UNROLL
-  for (int i = 0; i < N / 2; ++i) simt::wgmma_fence_operand(acc[i]);
+  for (int i = 0; i < kN; ++i) simt::wgmma_fence_operand(acc[i]);
 }
 
 // grid.x = ceil(N / 128) · B · heads (a.q_tiles = ceil(N / 128)), blockDim.x
@@ -198,24 +208,46 @@ VL_GLOBAL void VL_LAUNCH_BOUNDS_1(kAttnWgThreads) attention_fwd_wgmma(const Attn
   VL_UNROLL
   for (int ks = 0; ks < kDp / 16; ++ks) attn_a_frag(qt, 16 * warp, ks, qf[ks]);
 
+  // FA3's ping-pong: turn j of a warpgroup issues P_{j-1}·V_{j-1} and S_j =
+  // Q·K_jᵀ together, and only after the other warpgroup has issued its
+  // turn's products (named barrier 1 + wg: this warpgroup's turn), so one
+  // warpgroup's softmax runs while the other's products do. Warpgroup 0
+  // opens; each barrier gets as many arrivals as syncs.
+  const int wg = warp >> 2;
   float o[kDp / 8][4];
   VL_UNROLL
   for (int j = 0; j < kDp / 8; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
-  for (int j = 0; j < blocks; ++j) {
-    const int s = j % kStages;
-    simt::mbarrier_wait(&full[s], (j / kStages) & 1);
-    const unsigned char* keys = smem + s * kStage;
+  uint32_t pf[kBN / 16][P::kParts][4];
+  // A turn, with the products it has as compile-time flags: a wgmma under a
+  // run-time condition would make ptxas serialize them all (C7520).
+  const auto turn = [&](auto with_pv, auto with_s, int j) {
+    constexpr bool kPV = decltype(with_pv)::value, kS = decltype(with_s)::value;
+    const int s = j % kStages, prev = (j + kStages - 1) % kStages;
+    if (kS) simt::mbarrier_wait(&full[s], (j / kStages) & 1);
+    if (wg == 1 || kPV) simt::named_barrier_sync<kAttnWgConsumers>(1 + wg);
     float sc[kBN / 8][4];
     VL_UNROLL
     for (int i = 0; i < kBN / 8; ++i) sc[i][0] = sc[i][1] = sc[i][2] = sc[i][3] = 0.0f;
-    attn_wgmma<P, kBN>(&sc[0][0], qf, keys, kPart, 128 * (kDp / 8));
-    attn_online_softmax<kBN, kDp>(sc, o, m, l, a.M - j * kBN, a.scale_log2);
-    uint32_t pf[kBN / 16][P::kParts][4];
-    attn_acc_to_a<kBN, P>(sc, pf);
-    attn_wgmma<P, kDp>(&o[0][0], pf, keys + P::kParts * kPart, kPart, 128 * (kBN / 8));
-    // attn_wgmma waited for its products: this thread is done with the stage.
-    simt::mbarrier_arrive(&empty[s]);
+    if constexpr (kPV) attn_wgmma<P, kDp>(&o[0][0], pf, smem + prev * kStage + P::kParts * kPart, kPart, 128 * (kBN / 8));
+    if constexpr (kS) attn_wgmma<P, kBN>(&sc[0][0], qf, smem + s * kStage, kPart, 128 * (kDp / 8));
+    if (wg == 0 || kS) simt::named_barrier_arrive<kAttnWgConsumers>(2 - wg);
+    attn_wgmma_wait<kDp / 2>(&o[0][0]);
+    if constexpr (kPV) {
+      // This thread's products on block j - 1 are done: its stage may be refilled.
+      simt::mbarrier_arrive(&empty[prev]);
+    }
+    if constexpr (kS) {
+      VL_UNROLL
+      for (int i = 0; i < kBN / 2; ++i) simt::wgmma_fence_operand((&sc[0][0])[i]);
+      attn_online_softmax<kBN, kDp>(sc, o, m, l, a.M - j * kBN, a.scale_log2);
+      attn_acc_to_a<kBN, P>(sc, pf);
+    }
+  };
+  if (blocks > 0) {
+    turn(std::false_type{}, std::true_type{}, 0);
+    for (int j = 1; j < blocks; ++j) turn(std::true_type{}, std::true_type{}, j);
+    turn(std::true_type{}, std::false_type{}, blocks);
   }
   attn_fwd_finish<kDp>(o, m, l, a, pair, n0 + 16 * warp);
 }
