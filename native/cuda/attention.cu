@@ -236,6 +236,7 @@ void attention_backward(const KernelCall& c) {
   const unsigned pairs = static_cast<unsigned>(d.B * d.H);
   const int key_tiles = (d.M + kernels::kAttnRows - 1) / kernels::kAttnRows;
   const int query_tiles = (d.N + kernels::kAttnRows - 1) / kernels::kAttnRows;
+  const bool hopper = a.vec && wgmma_attention_available(dev);
   bool launched = false;
   with_arith(c, [&](auto arith) {
     launched = kernels::attn_with_padded_d(d.D, [&](auto kd) {
@@ -250,6 +251,8 @@ void attention_backward(const KernelCall& c) {
         kernels::attention_bwd_dkdv<kDp, P, kAsync><<<static_cast<unsigned>(key_tiles) * pairs, kernels::kAttnThreads,
                                                       smem, stream>>>(a);
         check_launch("attention_bwd_dkdv", dev);
+        // On a Hopper device dq runs on wgmma where there is a kernel for the width and arithmetic.
+        if (hopper && launch_attention_bwd_dq_wgmma(a, static_cast<int>(pairs), P{}, stream, c.device)) return;
         a.tiles = query_tiles;
         kernels::attention_bwd_dq<kDp, P, kAsync><<<static_cast<unsigned>(query_tiles) * pairs, kernels::kAttnThreads,
                                                     smem, stream>>>(a);

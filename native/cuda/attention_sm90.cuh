@@ -1,5 +1,6 @@
-// The Hopper path of the attention forward (attention_sm90.cu, built for
-// sm_90a): wgmma at every precision (kernels/attention_wgmma.cuh).
+// The Hopper path of the attention (attention_sm90.cu, built for sm_90a):
+// the forward on wgmma at every precision, and the backward's dq
+// (kernels/attention_wgmma.cuh).
 // cuda/attention.cu asks wgmma_attention_available() and otherwise launches
 // the mma.sync kernel of kernels/attention.cuh, which runs everywhere.
 #pragma once
@@ -25,6 +26,15 @@ bool wgmma_attention_available(int device);
 bool launch_attention_wgmma(const kernels::AttnFwdArgs& a, int pairs, kernels::AttnSplit, cudaStream_t stream, Device device);
 bool launch_attention_wgmma(const kernels::AttnFwdArgs& a, int pairs, kernels::AttnBf16, cudaStream_t stream, Device device);
 bool launch_attention_wgmma(const kernels::AttnFwdArgs& a, int pairs, kernels::AttnF16, cudaStream_t stream, Device device);
+
+// The same for the backward's dq (attention_bwd_dq_wgmma): the keys, values
+// and transposed keys packed into a temporary buffer, then the query tiles;
+// false (nothing queued) where there is no such kernel for D's padded width
+// and the arithmetic. a as for attention_bwd_dq (tiles aside); q, k, v and
+// dout rows 16-byte aligned (a.vec).
+bool launch_attention_bwd_dq_wgmma(kernels::AttnBwdArgs a, int pairs, kernels::AttnSplit, cudaStream_t stream, Device device);
+bool launch_attention_bwd_dq_wgmma(kernels::AttnBwdArgs a, int pairs, kernels::AttnBf16, cudaStream_t stream, Device device);
+bool launch_attention_bwd_dq_wgmma(kernels::AttnBwdArgs a, int pairs, kernels::AttnF16, cudaStream_t stream, Device device);
 
 }  // namespace cuda
 }  // namespace vl

@@ -353,8 +353,9 @@ void test_forward(const Case& c, double tol, std::mt19937& rng, bool wgmma = fal
 enum class Layout { Separate, PackedQKV, PackedKV };
 
 // async: the kernels that stream their tiles through cp.async (aligned rows only).
+// wgmma_dq: dq from the Hopper kernel (attention_bwd_dq_wgmma), as attention_sm90.cu runs it.
 template <typename P>
-void test_backward(const Case& c, Layout layout, double tol, std::mt19937& rng, bool async = true) {
+void test_backward(const Case& c, Layout layout, double tol, std::mt19937& rng, bool async = true, bool wgmma_dq = false) {
   const Inputs in = make_inputs(c, rng);
   std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
   std::vector<float> dout(static_cast<size_t>(c.B) * c.N * c.H * c.D);
@@ -411,8 +412,24 @@ void test_backward(const Case& c, Layout layout, double tol, std::mt19937& rng, 
     static_assert(k::kAttnBwdSmemBytes<kDp, P, kAsync> <= vl::simt::kMaxDynamicShared, "fits the runner's shared memory");
     a.tiles = (c.M + k::kAttnRows - 1) / k::kAttnRows;
     launch({a.tiles * c.B * c.H, 1}, {k::kAttnThreads, 1}, [&] { k::attention_bwd_dkdv<kDp, P, kAsync>(a); });
-    a.tiles = (c.N + k::kAttnRows - 1) / k::kAttnRows;
-    launch({a.tiles * c.B * c.H, 1}, {k::kAttnThreads, 1}, [&] { k::attention_bwd_dq<kDp, P, kAsync>(a); });
+    if (!wgmma_dq) {
+      a.tiles = (c.N + k::kAttnRows - 1) / k::kAttnRows;
+      launch({a.tiles * c.B * c.H, 1}, {k::kAttnThreads, 1}, [&] { k::attention_bwd_dq<kDp, P, kAsync>(a); });
+    } else if constexpr (k::kAttnWgDqWidth<kDp, P>) {
+      static_assert(k::kAttnWgSmemBytes<kDp, P, true> <= vl::simt::kMaxDynamicShared, "fits");
+      if (!a.vec) throw std::runtime_error("the wgmma dq kernel needs 16-byte aligned rows");
+      // The packed keys and values (NaN-filled, so a chunk never written shows), then the query tiles.
+      k::AttnFwdArgs kv_args{};
+      kv_args.k = a.k, kv_args.v = a.v, kv_args.H = a.H, kv_args.M = a.M, kv_args.D = a.D;
+      kv_args.k_rope = a.k_rope, kv_args.vec = a.vec;
+      std::vector<uint16_t> kv(static_cast<size_t>(k::attn_wg_packed_elems<kDp, P, true>(c.B * c.H, c.M)), 0xffff);
+      const int64_t chunks = static_cast<int64_t>(kv.size() / 8 / P::kParts);
+      launch({static_cast<int>((chunks + 255) / 256), 1}, {256, 1}, [&] { k::attention_pack_kv<kDp, P, true>(kv_args, chunks, kv.data()); });
+      a.tiles = (c.N + k::kAttnWgRows - 1) / k::kAttnWgRows;
+      launch({a.tiles * c.B * c.H, 1}, {k::kAttnWgThreads, 1}, [&] { k::attention_bwd_dq_wgmma<kDp, P>(a, kv.data()); });
+    } else {
+      throw std::runtime_error("no wgmma dq kernel for D = " + std::to_string(c.D));
+    }
   };
   with_padded_d(c.D, [&](auto kd) {
     if (async)
@@ -431,7 +448,7 @@ void test_backward(const Case& c, Layout layout, double tol, std::mt19937& rng, 
     return g;
   };
   const char* names[] = {"separate", "packed qkv", "packed kv"};
-  const std::string what = arith_name<P>() + " backward (" + (async ? "cp.async" : "plain loads") + "), " +
+  const std::string what = arith_name<P>() + " backward (" + (async ? "cp.async" : "plain loads") + (wgmma_dq ? ", dq on wgmma" : "") + "), " +
                            names[static_cast<int>(layout)] + " gradients, " + shape(c);
   const double eq = max_err(gather(dq, c.N), ref.dq), ek = max_err(gather(dk, c.M), ref.dk),
                ev = max_err(gather(dv, c.M), ref.dv);
@@ -627,6 +644,22 @@ int main() {
     explicit_positions(c.kp, c.M, rng);
     c.k_same = false;
     test_forward<k::AttnSplit>(c, kTol, rng, true);
+  }
+  // The Hopper dq kernel (the dk/dv kernel above beside it): two query
+  // tiles with a ragged end, blocks of 64 keys wrapping the 3-stage ring;
+  // packed qkv gradients; D 128 (bf16); the split at D 64; D 20 padded to 32.
+  test_backward<k::AttnBf16>(grid_case("two query tiles, five key blocks, ragged", 1, 2, 260, 260, 64, 17, -1), Layout::PackedQKV, 5e-3,
+                             rng, true, true);
+  {
+    Case c = grid_case("cross attention, sr 4, D 128", 2, 1, 40, 150, 128, 8, 0);
+    c.kp.cols = 15, c.kp.step = 4.0f, c.kp.bias = 0.75f, c.k_same = false;
+    test_backward<k::AttnF16>(c, Layout::Separate, 3e-4, rng, true, true);
+  }
+  test_backward<k::AttnSplit>(grid_case("class token grid, D 64", 1, 2, 197, 197, 64, 14, -1), Layout::Separate, kTol, rng, true, true);
+  {
+    Case c = grid_case("D 20 padded to 32, rope off", 3, 2, 9, 9, 20, 3, 0);
+    c.rope = false, c.scale = 0.3;
+    test_backward<k::AttnBf16>(c, Layout::Separate, 5e-3, rng, true, true);
   }
   return vl::simt_test::finish();
 }

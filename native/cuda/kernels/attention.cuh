@@ -150,20 +150,6 @@ VL_GLOBAL void VL_LAUNCH_BOUNDS(kAttnThreads) attention_fwd(const AttnFwdArgs a)
 
 // ---- backward ----
 
-struct AttnBwdArgs {
-  AttnTensor q, k, v;
-  AttnTensor dout;  // [B, N, heads·D] as [B, N, heads, D] (sh = D)
-  const float* lse;  // [B, heads, N], natural log
-  const float* delta;  // [B, heads, N]: rowsum(dout ⊙ out), attention_bwd_delta
-  AttnOutTensor dq, dk, dv;  // written through their strides (views of a packed tensor or not)
-  int H, N, M, D;
-  int tiles;  // ceil(M / 64) for attention_bwd_dkdv, ceil(N / 64) for attention_bwd_dq
-  float scale, scale_log2;
-  const float* q_rope;
-  const float* k_rope;
-  bool vec;  // q, k, v, dout rows are 16-byte aligned
-};
-
 // delta[(b·heads + h)·N + n] = Σ_d dout·out over the head's columns, in fp32;
 // a warp per row, blockDim.x = 128, grid.x = ceil(rows / 4).
 VL_GLOBAL void VL_LAUNCH_BOUNDS(kAttnThreads) attention_bwd_delta(const AttnTensor dout, const AttnTensor out, int H, int N, int D, int64_t rows,
@@ -317,7 +303,7 @@ VL_GLOBAL void VL_LAUNCH_BOUNDS(kAttnThreads) attention_bwd_dq(const AttnBwdArgs
   const Own qt{smem}, dt{smem + Own::kElems};
   const Stream kt{smem + 2 * Own::kElems}, vt{smem + 2 * Own::kElems + Stream::kElems};
   float* stage = attn_bwd_stage_tiles<kDp, P>(smem);
-  const int lane = simt::lane(), warp = simt::warp(), g = lane >> 2;
+  const int warp = simt::warp();
   const int pair = simt::block_x() / a.tiles, n0 = simt::block_x() % a.tiles * kAttnRows;
   const int b = pair / a.H, h = pair % a.H;
   const float* q = a.q.data + b * a.q.sb + h * a.q.sh;
@@ -330,12 +316,7 @@ VL_GLOBAL void VL_LAUNCH_BOUNDS(kAttnThreads) attention_bwd_dq(const AttnBwdArgs
   attn_fill(qt, q + n0 * a.q.st, a.q.st, a.N - n0, a.D, attn_table_rows(a.q_rope, n0, a.D), a.vec);
   attn_fill(dt, dout + n0 * a.dout.st, a.dout.st, a.N - n0, a.D, nullptr, a.vec);
   float lse2[2], delta[2];
-  for (int half = 0; half < 2; ++half) {
-    const int r = row0 + g + 8 * half;
-    const int64_t i = static_cast<int64_t>(pair) * a.N + r;
-    lse2[half] = r < a.N ? a.lse[i] * kLog2e : 0.0f;
-    delta[half] = r < a.N ? a.delta[i] : 0.0f;
-  }
+  attn_row_stats(a, pair, row0, lse2, delta);
   float dq[kDp / 8][4] = {};
   const auto q_frag = [&](int ks, uint32_t(&f)[P::kParts][4]) { attn_a_frag(qt, 16 * warp, ks, f); };
   const auto d_frag = [&](int ks, uint32_t(&f)[P::kParts][4]) { attn_a_frag(dt, 16 * warp, ks, f); };

@@ -330,6 +330,33 @@ struct AttnFwdArgs {
   bool vec;  // q, k, v rows are 16-byte aligned
 };
 
+// The backward's arguments (attention.cuh's kernels, the Hopper dq kernel).
+struct AttnBwdArgs {
+  AttnTensor q, k, v;
+  AttnTensor dout;  // [B, N, heads·D] as [B, N, heads, D] (sh = D)
+  const float* lse;  // [B, heads, N], natural log
+  const float* delta;  // [B, heads, N]: rowsum(dout ⊙ out), attention_bwd_delta
+  AttnOutTensor dq, dk, dv;  // written through their strides (views of a packed tensor or not)
+  int H, N, M, D;
+  int tiles;  // ceil(M / 64) for attention_bwd_dkdv, ceil(N / 64) for attention_bwd_dq
+  float scale, scale_log2;
+  const float* q_rope;
+  const float* k_rope;
+  bool vec;  // q, k, v, dout rows are 16-byte aligned
+};
+
+// The log-sum-exp (times log2 e) and delta of this lane's two rows (row0 +
+// lane/4 and 8 further) of a warp's 16 queries of a (batch, head) pair; 0
+// past N.
+VL_DEVICE void attn_row_stats(const AttnBwdArgs& a, int pair, int row0, float lse2[2], float delta[2]) {
+  for (int half = 0; half < 2; ++half) {
+    const int r = row0 + (simt::lane() >> 2) + 8 * half;
+    const int64_t i = static_cast<int64_t>(pair) * a.N + r;
+    lse2[half] = r < a.N ? a.lse[i] * kLog2e : 0.0f;
+    delta[half] = r < a.N ? a.delta[i] : 0.0f;
+  }
+}
+
 // The first rows of a (batch, head) pair's queries, keys and values.
 struct AttnPairRows {
   const float *q, *k, *v;

@@ -50,57 +50,83 @@ constexpr int kAttnWgKeys = kDp <= 64 && P::kParts == 1 ? 128 : 64;
 template <int kDp>
 constexpr bool kAttnWgmmaWidth = kDp == 32 || kDp == 64 || kDp == 96 || kDp == 128;
 
-// A packed block: kBN keys then the values, each as kParts parts (hi, lo)
-// of kBN·kDp 16-bit values.
+// A packed block of kBN keys: kTensors tensors, each as kParts parts (hi,
+// lo) of kBN·kDp 16-bit values. The forward's (kDq false): the keys rotated
+// (rows: key-major) and the values transposed (channel-major); the dq
+// kernel's: the keys rotated, the values (rows), and the keys rotated and
+// transposed. Tensor 1 is always the values.
+template <int kDp, typename P, bool kDq = false>
+struct AttnPack {
+  static constexpr int kBN = kDq ? 64 : kAttnWgKeys<kDp, P>;
+  static constexpr int kTensors = kDq ? 3 : 2;
+  static constexpr int kPartElems = kBN * kDp;
+  static constexpr int kBlockBytes = 2 * kTensors * P::kParts * kPartElems;
+  VL_DEVICE static bool transposed(int t) { return kDq ? t == 2 : t == 1; }
+};
 template <int kDp, typename P>
-constexpr int kAttnWgPartElems = kAttnWgKeys<kDp, P> * kDp;
+constexpr int kAttnWgPartElems = AttnPack<kDp, P>::kPartElems;
 template <int kDp, typename P>
-constexpr int kAttnWgStageBytes = 2 * 2 * P::kParts * kAttnWgPartElems<kDp, P>;
+constexpr int kAttnWgStageBytes = AttnPack<kDp, P>::kBlockBytes;
 // Shared memory: the ring of packed blocks (the queries' f32 staging tile
-// before it), the padded query tile of attn_fill, then the ring's full and
-// empty mbarriers (room for 3 stages each).
+// before it), the padded tiles of attn_fill, then the ring's full and empty
+// mbarriers (room for 3 stages each).
 template <int kDp, typename P>
 constexpr int kAttnWgQBytes = (2 * AttnTile<kAttnWgRows, kDp, P>::kElems + 15) / 16 * 16;
 constexpr int kAttnWgBarrierBytes = 2 * 3 * 8;
 // Blocks in flight: 3, or 2 where 3 would not fit (the split at D 128).
-template <int kDp, typename P>
-constexpr int kAttnWgStages = 3 * kAttnWgStageBytes<kDp, P> + kAttnWgQBytes<kDp, P> + kAttnWgBarrierBytes <= 227 * 1024 ? 3 : 2;
-template <int kDp, typename P>
-constexpr int kAttnWgSmemBytes = kAttnWgStages<kDp, P> * kAttnWgStageBytes<kDp, P> + kAttnWgQBytes<kDp, P> + kAttnWgBarrierBytes;
+// The padded tiles after the ring: the queries' (and dOut's in the dq kernel).
+template <int kDp, typename P, bool kDq = false>
+constexpr int kAttnWgTileBytes = (kDq ? 2 : 1) * kAttnWgQBytes<kDp, P> + kAttnWgBarrierBytes;
+template <int kDp, typename P, bool kDq = false>
+constexpr int kAttnWgStages = 3 * AttnPack<kDp, P, kDq>::kBlockBytes + kAttnWgTileBytes<kDp, P, kDq> <= 227 * 1024 ? 3 : 2;
+template <int kDp, typename P, bool kDq = false>
+constexpr int kAttnWgSmemBytes = kAttnWgStages<kDp, P, kDq> * AttnPack<kDp, P, kDq>::kBlockBytes + kAttnWgTileBytes<kDp, P, kDq>;
 
-// The packed keys and values of one call, in 16-bit values: pairs · blocks
-// packed blocks (blocks = ceil(M / kBN)).
-template <int kDp, typename P>
+// The packed blocks of one call, in 16-bit values: pairs · ceil(M / kBN) blocks.
+template <int kDp, typename P, bool kDq = false>
 int64_t attn_wg_packed_elems(int64_t pairs, int M) {
-  constexpr int kBN = kAttnWgKeys<kDp, P>;
-  return pairs * ((M + kBN - 1) / kBN) * (kAttnWgStageBytes<kDp, P> / 2);
+  using L = AttnPack<kDp, P, kDq>;
+  return pairs * ((M + L::kBN - 1) / L::kBN) * (L::kBlockBytes / 2);
 }
 
 // One thread per 16-byte chunk e < chunks of the hi parts (chunks =
 // attn_wg_packed_elems / 8 / kParts; grid.x = ceil(chunks / 256), blockDim.x
 // = 256), which also writes the chunk's lo (AttnSplit) into `out`: chunk c
-// of `which` (0 keys, 1 values) of block j of pair p, e = ((p·blocks + j)·2 +
-// which)·chunks_per_part + c. A key chunk is 8 channels of one key, a value
-// chunk one channel of 8 keys; keys past M and channels past D are zero.
-// a: the call's arguments (k, v, their RoPE table, H, M, D, vec).
-template <int kDp, typename P>
+// of tensor t of block j of pair p, e = ((p·blocks + j)·kTensors + t)·
+// chunks_per_part + c. Laid out as wgmma's no-swizzle K-major core matrices
+// (8 rows x 8 columns of 16 bytes): a key-major tensor's (key/8, d/8) at
+// ((key/8)·kDp/8 + d/8)·128, a channel-major one's (d/8, key/8) at
+// ((d/8)·kBN/8 + key/8)·128. Keys past M and channels past D are zero.
+// a: the call's keys and values (k, v, the keys' RoPE table, H, M, D, vec).
+template <int kDp, typename P, bool kDq = false>
 VL_GLOBAL void VL_LAUNCH_BOUNDS(256) attention_pack_kv(const AttnFwdArgs a, int64_t chunks, uint16_t* VL_RESTRICT out) {
-  constexpr int kBN = kAttnWgKeys<kDp, P>, kPart = kAttnWgPartElems<kDp, P>, kChunks = kPart / 8;
+  using L = AttnPack<kDp, P, kDq>;
+  constexpr int kBN = L::kBN, kPart = L::kPartElems, kChunks = kPart / 8;
   const int64_t e = static_cast<int64_t>(simt::block_x()) * 256 + simt::thread_x();
   if (e >= chunks) return;
-  const int c = static_cast<int>(e % kChunks), which = static_cast<int>(e / kChunks % 2);
-  const int64_t pb = e / kChunks / 2;
+  const int c = static_cast<int>(e % kChunks), t = static_cast<int>(e / kChunks % L::kTensors);
+  const int64_t pb = e / kChunks / L::kTensors;
   const int blocks = (a.M + kBN - 1) / kBN;
   const int j = static_cast<int>(pb % blocks), core = c / 8, row = c % 8;
   const AttnPairRows in = attn_pair_rows(a, static_cast<int>(pb / blocks));
+  const bool keys = t != 1;
+  const float* src = keys ? in.k : in.v;
+  const int64_t stride = keys ? a.k.st : a.v.st;
+  const float* table = keys ? a.k_rope : nullptr;
   float v[8];
-  if (which == 0) {
+  if (!L::transposed(t)) {
+    // 8 channels of one key.
     const int key = j * kBN + 8 * (core / (kDp / 8)) + row, d0 = 8 * (core % (kDp / 8));
-    attn_load_rotated4(in.k, a.k.st, key, d0, a.M, a.D, a.k_rope, a.vec, v);
-    attn_load_rotated4(in.k, a.k.st, key, d0 + 4, a.M, a.D, a.k_rope, a.vec, v + 4);
+    attn_load_rotated4(src, stride, key, d0, a.M, a.D, table, a.vec, v);
+    attn_load_rotated4(src, stride, key, d0 + 4, a.M, a.D, table, a.vec, v + 4);
   } else {
+    // One channel of 8 keys (its rotation pairs it with its neighbours: a group of 4 each).
     const int d = 8 * (core / (kBN / 8)) + row, key0 = j * kBN + 8 * (core % (kBN / 8));
-    for (int i = 0; i < 8; ++i) v[i] = key0 + i < a.M && d < a.D ? in.v[static_cast<int64_t>(key0 + i) * a.v.st + d] : 0.0f;
+    for (int i = 0; i < 8; ++i) {
+      float g[4];
+      attn_load_rotated4(src, stride, key0 + i, d & ~3, a.M, a.D, table, a.vec, g);
+      v[i] = g[d & 3];
+    }
   }
   uint32_t hi[4], lo[4];
   for (int i = 0; i < 4; ++i) attn_split2<P>(v[2 * i], v[2 * i + 1], hi[i], lo[i]);
@@ -144,6 +170,63 @@ VL_DEVICE void attn_wgmma_wait(float* acc) {
   for (int i = 0; i < kN; ++i) simt::wgmma_fence_operand(acc[i]);
 }
 
+// The ring of packed blocks (kStages stages of kStage bytes at smem) and
+// its mbarriers: `full` (one arrival, the producer's expect_tx, and the
+// block's bytes) and `empty` (every consumer thread) per stage. Thread 0
+// initializes them; a block barrier must follow before any use.
+template <int kStages>
+VL_DEVICE void attn_wg_ring_init(uint64_t* full, uint64_t* empty) {
+  if (simt::thread_x() != 0) return;
+  for (int s = 0; s < kStages; ++s) {
+    simt::mbarrier_init(&full[s], 1);
+    simt::mbarrier_init(&empty[s], kAttnWgConsumers);
+  }
+  simt::fence_mbarrier_init();
+}
+
+// The roles after the prologue. The producer warpgroup hands its registers
+// to the consumers, and its first thread streams the pair's `blocks` packed
+// blocks (kv + pair·blocks·kStage bytes on) into the ring, block j into
+// stage j % kStages once the consumers have released the block before it
+// there (round r - 1: phase parity (r-1) & 1); false for its threads. True
+// for the consumers, who take the registers.
+template <int kStages, int kStage>
+VL_DEVICE bool attn_wg_consumer(unsigned char* smem, uint64_t* full, uint64_t* empty, const uint16_t* kv, int pair, int blocks) {
+  if (simt::thread_x() < kAttnWgConsumers) {
+    simt::setmaxnreg_inc<kAttnWgConsumerRegs>();
+    return true;
+  }
+  simt::setmaxnreg_dec<kAttnWgProducerRegs>();
+  if (simt::thread_x() != kAttnWgConsumers) return false;
+  const unsigned char* src = reinterpret_cast<const unsigned char*>(kv) + static_cast<int64_t>(pair) * blocks * kStage;
+  for (int j = 0; j < blocks; ++j) {
+    const int s = j % kStages;
+    if (j >= kStages) simt::mbarrier_wait(&empty[s], ((j / kStages) - 1) & 1);
+    simt::mbarrier_arrive_expect_tx(&full[s], kStage);
+    simt::bulk_load(smem + s * kStage, src + static_cast<int64_t>(j) * kStage, kStage, &full[s]);
+  }
+  return false;
+}
+
+// Block-wide: 128 rows (n0.. of a pair's `x` rows, `rows` of them valid) staged
+// through cp.async in the ring's space (`stage`) by the consumers, then
+// rotated by `table` (or not) and split into the padded tile. Ends with a
+// block barrier: the staging space is free again.
+template <int kDp, typename P>
+VL_DEVICE void attn_wg_fill(const AttnTile<kAttnWgRows, kDp, P>& tile, float* stage, const float* x, int64_t stride, int rows,
+                            int D, const float* table) {
+  const bool consumer = simt::thread_x() < kAttnWgConsumers;
+  if (consumer) attn_stage<kAttnWgRows, kDp, kAttnWgConsumers>(stage, x, stride, rows, D);
+  simt::cp_async_commit();
+  simt::cp_async_wait<0>();
+  // The ring's bytes, written here by cp.async (the generic proxy), are next
+  // written by the producer's bulk copies (the async proxy): each writer fences.
+  simt::fence_proxy_async();
+  simt::sync_threads();
+  if (consumer) attn_fill<kAttnWgRows, kDp, P, kAttnWgConsumers>(tile, stage, kDp, rows, D, table, true);
+  simt::sync_threads();
+}
+
 // grid.x = ceil(N / 128) · B · heads (a.q_tiles = ceil(N / 128)), blockDim.x
 // = kAttnWgThreads, kAttnWgSmemBytes<kDp, P> of dynamic shared memory; q rows
 // 16-byte aligned (a.vec); kv: attention_pack_kv<kDp, P>'s output for the
@@ -159,51 +242,18 @@ VL_GLOBAL void VL_LAUNCH_BOUNDS_1(kAttnWgThreads) attention_fwd_wgmma(const Attn
   const AttnTile<kAttnWgRows, kDp, P> qt{reinterpret_cast<uint16_t*>(smem + kStages * kStage)};
   uint64_t* full = reinterpret_cast<uint64_t*>(smem + kStages * kStage + kAttnWgQBytes<kDp, P>);
   uint64_t* empty = full + kStages;
-  const int warp = simt::warp(), tid = simt::thread_x();
-  const bool consumer = tid < kAttnWgConsumers;
+  const int warp = simt::warp();
   const int pair = simt::block_x() / a.q_tiles, n0 = simt::block_x() % a.q_tiles * kAttnWgRows;
   const float* q = attn_pair_rows(a, pair).q;
 
-  if (tid == 0) {
-    for (int s = 0; s < kStages; ++s) {
-      simt::mbarrier_init(&full[s], 1);
-      simt::mbarrier_init(&empty[s], kAttnWgConsumers);
-    }
-    simt::fence_mbarrier_init();
-  }
-  // Queries (the consumers): staged in the ring's space, rotated into the
-  // padded tile, then each warp's 16 rows (16·warp: warp w%4 of warpgroup
-  // w/4 holds rows 16(w%4) of the group's 64) as A fragments for every k16 slice.
-  float* stage = reinterpret_cast<float*>(smem);
-  if (consumer) attn_stage<kAttnWgRows, kDp, kAttnWgConsumers>(stage, q + n0 * a.q.st, a.q.st, a.N - n0, a.D);
-  simt::cp_async_commit();
-  simt::cp_async_wait<0>();
-  // The ring's bytes, written here by cp.async (the generic proxy), are next
-  // written by the producer's bulk copies (the async proxy): each writer fences.
-  simt::fence_proxy_async();
-  simt::sync_threads();
-  if (consumer)
-    attn_fill<kAttnWgRows, kDp, P, kAttnWgConsumers>(qt, stage, kDp, a.N - n0, a.D, attn_table_rows(a.q_rope, n0, a.D), true);
-  // The staged queries are read (and the barriers initialized): the ring may fill.
-  simt::sync_threads();
-
+  attn_wg_ring_init<kStages>(full, empty);
+  // Queries: rotated into the padded tile (which also publishes the
+  // barriers), then, in the consumers, each warp's 16 rows (16·warp: warp
+  // w%4 of warpgroup w/4 holds rows 16(w%4) of the group's 64) as A
+  // fragments for every k16 slice.
+  attn_wg_fill(qt, reinterpret_cast<float*>(smem), q + n0 * a.q.st, a.q.st, a.N - n0, a.D, attn_table_rows(a.q_rope, n0, a.D));
   const int blocks = (a.M + kBN - 1) / kBN;
-  if (!consumer) {
-    // The producer: block j goes to stage j % kStages once the consumers
-    // have released the block before it there (round r - 1: parity (r-1) & 1).
-    simt::setmaxnreg_dec<kAttnWgProducerRegs>();
-    if (tid == kAttnWgConsumers) {
-      const unsigned char* src = reinterpret_cast<const unsigned char*>(kv) + static_cast<int64_t>(pair) * blocks * kStage;
-      for (int j = 0; j < blocks; ++j) {
-        const int s = j % kStages;
-        if (j >= kStages) simt::mbarrier_wait(&empty[s], ((j / kStages) - 1) & 1);
-        simt::mbarrier_arrive_expect_tx(&full[s], kStage);
-        simt::bulk_load(smem + s * kStage, src + static_cast<int64_t>(j) * kStage, kStage, &full[s]);
-      }
-    }
-    return;
-  }
-  simt::setmaxnreg_inc<kAttnWgConsumerRegs>();
+  if (!attn_wg_consumer<kStages, kStage>(smem, full, empty, kv, pair, blocks)) return;
   uint32_t qf[kDp / 16][P::kParts][4];
   VL_UNROLL
   for (int ks = 0; ks < kDp / 16; ++ks) attn_a_frag(qt, 16 * warp, ks, qf[ks]);
@@ -250,6 +300,95 @@ VL_GLOBAL void VL_LAUNCH_BOUNDS_1(kAttnWgThreads) attention_fwd_wgmma(const Attn
     turn(std::true_type{}, std::false_type{}, blocks);
   }
   attn_fwd_finish<kDp>(o, m, l, a, pair, n0 + 16 * warp);
+}
+
+// The Hopper dq kernel: the head widths and arithmetics whose registers fit
+// (queries and dOut as A fragments, dq, S and dP accumulators, dS fragments):
+// every 16-bit width, the hi/lo split up to D 64.
+template <int kDp, typename P>
+constexpr bool kAttnWgDqWidth = kAttnWgmmaWidth<kDp> && (P::kParts == 1 || kDp <= 64);
+
+// dq for 128 queries of one (batch, head) on wgmma: grid.x = a.tiles · B ·
+// heads (a.tiles = ceil(N / 128)), blockDim.x = kAttnWgThreads,
+// kAttnWgSmemBytes<kDp, P, true> of dynamic shared memory; q and dout rows
+// 16-byte aligned (a.vec); kv: attention_pack_kv<kDp, P, true>'s output for
+// the call's keys and values. Warp-specialized as the forward: the producer
+// streams the packed key blocks, each consumer warpgroup owns 64 queries,
+// keeps them (rotated) and their dOut rows as A fragments, and per key
+// block computes S = Q·Kᵀ and dP = dO·Vᵀ, P = exp2(S·scale·log2e −
+// lse·log2e), dS = P ⊙ (dP − delta), dQ += dS·K (K transposed in the
+// block); dq is scaled and rotated back at the end, as attention_bwd_dq.
+template <int kDp, typename P>
+VL_GLOBAL void VL_LAUNCH_BOUNDS_1(kAttnWgThreads) attention_bwd_dq_wgmma(const AttnBwdArgs a, const uint16_t* kv) {
+  using L = AttnPack<kDp, P, true>;
+  constexpr int kBN = L::kBN, kStage = L::kBlockBytes, kPart = 2 * L::kPartElems, kTensor = P::kParts * kPart;
+  constexpr int kStages = kAttnWgStages<kDp, P, true>;
+  static_assert(kAttnWgDqWidth<kDp, P>, "no wgmma dq kernel of this width and arithmetic");
+  static_assert(kStages * kStage >= 4 * kAttnWgRows * kDp, "the queries' staging tile fits in the ring");
+  unsigned char* smem = simt::dynamic_shared();
+  const AttnTile<kAttnWgRows, kDp, P> qt{reinterpret_cast<uint16_t*>(smem + kStages * kStage)},
+      dt{reinterpret_cast<uint16_t*>(smem + kStages * kStage + kAttnWgQBytes<kDp, P>)};
+  uint64_t* full = reinterpret_cast<uint64_t*>(smem + kStages * kStage + 2 * kAttnWgQBytes<kDp, P>);
+  uint64_t* empty = full + kStages;
+  const int warp = simt::warp();
+  const int pair = simt::block_x() / a.tiles, n0 = simt::block_x() % a.tiles * kAttnWgRows;
+  const int b = pair / a.H, h = pair % a.H;
+
+  attn_wg_ring_init<kStages>(full, empty);
+  // The queries (rotated) and dOut rows into their padded tiles.
+  const auto rows_of = [&](const AttnTensor& x) { return x.data + b * x.sb + h * x.sh + n0 * x.st; };
+  attn_wg_fill(qt, reinterpret_cast<float*>(smem), rows_of(a.q), a.q.st, a.N - n0, a.D, attn_table_rows(a.q_rope, n0, a.D));
+  attn_wg_fill(dt, reinterpret_cast<float*>(smem), rows_of(a.dout), a.dout.st, a.N - n0, a.D, nullptr);
+  const int blocks = (a.M + kBN - 1) / kBN;
+  if (!attn_wg_consumer<kStages, kStage>(smem, full, empty, kv, pair, blocks)) return;
+  // Each warp's 16 rows of the queries and of dOut as A fragments.
+  uint32_t qf[kDp / 16][P::kParts][4], df[kDp / 16][P::kParts][4];
+  VL_UNROLL
+  for (int ks = 0; ks < kDp / 16; ++ks) {
+    attn_a_frag(qt, 16 * warp, ks, qf[ks]);
+    attn_a_frag(dt, 16 * warp, ks, df[ks]);
+  }
+  const int row0 = n0 + 16 * warp;
+  float lse2[2], delta[2];
+  attn_row_stats(a, pair, row0, lse2, delta);
+  float dq[kDp / 8][4];
+  VL_UNROLL
+  for (int j = 0; j < kDp / 8; ++j) dq[j][0] = dq[j][1] = dq[j][2] = dq[j][3] = 0.0f;
+  for (int j = 0; j < blocks; ++j) {
+    const int s = j % kStages;
+    simt::mbarrier_wait(&full[s], (j / kStages) & 1);
+    const unsigned char* block = smem + s * kStage;
+    float sc[kBN / 8][4], dp[kBN / 8][4];
+    VL_UNROLL
+    for (int i = 0; i < kBN / 8; ++i) sc[i][0] = sc[i][1] = sc[i][2] = sc[i][3] = dp[i][0] = dp[i][1] = dp[i][2] = dp[i][3] = 0.0f;
+    // Each zero in its own register before the products: else the compiler copies dP's zeros from
+    // an S accumulator the first product is writing, and ptxas waits for it (C7517).
+    VL_UNROLL
+    for (int i = 0; i < kBN / 2; ++i) {
+      simt::wgmma_fence_operand((&sc[0][0])[i]);
+      simt::wgmma_fence_operand((&dp[0][0])[i]);
+    }
+    attn_wgmma<P, kBN>(&sc[0][0], qf, block, kPart, 128 * (kDp / 8));
+    attn_wgmma<P, kBN>(&dp[0][0], df, block + kTensor, kPart, 128 * (kDp / 8));
+    attn_wgmma_wait<kBN / 2>(&sc[0][0]);
+    VL_UNROLL
+    for (int i = 0; i < kBN / 2; ++i) simt::wgmma_fence_operand((&dp[0][0])[i]);
+    // Keys past M are zero rows of K: whatever dS they get adds nothing to dQ.
+    VL_UNROLL
+    for (int c = 0; c < kBN / 8; ++c)
+      VL_UNROLL
+      for (int i = 0; i < 4; ++i) {
+        const float p = exp2f(sc[c][i] * a.scale_log2 - lse2[i >> 1]);
+        dp[c][i] = p * (dp[c][i] - delta[i >> 1]);
+      }
+    uint32_t f[kBN / 16][P::kParts][4];
+    attn_acc_to_a<kBN, P>(dp, f);
+    attn_wgmma<P, kDp>(&dq[0][0], f, block + 2 * kTensor, kPart, 128 * (kBN / 8));
+    attn_wgmma_wait<kDp / 2>(&dq[0][0]);
+    // This thread's products on the block are done: its stage may be refilled.
+    simt::mbarrier_arrive(&empty[s]);
+  }
+  attn_store_rows<kDp>(dq, a.dq.data + b * a.dq.sb + h * a.dq.sh, a.dq.st, row0, a.N, a.D, a.scale, a.q_rope);
 }
 
 }  // namespace kernels
