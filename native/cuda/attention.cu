@@ -247,11 +247,13 @@ void attention_backward(const KernelCall& c) {
         constexpr int smem = kernels::kAttnBwdSmemBytes<kDp, P, kAsync>;
         allow_shared<kernels::attention_bwd_dkdv<kDp, P, kAsync>>(smem, dev, "attentionBackward", d.D);
         allow_shared<kernels::attention_bwd_dq<kDp, P, kAsync>>(smem, dev, "attentionBackward", d.D);
-        a.tiles = key_tiles;
-        kernels::attention_bwd_dkdv<kDp, P, kAsync><<<static_cast<unsigned>(key_tiles) * pairs, kernels::kAttnThreads,
-                                                      smem, stream>>>(a);
-        check_launch("attention_bwd_dkdv", dev);
-        // On a Hopper device dq runs on wgmma where there is a kernel for the width and arithmetic.
+        // On a Hopper device dk/dv and dq run on wgmma where there are kernels for the width and arithmetic.
+        if (!(hopper && launch_attention_bwd_dkdv_wgmma(a, static_cast<int>(pairs), P{}, stream, c.device))) {
+          a.tiles = key_tiles;
+          kernels::attention_bwd_dkdv<kDp, P, kAsync><<<static_cast<unsigned>(key_tiles) * pairs, kernels::kAttnThreads,
+                                                        smem, stream>>>(a);
+          check_launch("attention_bwd_dkdv", dev);
+        }
         if (hopper && launch_attention_bwd_dq_wgmma(a, static_cast<int>(pairs), P{}, stream, c.device)) return;
         a.tiles = query_tiles;
         kernels::attention_bwd_dq<kDp, P, kAsync><<<static_cast<unsigned>(query_tiles) * pairs, kernels::kAttnThreads,

@@ -16,26 +16,29 @@ namespace cuda {
 namespace {
 
 // Packs the keys and values of `pairs` (batch, head) pairs for the Hopper
-// kernels (the forward's layout, or the dq kernel's with kDq) into a
+// kernels (in the layout kKind of kernels::AttnPack) into a
 // temporary buffer from `device`'s allocator, handed back right after
 // queuing (the device's work runs in stream order); then queues `blocks`
 // blocks of `kernel` on it. a: the keys and values (k, v, k_rope, H, M, D, vec).
-template <int kDp, typename P, bool kDq, typename Kernel, typename Args>
+// `more(buffer)` queues any further packing into the buffer (the dk/dv
+// kernel's stats) before the kernel.
+template <int kDp, typename P, int kKind, typename Kernel, typename Args, typename More>
 void pack_and_launch(const kernels::AttnFwdArgs& a, int pairs, int64_t blocks, Kernel kernel, const Args& args,
-                     const char* name, cudaStream_t stream, Device device) {
+                     const char* name, cudaStream_t stream, Device device, More more) {
   const int dev = device.index;
   if (blocks == 0) return;
   VL_CHECK(blocks <= INT_MAX, ErrorCode::Shape, "attention: up to ", INT_MAX, " query tiles of ", kernels::kAttnWgRows,
            " rows on CUDA, got ", blocks);
-  const int64_t elems = kernels::attn_wg_packed_elems<kDp, P, kDq>(pairs, a.M);
+  const int64_t elems = kernels::attn_wg_packed_elems<kDp, P, kKind>(pairs, a.M);
   StoragePtr packed = backend_for(device).allocate(device, static_cast<size_t>(elems) * sizeof(uint16_t));
   uint16_t* kv = static_cast<uint16_t*>(packed->data());
   const int64_t chunks = elems / 8 / P::kParts, pack_blocks = (chunks + 255) / 256;
   VL_CHECK(pack_blocks <= INT_MAX, ErrorCode::Shape, "attention: too many keys to pack for one CUDA launch: ", pairs,
            " (batch, head) pairs of ", a.M);
-  kernels::attention_pack_kv<kDp, P, kDq><<<static_cast<unsigned>(pack_blocks), 256, 0, stream>>>(a, chunks, kv);
+  kernels::attention_pack_kv<kDp, P, kKind><<<static_cast<unsigned>(pack_blocks), 256, 0, stream>>>(a, chunks, kv);
   check_launch("attention_pack_kv", dev);
-  constexpr int smem = kernels::kAttnWgSmemBytes<kDp, P, kDq>;
+  more(kv);
+  constexpr int smem = kernels::kAttnWgSmemBytes<kDp, P, kKind>;
   static std::atomic<uint64_t> granted{0};
   allow_dynamic_shared(kernel, smem, dev, granted);
   kernel<<<static_cast<unsigned>(blocks), kernels::kAttnWgThreads, smem, stream>>>(args, kv);
@@ -45,8 +48,8 @@ void pack_and_launch(const kernels::AttnFwdArgs& a, int pairs, int64_t blocks, K
 template <int kDp, typename P>
 void launch(kernels::AttnFwdArgs a, int pairs, cudaStream_t stream, Device device) {
   a.q_tiles = (a.N + kernels::kAttnWgRows - 1) / kernels::kAttnWgRows;
-  pack_and_launch<kDp, P, false>(a, pairs, static_cast<int64_t>(a.q_tiles) * pairs, kernels::attention_fwd_wgmma<kDp, P>, a,
-                                 "attention_fwd_wgmma", stream, device);
+  pack_and_launch<kDp, P, kernels::kAttnPackFwd>(a, pairs, static_cast<int64_t>(a.q_tiles) * pairs, kernels::attention_fwd_wgmma<kDp, P>, a,
+                                 "attention_fwd_wgmma", stream, device, [](uint16_t*) {});
 }
 
 template <int kDp, typename P>
@@ -54,8 +57,25 @@ void launch_dq(kernels::AttnBwdArgs a, int pairs, cudaStream_t stream, Device de
   kernels::AttnFwdArgs kv{};
   kv.k = a.k, kv.v = a.v, kv.k_rope = a.k_rope, kv.H = a.H, kv.M = a.M, kv.D = a.D, kv.vec = a.vec;
   a.tiles = (a.N + kernels::kAttnWgRows - 1) / kernels::kAttnWgRows;
-  pack_and_launch<kDp, P, true>(kv, pairs, static_cast<int64_t>(a.tiles) * pairs, kernels::attention_bwd_dq_wgmma<kDp, P>, a,
-                                "attention_bwd_dq_wgmma", stream, device);
+  pack_and_launch<kDp, P, kernels::kAttnPackDq>(kv, pairs, static_cast<int64_t>(a.tiles) * pairs, kernels::attention_bwd_dq_wgmma<kDp, P>, a,
+                                "attention_bwd_dq_wgmma", stream, device, [](uint16_t*) {});
+}
+
+template <int kDp, typename P>
+void launch_dkdv(kernels::AttnBwdArgs a, int pairs, cudaStream_t stream, Device device) {
+  // The packed rows are the queries (rotated) and dOut, with their lse and delta.
+  kernels::AttnFwdArgs qd{};
+  qd.k = a.q, qd.v = a.dout, qd.k_rope = a.q_rope, qd.H = a.H, qd.M = a.N, qd.D = a.D, qd.vec = a.vec;
+  a.tiles = (a.M + kernels::kAttnWgRows - 1) / kernels::kAttnWgRows;
+  using L = kernels::AttnPack<kDp, P, kernels::kAttnPackDkdv>;
+  const auto stats = [&](uint16_t* out) {
+    const int64_t rows = static_cast<int64_t>(pairs) * ((a.N + L::kBN - 1) / L::kBN) * L::kBN;
+    kernels::attention_pack_stats<kDp, P><<<static_cast<unsigned>((rows + 255) / 256), 256, 0, stream>>>(a, rows, out);
+    check_launch("attention_pack_stats", device.index);
+  };
+  pack_and_launch<kDp, P, kernels::kAttnPackDkdv>(qd, pairs, static_cast<int64_t>(a.tiles) * pairs,
+                                                  kernels::attention_bwd_dkdv_wgmma<kDp, P>, a, "attention_bwd_dkdv_wgmma", stream,
+                                                  device, stats);
 }
 
 template <typename P>
@@ -78,6 +98,19 @@ bool launch_dq_for_width(const kernels::AttnBwdArgs& a, int pairs, cudaStream_t 
     constexpr int kDp = decltype(kd)::value;
     if constexpr (kernels::kAttnWgDqWidth<kDp, P>) {
       launch_dq<kDp, P>(a, pairs, stream, device);
+      launched = true;
+    }
+  });
+  return launched;
+}
+
+template <typename P>
+bool launch_dkdv_for_width(const kernels::AttnBwdArgs& a, int pairs, cudaStream_t stream, Device device) {
+  bool launched = false;
+  kernels::attn_with_padded_d(a.D, [&](auto kd) {
+    constexpr int kDp = decltype(kd)::value;
+    if constexpr (kernels::kAttnWgDkdvWidth<kDp, P>) {
+      launch_dkdv<kDp, P>(a, pairs, stream, device);
       launched = true;
     }
   });
@@ -108,6 +141,16 @@ bool launch_attention_bwd_dq_wgmma(kernels::AttnBwdArgs a, int pairs, kernels::A
 }
 bool launch_attention_bwd_dq_wgmma(kernels::AttnBwdArgs a, int pairs, kernels::AttnF16, cudaStream_t stream, Device device) {
   return launch_dq_for_width<kernels::AttnF16>(a, pairs, stream, device);
+}
+
+bool launch_attention_bwd_dkdv_wgmma(kernels::AttnBwdArgs a, int pairs, kernels::AttnSplit, cudaStream_t stream, Device device) {
+  return launch_dkdv_for_width<kernels::AttnSplit>(a, pairs, stream, device);
+}
+bool launch_attention_bwd_dkdv_wgmma(kernels::AttnBwdArgs a, int pairs, kernels::AttnBf16, cudaStream_t stream, Device device) {
+  return launch_dkdv_for_width<kernels::AttnBf16>(a, pairs, stream, device);
+}
+bool launch_attention_bwd_dkdv_wgmma(kernels::AttnBwdArgs a, int pairs, kernels::AttnF16, cudaStream_t stream, Device device) {
+  return launch_dkdv_for_width<kernels::AttnF16>(a, pairs, stream, device);
 }
 
 }  // namespace cuda

@@ -1,6 +1,6 @@
 // The Hopper path of the attention (attention_sm90.cu, built for sm_90a):
-// the forward on wgmma at every precision, and the backward's dq
-// (kernels/attention_wgmma.cuh).
+// the forward on wgmma at every precision, and the backward's dq and dk/dv
+// where their registers fit (kernels/attention_wgmma.cuh).
 // cuda/attention.cu asks wgmma_attention_available() and otherwise launches
 // the mma.sync kernel of kernels/attention.cuh, which runs everywhere.
 #pragma once
@@ -35,6 +35,12 @@ bool launch_attention_wgmma(const kernels::AttnFwdArgs& a, int pairs, kernels::A
 bool launch_attention_bwd_dq_wgmma(kernels::AttnBwdArgs a, int pairs, kernels::AttnSplit, cudaStream_t stream, Device device);
 bool launch_attention_bwd_dq_wgmma(kernels::AttnBwdArgs a, int pairs, kernels::AttnBf16, cudaStream_t stream, Device device);
 bool launch_attention_bwd_dq_wgmma(kernels::AttnBwdArgs a, int pairs, kernels::AttnF16, cudaStream_t stream, Device device);
+
+// The same for dk and dv (attention_bwd_dkdv_wgmma): the queries, dOut,
+// their transposes and the rows' lse and delta packed, then the key tiles.
+bool launch_attention_bwd_dkdv_wgmma(kernels::AttnBwdArgs a, int pairs, kernels::AttnSplit, cudaStream_t stream, Device device);
+bool launch_attention_bwd_dkdv_wgmma(kernels::AttnBwdArgs a, int pairs, kernels::AttnBf16, cudaStream_t stream, Device device);
+bool launch_attention_bwd_dkdv_wgmma(kernels::AttnBwdArgs a, int pairs, kernels::AttnF16, cudaStream_t stream, Device device);
 
 }  // namespace cuda
 }  // namespace vl

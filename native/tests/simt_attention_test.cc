@@ -353,9 +353,12 @@ void test_forward(const Case& c, double tol, std::mt19937& rng, bool wgmma = fal
 enum class Layout { Separate, PackedQKV, PackedKV };
 
 // async: the kernels that stream their tiles through cp.async (aligned rows only).
-// wgmma_dq: dq from the Hopper kernel (attention_bwd_dq_wgmma), as attention_sm90.cu runs it.
+// wgmma: kWgDq, kWgDkdv: dq, dk and dv from the Hopper kernels (attention_bwd_dq_wgmma,
+// attention_bwd_dkdv_wgmma) as attention_sm90.cu runs them.
+constexpr int kWgDq = 1, kWgDkdv = 2;
 template <typename P>
-void test_backward(const Case& c, Layout layout, double tol, std::mt19937& rng, bool async = true, bool wgmma_dq = false) {
+void test_backward(const Case& c, Layout layout, double tol, std::mt19937& rng, bool async = true, int wgmma = 0) {
+  const bool wgmma_dq = wgmma & kWgDq, wgmma_dkdv = wgmma & kWgDkdv;
   const Inputs in = make_inputs(c, rng);
   std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
   std::vector<float> dout(static_cast<size_t>(c.B) * c.N * c.H * c.D);
@@ -410,21 +413,40 @@ void test_backward(const Case& c, Layout layout, double tol, std::mt19937& rng, 
     constexpr int kDp = decltype(kd)::value;
     constexpr bool kAsync = decltype(async)::value;
     static_assert(k::kAttnBwdSmemBytes<kDp, P, kAsync> <= vl::simt::kMaxDynamicShared, "fits the runner's shared memory");
-    a.tiles = (c.M + k::kAttnRows - 1) / k::kAttnRows;
-    launch({a.tiles * c.B * c.H, 1}, {k::kAttnThreads, 1}, [&] { k::attention_bwd_dkdv<kDp, P, kAsync>(a); });
+    if (!wgmma_dkdv) {
+      a.tiles = (c.M + k::kAttnRows - 1) / k::kAttnRows;
+      launch({a.tiles * c.B * c.H, 1}, {k::kAttnThreads, 1}, [&] { k::attention_bwd_dkdv<kDp, P, kAsync>(a); });
+    } else if constexpr (k::kAttnWgDkdvWidth<kDp, P>) {
+      static_assert(k::kAttnWgSmemBytes<kDp, P, k::kAttnPackDkdv> <= vl::simt::kMaxDynamicShared, "fits");
+      if (!a.vec) throw std::runtime_error("the wgmma dk/dv kernel needs 16-byte aligned rows");
+      // The packed queries and dOut with their stats (NaN-filled, so a chunk never written shows), then the key tiles.
+      k::AttnFwdArgs qd_args{};
+      qd_args.k = a.q, qd_args.v = a.dout, qd_args.H = a.H, qd_args.M = a.N, qd_args.D = a.D;
+      qd_args.k_rope = a.q_rope, qd_args.vec = a.vec;
+      using L = k::AttnPack<kDp, P, k::kAttnPackDkdv>;
+      std::vector<uint16_t> qd(static_cast<size_t>(k::attn_wg_packed_elems<kDp, P, k::kAttnPackDkdv>(c.B * c.H, c.N)), 0xffff);
+      const int64_t blocks = static_cast<int64_t>(c.B) * c.H * ((c.N + L::kBN - 1) / L::kBN);
+      const int64_t chunks = blocks * L::kTensors * L::kPartElems / 8, rows_total = blocks * L::kBN;
+      launch({static_cast<int>((chunks + 255) / 256), 1}, {256, 1}, [&] { k::attention_pack_kv<kDp, P, k::kAttnPackDkdv>(qd_args, chunks, qd.data()); });
+      launch({static_cast<int>((rows_total + 255) / 256), 1}, {256, 1}, [&] { k::attention_pack_stats<kDp, P>(a, rows_total, qd.data()); });
+      a.tiles = (c.M + k::kAttnWgRows - 1) / k::kAttnWgRows;
+      launch({a.tiles * c.B * c.H, 1}, {k::kAttnWgThreads, 1}, [&] { k::attention_bwd_dkdv_wgmma<kDp, P>(a, qd.data()); });
+    } else {
+      throw std::runtime_error("no wgmma dk/dv kernel for D = " + std::to_string(c.D));
+    }
     if (!wgmma_dq) {
       a.tiles = (c.N + k::kAttnRows - 1) / k::kAttnRows;
       launch({a.tiles * c.B * c.H, 1}, {k::kAttnThreads, 1}, [&] { k::attention_bwd_dq<kDp, P, kAsync>(a); });
     } else if constexpr (k::kAttnWgDqWidth<kDp, P>) {
-      static_assert(k::kAttnWgSmemBytes<kDp, P, true> <= vl::simt::kMaxDynamicShared, "fits");
+      static_assert(k::kAttnWgSmemBytes<kDp, P, k::kAttnPackDq> <= vl::simt::kMaxDynamicShared, "fits");
       if (!a.vec) throw std::runtime_error("the wgmma dq kernel needs 16-byte aligned rows");
       // The packed keys and values (NaN-filled, so a chunk never written shows), then the query tiles.
       k::AttnFwdArgs kv_args{};
       kv_args.k = a.k, kv_args.v = a.v, kv_args.H = a.H, kv_args.M = a.M, kv_args.D = a.D;
       kv_args.k_rope = a.k_rope, kv_args.vec = a.vec;
-      std::vector<uint16_t> kv(static_cast<size_t>(k::attn_wg_packed_elems<kDp, P, true>(c.B * c.H, c.M)), 0xffff);
+      std::vector<uint16_t> kv(static_cast<size_t>(k::attn_wg_packed_elems<kDp, P, k::kAttnPackDq>(c.B * c.H, c.M)), 0xffff);
       const int64_t chunks = static_cast<int64_t>(kv.size() / 8 / P::kParts);
-      launch({static_cast<int>((chunks + 255) / 256), 1}, {256, 1}, [&] { k::attention_pack_kv<kDp, P, true>(kv_args, chunks, kv.data()); });
+      launch({static_cast<int>((chunks + 255) / 256), 1}, {256, 1}, [&] { k::attention_pack_kv<kDp, P, k::kAttnPackDq>(kv_args, chunks, kv.data()); });
       a.tiles = (c.N + k::kAttnWgRows - 1) / k::kAttnWgRows;
       launch({a.tiles * c.B * c.H, 1}, {k::kAttnWgThreads, 1}, [&] { k::attention_bwd_dq_wgmma<kDp, P>(a, kv.data()); });
     } else {
@@ -448,7 +470,7 @@ void test_backward(const Case& c, Layout layout, double tol, std::mt19937& rng, 
     return g;
   };
   const char* names[] = {"separate", "packed qkv", "packed kv"};
-  const std::string what = arith_name<P>() + " backward (" + (async ? "cp.async" : "plain loads") + (wgmma_dq ? ", dq on wgmma" : "") + "), " +
+  const std::string what = arith_name<P>() + " backward (" + (async ? "cp.async" : "plain loads") + (wgmma_dq ? ", dq on wgmma" : "") + (wgmma_dkdv ? ", dk/dv on wgmma" : "") + "), " +
                            names[static_cast<int>(layout)] + " gradients, " + shape(c);
   const double eq = max_err(gather(dq, c.N), ref.dq), ek = max_err(gather(dk, c.M), ref.dk),
                ev = max_err(gather(dv, c.M), ref.dv);
@@ -645,21 +667,29 @@ int main() {
     c.k_same = false;
     test_forward<k::AttnSplit>(c, kTol, rng, true);
   }
-  // The Hopper dq kernel (the dk/dv kernel above beside it): two query
-  // tiles with a ragged end, blocks of 64 keys wrapping the 3-stage ring;
-  // packed qkv gradients; D 128 (bf16); the split at D 64; D 20 padded to 32.
+  // The Hopper backward kernels (dq; dk/dv where it has a kernel for the
+  // width): two query tiles with a ragged end, blocks of 64 keys or queries
+  // wrapping the 3-stage ring; packed qkv gradients; D 128 (dq); the split
+  // at D 64; D 96 (dk/dv, 32-query blocks); D 20 padded to 32.
   test_backward<k::AttnBf16>(grid_case("two query tiles, five key blocks, ragged", 1, 2, 260, 260, 64, 17, -1), Layout::PackedQKV, 5e-3,
-                             rng, true, true);
+                             rng, true, kWgDq | kWgDkdv);
   {
     Case c = grid_case("cross attention, sr 4, D 128", 2, 1, 40, 150, 128, 8, 0);
     c.kp.cols = 15, c.kp.step = 4.0f, c.kp.bias = 0.75f, c.k_same = false;
-    test_backward<k::AttnF16>(c, Layout::Separate, 3e-4, rng, true, true);
+    test_backward<k::AttnF16>(c, Layout::Separate, 3e-4, rng, true, kWgDq);
   }
-  test_backward<k::AttnSplit>(grid_case("class token grid, D 64", 1, 2, 197, 197, 64, 14, -1), Layout::Separate, kTol, rng, true, true);
+  test_backward<k::AttnSplit>(grid_case("class token grid, D 64", 1, 2, 197, 197, 64, 14, -1), Layout::Separate, kTol, rng, true,
+                              kWgDq | kWgDkdv);
+  {
+    // dk/dv at D 96 (blocks of 32 queries), cross attention: more keys than one block's 128.
+    Case c = grid_case("cross attention, sr 2, D 96", 1, 2, 70, 150, 96, 8, 0);
+    c.kp.cols = 15, c.kp.step = 2.0f, c.kp.bias = 0.5f, c.k_same = false;
+    test_backward<k::AttnF16>(c, Layout::PackedKV, 3e-4, rng, true, kWgDkdv);
+  }
   {
     Case c = grid_case("D 20 padded to 32, rope off", 3, 2, 9, 9, 20, 3, 0);
     c.rope = false, c.scale = 0.3;
-    test_backward<k::AttnBf16>(c, Layout::Separate, 5e-3, rng, true, true);
+    test_backward<k::AttnBf16>(c, Layout::Separate, 5e-3, rng, true, kWgDq | kWgDkdv);
   }
   return vl::simt_test::finish();
 }

@@ -38,7 +38,12 @@ template __global__ void vl::cuda::kernels::attention_bwd_dq_wgmma<64, vl::cuda:
 template __global__ void vl::cuda::kernels::attention_bwd_dq_wgmma<128, vl::cuda::kernels::AttnBf16>(vl::cuda::kernels::AttnBwdArgs, const uint16_t*);
 template __global__ void vl::cuda::kernels::attention_bwd_dq_wgmma<128, vl::cuda::kernels::AttnF16>(vl::cuda::kernels::AttnBwdArgs, const uint16_t*);
 template __global__ void vl::cuda::kernels::attention_bwd_dq_wgmma<64, vl::cuda::kernels::AttnSplit>(vl::cuda::kernels::AttnBwdArgs, const uint16_t*);
-template __global__ void vl::cuda::kernels::attention_pack_kv<64, vl::cuda::kernels::AttnSplit, true>(vl::cuda::kernels::AttnFwdArgs, int64_t, uint16_t*);
+template __global__ void vl::cuda::kernels::attention_bwd_dkdv_wgmma<64, vl::cuda::kernels::AttnBf16>(vl::cuda::kernels::AttnBwdArgs, const uint16_t*);
+template __global__ void vl::cuda::kernels::attention_bwd_dkdv_wgmma<96, vl::cuda::kernels::AttnF16>(vl::cuda::kernels::AttnBwdArgs, const uint16_t*);
+template __global__ void vl::cuda::kernels::attention_bwd_dkdv_wgmma<64, vl::cuda::kernels::AttnSplit>(vl::cuda::kernels::AttnBwdArgs, const uint16_t*);
+template __global__ void vl::cuda::kernels::attention_pack_kv<64, vl::cuda::kernels::AttnSplit, vl::cuda::kernels::kAttnPackDkdv>(vl::cuda::kernels::AttnFwdArgs, int64_t, uint16_t*);
+template __global__ void vl::cuda::kernels::attention_pack_stats<64, vl::cuda::kernels::AttnSplit>(vl::cuda::kernels::AttnBwdArgs, int64_t, uint16_t*);
+template __global__ void vl::cuda::kernels::attention_pack_kv<64, vl::cuda::kernels::AttnSplit, vl::cuda::kernels::kAttnPackDq>(vl::cuda::kernels::AttnFwdArgs, int64_t, uint16_t*);
 
 template __global__ void vl::cuda::kernels::softmax_rows<128>(const float*, float*, float*, int);
 
