@@ -4,8 +4,9 @@
 //     3-pass path; bf16 inputs too if the op takes them), head width 64 and
 //     128, N = 197 .. 16384, as a fraction of the device's dense bf16 peak;
 //     peer: the same kernel with `rope: false` (the cost of RoPE). The
-//     forward at f32 and bf16 precision (wgmma on compute capability 9.0)
-//     against VLLAMA_CUDA_ATTENTION=mma, and at bf16 against `rope: false`.
+//     forward and backward at f32 and bf16 precision (wgmma on compute
+//     capability 9.0) against VLLAMA_CUDA_ATTENTION=mma, and the forward at
+//     bf16 against `rope: false`.
 //   gemm: the model's linear shapes, packed bf16 and f16 weights (1 pass) against f32
 //     weights (3 passes), TFLOP/s and fraction of peak; and the packed rows
 //     on the default kernel choice (wgmma on compute capability 9.0) against
@@ -149,8 +150,9 @@ async function attentionRows(ctx) {
           });
         }
         if (dtype === 'f32') {
-          // The forward at each precision against VLLAMA_CUDA_ATTENTION=mma (the
-          // Hopper kernels' gain), and at bf16 against rope: false as well.
+          // The forward and backward at each precision against
+          // VLLAMA_CUDA_ATTENTION=mma (the Hopper kernels' gain), and the
+          // forward at bf16 against rope: false as well.
           for (const precision of ['f32', 'bf16']) {
             const at = (opts) => fwd({ ...opts, precision });
             const oursMs = await deviceMs(at(withRope), ctx.seconds);
@@ -163,6 +165,16 @@ async function attentionRows(ctx) {
               ctx.row({ ...row, case: name, peer: 'same kernel, rope: false', peer_ms: +plainMs.toFixed(3), ratio: +(plainMs / oursMs).toFixed(3) });
             }
             ctx.row({ ...row, case: `${name}: default kernel vs mma.sync`, peer: 'VLLAMA_CUDA_ATTENTION=mma', peer_ms: +mmaMs.toFixed(3), ratio: +(mmaMs / oursMs).toFixed(3) });
+            // The backward likewise (the Hopper dq and dk/dv kernels where they exist for D and the precision).
+            const back = bwd({ ...withRope, precision }, sRope);
+            const bwdMs = await deviceMs(back, ctx.seconds);
+            const bwdMmaMs = await withEnv('VLLAMA_CUDA_ATTENTION', 'mma', () => deviceMs(back, ctx.seconds));
+            const btf = tflops(2.5 * flops, bwdMs);
+            ctx.row({
+              bench: 'cuda', case: `attention bwd precision=${precision} D=${D} h=${heads} N=${N} B=${B}: default kernel vs mma.sync`,
+              ours_ms: +bwdMs.toFixed(3), tflops: +btf.toFixed(1), peak_fraction: fraction(btf, ctx.peak.tflops),
+              peer: 'VLLAMA_CUDA_ATTENTION=mma', peer_ms: +bwdMmaMs.toFixed(3), ratio: +(bwdMmaMs / bwdMs).toFixed(3),
+            });
           }
         }
         dispose([q, k, v, dOut, sRope.out, sRope.lse, sPlain.out, sPlain.lse]);
