@@ -1,10 +1,12 @@
-// The Hopper (sm_90a) forward of the fused AS2DRoPE flash attention, for
+// The Hopper (sm_90a) kernels of the fused AS2DRoPE flash attention, for
 // every arithmetic of attention_fwd (AttnSplit: f32 as bf16 hi + lo and three
-// products; AttnBf16, AttnF16: one): its contract and results (up to the
-// order of f32 sums), with both products on wgmma. Kernel source
-// shared by nvcc (compiled for sm_90a) and the SIMT runner.
+// products; AttnBf16, AttnF16: one): the contract and results (up to the
+// order of f32 sums) of the forward and of the backward's dq and dk/dv
+// (attention_bwd_dq_wgmma, attention_bwd_dkdv_wgmma, below), every product
+// on wgmma. Kernel source shared by nvcc (compiled for sm_90a) and the SIMT
+// runner.
 //
-// Two kernels per call:
+// The forward, two kernels per call:
 //   attention_pack_kv: once per call, the keys of every (batch, head) pair
 //     rotated and rounded to 16 bits (hi, then lo for AttnSplit), and the
 //     values rounded and transposed, into blocks of kBN keys laid out as
