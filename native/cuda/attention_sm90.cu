@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <climits>
+#include <type_traits>
 
 #include "core/backend.h"
 #include "core/error.h"
@@ -78,43 +79,38 @@ void launch_dkdv(kernels::AttnBwdArgs a, int pairs, cudaStream_t stream, Device 
                                                   device, stats);
 }
 
-template <typename P>
-bool launch_for_width(const kernels::AttnFwdArgs& a, int pairs, cudaStream_t stream, Device device) {
+// Calls launch(kd) for D's padded width kd when has(kd) (a std::bool_constant) says there is a kernel; false otherwise.
+template <typename Has, typename Launch>
+bool launch_if_width(int D, Has has, Launch launch) {
   bool launched = false;
-  kernels::attn_with_padded_d(a.D, [&](auto kd) {
-    constexpr int kDp = decltype(kd)::value;
-    if constexpr (kernels::kAttnWgmmaWidth<kDp>) {
-      launch<kDp, P>(a, pairs, stream, device);
+  kernels::attn_with_padded_d(D, [&](auto kd) {
+    if constexpr (decltype(has(kd))::value) {
+      launch(kd);
       launched = true;
     }
   });
   return launched;
+}
+
+template <typename P>
+bool launch_for_width(const kernels::AttnFwdArgs& a, int pairs, cudaStream_t stream, Device device) {
+  return launch_if_width(
+      a.D, [](auto kd) { return std::bool_constant<kernels::kAttnWgmmaWidth<decltype(kd)::value>>{}; },
+      [&](auto kd) { launch<decltype(kd)::value, P>(a, pairs, stream, device); });
 }
 
 template <typename P>
 bool launch_dq_for_width(const kernels::AttnBwdArgs& a, int pairs, cudaStream_t stream, Device device) {
-  bool launched = false;
-  kernels::attn_with_padded_d(a.D, [&](auto kd) {
-    constexpr int kDp = decltype(kd)::value;
-    if constexpr (kernels::kAttnWgDqWidth<kDp, P>) {
-      launch_dq<kDp, P>(a, pairs, stream, device);
-      launched = true;
-    }
-  });
-  return launched;
+  return launch_if_width(
+      a.D, [](auto kd) { return std::bool_constant<kernels::kAttnWgDqWidth<decltype(kd)::value, P>>{}; },
+      [&](auto kd) { launch_dq<decltype(kd)::value, P>(a, pairs, stream, device); });
 }
 
 template <typename P>
 bool launch_dkdv_for_width(const kernels::AttnBwdArgs& a, int pairs, cudaStream_t stream, Device device) {
-  bool launched = false;
-  kernels::attn_with_padded_d(a.D, [&](auto kd) {
-    constexpr int kDp = decltype(kd)::value;
-    if constexpr (kernels::kAttnWgDkdvWidth<kDp, P>) {
-      launch_dkdv<kDp, P>(a, pairs, stream, device);
-      launched = true;
-    }
-  });
-  return launched;
+  return launch_if_width(
+      a.D, [](auto kd) { return std::bool_constant<kernels::kAttnWgDkdvWidth<decltype(kd)::value, P>>{}; },
+      [&](auto kd) { launch_dkdv<decltype(kd)::value, P>(a, pairs, stream, device); });
 }
 
 }  // namespace

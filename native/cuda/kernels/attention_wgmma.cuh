@@ -70,10 +70,6 @@ struct AttnPack {
   VL_DEVICE static bool of_y(int t) { return t == 1 || (kKind == kAttnPackDkdv && t == 2); }
   VL_DEVICE static bool transposed(int t) { return kKind == kAttnPackFwd ? t == 1 : kKind == kAttnPackDq ? t == 2 : t >= 2; }
 };
-template <int kDp, typename P>
-constexpr int kAttnWgPartElems = AttnPack<kDp, P>::kPartElems;
-template <int kDp, typename P>
-constexpr int kAttnWgStageBytes = AttnPack<kDp, P>::kBlockBytes;
 // Shared memory: the ring of packed blocks (the queries' f32 staging tile
 // before it), the padded tiles of attn_fill, then the ring's full and empty
 // mbarriers (room for 3 stages each).
@@ -202,10 +198,10 @@ VL_DEVICE void attn_wgmma_scores(float (&s)[kN / 8][4], float (&dp)[kN / 8][4], 
   for (int i = 0; i < kN / 2; ++i) simt::wgmma_fence_operand((&dp[0][0])[i]);
 }
 
-// The ring of packed blocks (kStages stages of kStage bytes at smem) and
-// its mbarriers: `full` (one arrival, the producer's expect_tx, and the
-// block's bytes) and `empty` (every consumer thread) per stage. Thread 0
-// initializes them; a block barrier must follow before any use.
+// The mbarriers of the ring of packed blocks (kStages stages): `full` (one
+// arrival, the producer's expect_tx, and the block's bytes) and `empty`
+// (every consumer thread) per stage. Thread 0 initializes them; a block
+// barrier must follow before any use.
 template <int kStages>
 VL_DEVICE void attn_wg_ring_init(uint64_t* full, uint64_t* empty) {
   if (simt::thread_x() != 0) return;
@@ -265,7 +261,8 @@ VL_DEVICE void attn_wg_fill(const AttnTile<kAttnWgRows, kDp, P>& tile, float* st
 // same call (16-byte aligned). kDp: kAttnWgmmaWidth.
 template <int kDp, typename P>
 VL_GLOBAL void VL_LAUNCH_BOUNDS_1(kAttnWgThreads) attention_fwd_wgmma(const AttnFwdArgs a, const uint16_t* kv) {
-  constexpr int kBN = kAttnWgKeys<kDp, P>, kStage = kAttnWgStageBytes<kDp, P>, kPart = 2 * kAttnWgPartElems<kDp, P>;
+  using L = AttnPack<kDp, P>;
+  constexpr int kBN = L::kBN, kStage = L::kBlockBytes, kPart = 2 * L::kPartElems;
   constexpr int kStages = kAttnWgStages<kDp, P>;
   static_assert(kAttnWgmmaWidth<kDp>, "no wgmma of this width");
   static_assert(kStages * kStage >= 4 * kAttnWgRows * kDp, "the queries' staging tile fits in the ring");
